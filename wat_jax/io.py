@@ -13,7 +13,8 @@ from typing import Any, Iterable
 import numpy as np
 
 
-def _atomic(path: str, write_fn, mode: str) -> None:
+def atomic_write(path: str, write_fn, mode: str = "wb") -> None:
+    """Calls write_fn(file) on a temporary file, then renames it over `path`."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
@@ -30,7 +31,7 @@ def _atomic(path: str, write_fn, mode: str) -> None:
 
 
 def write_text(path: str, text: str) -> None:
-    _atomic(path, lambda f: f.write(text), "w")
+    atomic_write(path, lambda f: f.write(text), "w")
 
 
 def write_json(path: str, obj: Any) -> None:
@@ -42,7 +43,7 @@ def write_jsonl(path: str, rows: Iterable[dict]) -> None:
 
 
 def write_npy(path: str, array: np.ndarray) -> None:
-    _atomic(path, lambda f: np.save(f, array, allow_pickle=False), "wb")
+    atomic_write(path, lambda f: np.save(f, array, allow_pickle=False), "wb")
 
 
 def append_jsonl(path: str, row: dict) -> None:

@@ -1,0 +1,120 @@
+"""Evaluation from a checkpoint: restore read-only, embed on every device, score.
+
+The trainer's checkpoint manager is never used here; a read-only one restores
+the chosen step. Motion embeddings are computed data-parallel and gathered
+across devices and hosts before any ranking, so every process scores the whole
+gallery (ranking per device would score each shard against itself only).
+"""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from jax.sharding import PartitionSpec as P
+
+from wat_jax import checkpointing, io, parallel, train
+from wat_jax.errors import InputError
+from wat_jax.run_log import Progress
+
+
+class Embedder:
+    """A restored model's two towers as host functions over numpy arrays."""
+
+    def __init__(self, model, params, mesh, batch_size: int):
+        self.model, self.params, self.mesh = model, params, mesh
+        self.batch_size = batch_size
+
+        def motion_fn(params, motion, mask):
+            return model.apply({"params": params}, motion, mask, method="embed_motion")
+
+        self._motion = jax.jit(jax.shard_map(
+            motion_fn, mesh=mesh, in_specs=(P(), P(parallel.AXIS), P(parallel.AXIS)),
+            out_specs=P(parallel.AXIS), check_vma=False))
+        self._text = jax.jit(lambda p, t: model.apply({"params": p}, t, method="embed_text"))
+
+    def motion(self, motion: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """[N, T, J, F], [N, T] -> [N, E] on every process (all rows, input order).
+
+        Every process passes the same full arrays (memory-mapped is fine) and
+        feeds only its rows of each padded global batch.
+        """
+        n, b = motion.shape[0], self.batch_size
+        rows = parallel.process_rows(b, self.mesh)
+        out, progress = [], Progress("embed motion", n, unit="windows")
+        for start in range(0, n, b):
+            idx = np.arange(start, start + b)
+            valid = idx < n
+            idx = np.where(valid, idx, 0)[rows]
+            local_mask = np.asarray(mask[idx], bool) & valid[rows][:, None]
+            batch = parallel.shard_batch(
+                {"motion": np.asarray(motion[idx], np.float32), "mask": local_mask},
+                self.mesh, b)
+            emb = self._motion(self.params, batch["motion"], batch["mask"])
+            out.append(parallel.to_host(emb)[valid])
+            if (start // b) % 50 == 49:
+                progress.update(min(start + b, n))
+        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+    def text(self, text_emb: np.ndarray) -> np.ndarray:
+        """Frozen text vectors [M, D] -> joint-space [M, E]."""
+        return np.asarray(self._text(self.params, jnp.asarray(text_emb, jnp.float32)))
+
+
+def restore_embedder(config, workdir: str, task, step: int | None = None):
+    """Restores `step` (latest when None) read-only; returns (Embedder, step)."""
+    mesh = parallel.make_mesh(config.get("num_devices") or None)
+    batch_size = config.eval.batch_size or config.batch_size
+    parallel.check_batch_size(batch_size, mesh, "eval.batch_size")
+    ckpt = checkpointing.Checkpointer(workdir, 0, None, read_only=True)
+    steps = ckpt.all_steps()
+    if not steps:
+        raise InputError(f"{checkpointing.checkpoint_dir(workdir)}: no checkpoint to evaluate; "
+                         "run --mode=train first")
+    step = max(steps) if step is None or step < 0 else step
+    if step not in steps:
+        raise InputError(f"{checkpointing.checkpoint_dir(workdir)}: no checkpoint at step "
+                         f"{step}; have {sorted(steps)}")
+    example = task.train_batcher(config, workdir, parallel.process_rows(
+        config.batch_size, mesh)).batch(0)
+    model = train.create_model(config, example["text"].shape[-1], example["labels"].shape[-1])
+    tx = train.make_optimizer(config.optim, config.total_steps)
+    abstract = jax.eval_shape(lambda: train.create_train_state(model, tx, config.seed, example))
+    abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=parallel.replicated(mesh)),
+        abstract)
+    state, _ = ckpt.restore(step, abstract)
+    ckpt.close()
+    return Embedder(model, state.params, mesh, batch_size), step
+
+
+def evaluate(config, workdir: str, task) -> str:
+    """Scores a checkpoint; writes and returns DIR/eval/step_<N>.json."""
+    step = config.eval.step if config.eval.step >= 0 else None
+    embedder, step = restore_embedder(config, workdir, task, step)
+    results = task.evaluate(config, workdir, embedder, step)
+    results = dict(results, step=step, task=config.task)
+    path = os.path.join(workdir, "eval", f"step_{step}.json")
+    if jax.process_index() == 0:
+        io.write_json(path, results)
+        logging.info("wrote %s", path)
+    return path
+
+
+def summary_table(path: str) -> str:
+    """The headline numbers of an eval JSON as a small text table."""
+    with open(path) as f:
+        results = json.load(f)
+    rows = [(k, v) for k, v in results.items() if isinstance(v, (int, float))]
+    random = results.get("random", {})
+    width = max((len(k) for k, _ in rows), default=4)
+    lines = [f"{'metric':<{width}}  {'model':>8}  {'random':>8}", "-" * (width + 20)]
+    for key, value in rows:
+        if key == "step":
+            continue
+        base = random.get(key)
+        base_s = f"{base:8.4f}" if isinstance(base, (int, float)) else f"{'':8}"
+        lines.append(f"{key:<{width}}  {value:8.4f}  {base_s}")
+    return f"{path} (step {results.get('step')})\n" + "\n".join(lines)
