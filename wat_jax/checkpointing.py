@@ -89,3 +89,24 @@ class Checkpointer:
 
 def checkpoint_dir_of(manager) -> str:
     return str(manager.directory)
+
+
+def read_state_numpy(workdir: str, step: int | None = None) -> tuple[int, dict]:
+    """Reads a checkpoint's state as nested numpy arrays, with no model at hand.
+
+    For inspection, tests and tools; training and evaluation restore against an
+    abstract target instead, so structure mismatches fail loudly.
+    """
+    ckpt = Checkpointer(workdir, 0, None, read_only=True)
+    step = ckpt.latest_step() if step is None else step
+    if step is None:
+        raise InputError(f"{checkpoint_dir(workdir)}: no checkpoint")
+    # Restoring as numpy arrays skips device placement, so a checkpoint written
+    # by any number of processes and devices reads back on this one.
+    path = os.path.join(checkpoint_dir(workdir), str(step), "state")
+    with ocp.PyTreeCheckpointer() as reader:
+        meta = reader.metadata(path).item_metadata.tree
+        restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), meta)
+        state = reader.restore(path, args=ocp.args.PyTreeRestore(restore_args=restore_args))
+    ckpt.close()
+    return step, jax.tree.map(np.asarray, state)

@@ -33,7 +33,7 @@ def base_config() -> ml_collections.ConfigDict:
         dim=0))  # only the toy task reads it (its vectors are generated)
 
     c.optim = ml_collections.ConfigDict(dict(
-        lr=2e-4, weight_decay=0.1, b1=0.9, b2=0.999, schedule="constant", warmup_steps=0,
+        lr=2e-4, weight_decay=0.1, b1=0.9, b2=0.999, eps=1e-8, schedule="constant", warmup_steps=0,
         final_lr_fraction=0.0, grad_clip=1.0, max_consecutive_skips=10))
 
     c.loss = ml_collections.ConfigDict(dict(

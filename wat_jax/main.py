@@ -30,7 +30,7 @@ FLAGS = flags.FLAGS
 def _check_workdir(workdir: str) -> None:
     try:
         os.makedirs(workdir, exist_ok=True)
-        probe = os.path.join(workdir, ".write-probe")
+        probe = os.path.join(workdir, f".write-probe-{os.getpid()}")
         with open(probe, "w"):
             pass
         os.unlink(probe)
@@ -64,6 +64,25 @@ def run(config, workdir: str, mode: str) -> None:
             getattr(task, stage)(config, workdir)
 
 
+def parse_flags(argv):
+    """absl's parser, with config errors (typos, bad values) as one line and exit 2."""
+    try:
+        rest = FLAGS(argv)
+        FLAGS.config.get("task")  # a missing config file only raises when first read
+        return rest
+    except flags.Error as e:
+        message = str(e)
+        if "Traceback" in message:  # an exception inside get_config: keep its last line
+            message = f"{message.split(':', 1)[0]}: {message.strip().splitlines()[-1]}"
+    except OSError as e:
+        message = f"--config: {str(e).splitlines()[0]}: {str(e).strip().splitlines()[-1].strip()}"
+    except (KeyError, AttributeError, TypeError, ValueError) as e:
+        detail = e.args[0] if isinstance(e, KeyError) and e.args else e
+        message = f"bad --config override: {detail}"
+    print("error: " + " ".join(str(message).split()), file=sys.stderr)
+    sys.exit(2)
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -78,4 +97,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

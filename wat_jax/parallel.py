@@ -32,9 +32,11 @@ def maybe_initialize_distributed(
         return
     if jax.distributed.is_initialized():
         return
-    if jax.default_backend() == "cpu" or os.environ.get("JAX_PLATFORMS", "") == "cpu":
-        # CPU collectives across processes need gloo (the default does none).
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    # CPU collectives across processes need gloo (the default has none); the
+    # setting only affects the CPU backend, so it is safe on GPU and TPU hosts.
+    # (Asking jax which backend is in use would start it, which must not
+    # happen before initialize.)
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     kwargs = {}
     if explicit:
         kwargs = dict(coordinator_address=coordinator_address or None,

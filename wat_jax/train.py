@@ -67,7 +67,7 @@ def make_optimizer(optim: ml_collections.ConfigDict, total_steps: int):
     decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)
     return optax.chain(
         optax.clip_by_global_norm(optim.grad_clip) if optim.grad_clip > 0 else optax.identity(),
-        optax.adamw(schedule, b1=optim.b1, b2=optim.b2, weight_decay=optim.weight_decay,
+        optax.adamw(schedule, b1=optim.b1, b2=optim.b2, eps=optim.eps, weight_decay=optim.weight_decay,
                     mask=decay_mask))
 
 
@@ -120,7 +120,7 @@ def make_train_step(model, tx, loss_cfg, mesh, global_batch: int):
             skipped=state.skipped + skipped,
             consecutive_skips=jnp.where(ok, 0, state.consecutive_skips + 1),
             position=state.position + global_batch)
-        metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads),
+        metrics = dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads),
                        skipped_steps=new_state.skipped)
         return new_state, metrics
 
@@ -158,6 +158,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task) ->
     Returns:
       The final train state (replicated on the mesh).
     """
+    # SIGTERM from here on (compilation included) ends in a checkpoint.
+    previous_handler = _Stop.install()
+    try:
+        return _train(config, workdir, task)
+    finally:
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
+
+
+def _train(config, workdir: str, task) -> TrainState:
     # Mesh: one 'data' axis over every device.
     mesh = parallel.make_mesh(config.get("num_devices") or None)
     parallel.check_batch_size(config.batch_size, mesh)
@@ -200,7 +210,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task) ->
     writer = MetricWriter(workdir)
     start = int(state.step)
     progress = Progress("train", config.total_steps, start)
-    previous_handler = _Stop.install()
     max_skips = config.optim.max_consecutive_skips
     position = int(state.position)  # host copy; the step advances the device copy alike
     try:
@@ -228,6 +237,4 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task) ->
         # Final save: wait for async writes before the process exits.
         ckpt.close()
         writer.close()
-        if previous_handler is not None:
-            signal.signal(signal.SIGTERM, previous_handler)
     return state

@@ -1,0 +1,97 @@
+"""The data-parallel step: 8 devices equal 1, the loss falls, one compilation, skips."""
+
+import jax
+import numpy as np
+import pytest
+
+from experiments import toy as toy_config
+from wat_jax import parallel, train
+from wat_jax.tasks import toy
+
+
+def _setup(loss_name, num_devices, **loss_overrides):
+    config = toy_config.get_config("smoke")
+    config.model.dropout = 0.0  # dropout masks depend on the device layout
+    config.loss.name = loss_name
+    config.loss.update(loss_overrides)
+    config.text.targets = ("description", "name")
+    # Adam divides by sqrt(v): entries whose true gradient is zero (e.g. the
+    # attention key bias) turn float rounding noise into lr-sized steps, whose
+    # sign differs between any two summation orders. A larger eps keeps such
+    # entries still, so the comparison tests the parallel step, not rounding.
+    config.optim.eps = 1e-3
+    if loss_name == "mse" and config.loss.ce_weight:
+        config.optim.lr = 1e-3
+    mesh = parallel.make_mesh(num_devices)
+    batcher = toy.train_batcher(config, None, slice(0, config.batch_size))
+    example = batcher.batch(0)
+    model = train.create_model(config, example["text"].shape[-1], example["labels"].shape[-1])
+    tx = train.make_optimizer(config.optim, config.total_steps)
+    state = parallel.replicate(train.create_train_state(model, tx, config.seed, example), mesh)
+    step = train.make_train_step(model, tx, config.loss, mesh, config.batch_size)
+    return config, mesh, batcher, state, step
+
+
+def _run(loss_name, num_devices, steps=3, **loss_overrides):
+    config, mesh, batcher, state, step = _setup(loss_name, num_devices, **loss_overrides)
+    losses = []
+    for i in range(steps):
+        batch = parallel.shard_batch(batcher.batch(i * config.batch_size), mesh,
+                                     config.batch_size)
+        state, metrics = step(state, batch)
+        losses.append(float(metrics["loss"]))
+    return jax.tree.map(np.asarray, state.params), losses
+
+
+@pytest.mark.parametrize("loss_name,overrides", [
+    ("infonce", dict(targets="soft")),
+    ("infonce", dict(targets="multi_positive")),
+    ("siglip", dict(targets="multi_positive")),
+    ("triplet", dict(margin=1.0)),
+    ("mse", dict(ce_weight=1.0, weight=0.4)),
+])
+def test_eight_devices_equal_one_device(loss_name, overrides):
+    params8, losses8 = _run(loss_name, 8, **overrides)
+    params1, losses1 = _run(loss_name, 1, **overrides)
+    np.testing.assert_allclose(losses8, losses1, rtol=1e-5, atol=1e-6)
+    flat8, flat1 = jax.tree.leaves(params8), jax.tree.leaves(params1)
+    worst = max(float(np.abs(a - b).max()) for a, b in zip(flat8, flat1))
+    assert worst <= 1e-5, worst
+    # The parameters moved, so the equality above says something.
+    _, _, _, init_state, _ = _setup(loss_name, 1, **overrides)
+    moved = max(float(np.abs(a - np.asarray(b)).max())
+                for a, b in zip(flat1, jax.tree.leaves(init_state.params)))
+    assert moved > 1e-4
+
+
+def test_loss_falls_on_a_fixed_batch_and_the_step_compiles_once():
+    config, mesh, batcher, state, step = _setup("infonce", 8, targets="multi_positive")
+    batch = parallel.shard_batch(batcher.batch(0), mesh, config.batch_size)
+    losses = []
+    for _ in range(25):
+        state, metrics = step(state, batch)
+        losses.append(float(metrics["loss"]))
+    assert losses[-1] < 0.5 * losses[0], losses
+    assert step._cache_size() == 1
+
+
+def test_non_finite_batch_skips_the_update_and_is_counted():
+    config, mesh, batcher, state, step = _setup("mse", 8)
+    host = batcher.batch(0)
+    host["motion"][3, 0, 0, 0] = np.nan
+    before = jax.tree.map(np.asarray, state.params)
+    state, metrics = step(state, parallel.shard_batch(host, mesh, config.batch_size))
+    assert int(state.skipped) == 1 and int(state.consecutive_skips) == 1
+    assert float(metrics["skipped_steps"]) == 1.0
+    for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(state.params)):
+        np.testing.assert_array_equal(a, np.asarray(b))
+    # A finite batch afterwards updates again and resets the consecutive count.
+    state, _ = step(state, parallel.shard_batch(batcher.batch(16), mesh, config.batch_size))
+    assert int(state.skipped) == 1 and int(state.consecutive_skips) == 0
+
+
+def test_batch_not_divisible_by_devices_is_a_clear_error():
+    from wat_jax.errors import InputError
+
+    with pytest.raises(InputError, match="batch_size=12 is not divisible by the 8 devices"):
+        parallel.check_batch_size(12, parallel.make_mesh(8))

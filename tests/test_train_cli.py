@@ -1,0 +1,166 @@
+"""The entry point end to end: outputs, exact resume after kill -9, SIGTERM,
+two processes, and one-line errors for bad input."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from wat_jax import checkpointing
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _cmd(workdir, mode="train", *overrides, config="experiments/toy.py:smoke"):
+    return [sys.executable, "-m", "wat_jax.main", f"--config={config}",
+            f"--workdir={workdir}", f"--mode={mode}", *overrides]
+
+
+def _env(devices=8):
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env["JAX_PLATFORMS"] = "cpu"
+    return env
+
+
+def _run(workdir, mode="train", *overrides, check=True, devices=8):
+    proc = subprocess.run(_cmd(workdir, mode, *overrides), cwd=ROOT, env=_env(devices),
+                          capture_output=True, text=True, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(proc.stderr[-3000:])
+    return proc
+
+
+def _params(workdir, step=None):
+    return checkpointing.read_state_numpy(str(workdir), step)[1]["params"]
+
+
+def _assert_same_params(a, b):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(x, y)
+
+
+def _metrics(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f]
+    return {r["step"]: r for r in rows}  # a resume may log a step twice; last wins
+
+
+def test_train_then_eval_writes_the_contract_files(tmp_path):
+    _run(tmp_path, "all")
+    assert json.load(open(tmp_path / "config.json"))["task"] == "toy"
+    rows = _metrics(tmp_path)
+    assert sorted(rows) == [5, 10, 15, 20]
+    assert {"train/loss", "train/steps_per_sec", "train/skipped_steps"} <= set(rows[20])
+    assert rows[20]["train/loss"] < rows[5]["train/loss"]
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["10", "20"]
+    result = json.load(open(tmp_path / "eval" / "step_20.json"))
+    assert result["step"] == 20 and result["top1"] > result["random"]["top1"]
+
+
+def test_resume_after_kill_minus_9_is_exact(tmp_path):
+    steps = ["--config.total_steps=40", "--config.checkpoint_every_steps=1",
+             "--config.keep_checkpoints=100", "--config.log_every_steps=1"]
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    _run(straight, "train", *steps)
+
+    proc = subprocess.Popen(_cmd(killed, "train", *steps), cwd=ROOT, env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt_dir = killed / "checkpoints"
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        done = [d for d in os.listdir(ckpt_dir) if d.isdigit()] if ckpt_dir.exists() else []
+        if done and max(map(int, done)) >= 12:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL  # it was killed, not finished
+    killed_at = max(int(d) for d in os.listdir(ckpt_dir) if d.isdigit())
+    assert 12 <= killed_at < 40
+
+    _run(killed, "train", *steps)
+    _assert_same_params(_params(straight, 40), _params(killed, 40))
+    a, b = _metrics(straight), _metrics(killed)
+    assert [a[s]["train/loss"] for s in range(1, 41)] == [b[s]["train/loss"] for s in range(1, 41)]
+
+
+def test_sigterm_saves_and_exits_zero(tmp_path):
+    steps = ["--config.total_steps=100000", "--config.checkpoint_every_steps=0",
+             "--config.log_every_steps=1000000"]
+    proc = subprocess.Popen(_cmd(tmp_path, "train", *steps), cwd=ROOT, env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and "stage train" not in (line := proc.stderr.readline()):
+        pass
+    time.sleep(3.0)  # into the loop, past compilation
+    proc.send_signal(signal.SIGTERM)
+    proc.stderr.read()
+    assert proc.wait(timeout=120) == 0
+    saved = [int(d) for d in os.listdir(tmp_path / "checkpoints") if d.isdigit()]
+    assert len(saved) == 1 and 0 < saved[0] < 100000
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_match_one_process(tmp_path):
+    steps = ["--config.total_steps=6", "--config.log_every_steps=1",
+             "--config.checkpoint_every_steps=0", "--config.model.dropout=0.0",
+             "--config.loss.name=infonce", "--config.text.targets=('description',)",
+             "--config.optim.eps=1e-3"]
+    single = tmp_path / "single"
+    _run(single, "train", *steps)
+    multi = tmp_path / "multi"
+    port = _free_port()
+    procs = [subprocess.Popen(
+        _cmd(multi, "train", *steps, f"--coordinator_address=127.0.0.1:{port}",
+             "--num_processes=2", f"--process_id={i}"),
+        cwd=ROOT, env=_env(devices=4), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True) for i in range(2)]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors[0][-2000:] + errors[1][-2000:]
+    a, b = _metrics(single), _metrics(multi)
+    np.testing.assert_allclose([a[s]["train/loss"] for s in range(1, 7)],
+                               [b[s]["train/loss"] for s in range(1, 7)], rtol=1e-5)
+    for x, y in zip(jax.tree.leaves(_params(single, 6)), jax.tree.leaves(_params(multi, 6))):
+        np.testing.assert_allclose(x, y, atol=1e-5)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["--config.batch_size=12"], "config.batch_size=12 is not divisible by the 8 devices"),
+    (["--config.modle.width=8"], "modle"),
+])
+def test_bad_config_is_one_clear_line(tmp_path, overrides, message):
+    proc = _run(tmp_path, "train", *overrides, check=False)
+    assert proc.returncode != 0
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_unwritable_workdir_is_one_clear_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    proc = _run(blocker / "run", "train", check=False)
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "workdir is not writable" in last
+
+
+def test_checkpoint_of_a_different_model_shape_is_refused(tmp_path):
+    _run(tmp_path, "train", "--config.total_steps=2")
+    proc = _run(tmp_path, "train", "--config.total_steps=4", "--config.model.width=48",
+                check=False)
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "different model shape" in last
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2"]  # nothing lost
