@@ -1,0 +1,137 @@
+"""BABEL-60 action recognition as nearest class text (paper task A).
+
+Each class's text is its name or the centroid of its LLM descriptions; a
+window is classified by cosine similarity to the projected class texts and
+scored with Top-1/Top-5 (a hit if any ground-truth class is in the top k),
+Top-1-norm, mAP and per-class accuracy, for both kinds of class text.
+A zero-shot option (eval.zero_shot_classes) removes those classes' windows
+from training and reports them apart.
+"""
+
+import os
+
+import numpy as np
+from absl import logging
+
+from wat_jax import metrics, plots
+from wat_jax.data import prepared
+from wat_jax.data.pipeline import Batcher, TextBank
+from wat_jax.errors import fail
+from wat_jax.tasks import common
+
+PROTOTYPES = ("name", "centroid")
+
+
+def prepare(config, workdir):
+    from wat_jax.data import babel
+
+    counts = babel.prepare(config.data, workdir, config.seed)
+    logging.info("prepared BABEL windows: %s", counts)
+
+
+def _classes(workdir) -> list[str]:
+    return prepared.read_split(workdir, "train").classes
+
+
+def _keys(workdir):
+    from wat_jax.text.describe import DescribeKey
+
+    return [DescribeKey(key=c, kind="action", phrase=c) for c in _classes(workdir)]
+
+
+def describe(config, workdir):
+    if config.describe.backend == "names":
+        logging.info("describe.backend=names: class names are the only texts")
+        return
+    common.describe_keys(_keys(workdir), config, workdir)
+
+
+def embed(config, workdir):
+    common.build_bank(_keys(workdir), config, workdir)
+
+
+def _held_out(config, classes) -> np.ndarray:
+    """Boolean [C]: classes held out of training for zero-shot evaluation."""
+    names = list(config.eval.get("zero_shot_classes", ()) or ())
+    unknown = [n for n in names if n not in classes]
+    if unknown:
+        raise fail("config.eval.zero_shot_classes", f"unknown classes {unknown}")
+    return np.isin(np.asarray(classes), names)
+
+
+def train_batcher(config, workdir, rows) -> Batcher:
+    split = prepared.read_split(workdir, "train")
+    labels = np.asarray(split.labels) > 0.5
+    keep = ~(labels[:, _held_out(config, split.classes)].any(1))
+    index = np.flatnonzero(keep)
+    if len(index) < config.batch_size:
+        raise fail(prepared.split_dir(workdir, "train"),
+                   f"{len(index)} training windows, fewer than batch_size={config.batch_size}")
+    if len(index) < len(labels):
+        logging.info("zero-shot: %d training windows with held-out classes removed",
+                     len(labels) - len(index))
+    motion, mask = split.motion, split.mask
+    if len(index) < len(labels):
+        motion, mask = motion[index], mask[index]
+    labels = labels[index]
+    keys = np.where(labels, np.arange(labels.shape[1])[None], -1)
+    keys = -np.sort(-keys, axis=1)  # each row's class ids first, then -1 padding
+    bank = TextBank.load(common.bank_path(workdir))
+    return Batcher(motion, mask, labels.astype(np.float32), keys, bank,
+                   tuple(config.text.targets), config.batch_size, rows, config.seed)
+
+
+def score(scores: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict:
+    """The BABEL-60 metrics of one score matrix [N, C] against label sets [N, C]."""
+    per_class = metrics.per_class_top1(scores, labels)
+    return {
+        "top1": metrics.topk_accuracy(scores, labels, 1),
+        "top5": metrics.topk_accuracy(scores, labels, min(5, len(classes))),
+        "top1_norm": metrics.top1_norm(scores, labels),
+        "mAP": metrics.mean_average_precision(scores.T, labels.T),
+        "per_class_top1": {c: float(v) for c, v in zip(classes, per_class)},
+    }
+
+
+def evaluate(config, workdir, embedder, step) -> dict:
+    """Scores the val windows against name and description-centroid prototypes."""
+    split = prepared.read_split(workdir, "val")
+    bank = TextBank.load(common.bank_path(workdir))
+    if bank.keys != split.classes:
+        raise fail(common.bank_path(workdir), "text bank classes differ from the prepared data; "
+                   "run --mode=embed again")
+    labels = np.asarray(split.labels) > 0.5
+    motion_emb = embedder.motion(split.motion, split.mask)
+    texts = {"name": bank.names, "centroid": bank.centroids(normalize=True)}
+    main = config.eval.get("prototype", "centroid")
+    if main not in PROTOTYPES:
+        raise fail("config.eval.prototype", f"must be one of {PROTOTYPES}, got {main!r}")
+    results = {"by_prototype": {}, "num_windows": int(len(labels)),
+               "prototype": main, "describe_backend": config.describe.backend}
+    for kind, vectors in texts.items():
+        scores = common.cosine(motion_emb, embedder.text(vectors))
+        results["by_prototype"][kind] = score(scores, labels, split.classes)
+        if kind == main:
+            main_scores = scores
+    results.update({k: v for k, v in results["by_prototype"][main].items()})
+    rand = metrics.random_scores(main_scores.shape, config.seed)
+    results["random"] = {k: v for k, v in score(rand, labels, split.classes).items()
+                         if k != "per_class_top1"}
+
+    held = _held_out(config, split.classes)
+    if held.any():
+        rows = labels[:, held].any(1)
+        results["zero_shot"] = {
+            "classes": [c for c, h in zip(split.classes, held) if h],
+            "num_windows": int(rows.sum()),
+            **{k: v for k, v in score(main_scores[rows], labels[rows], split.classes).items()
+               if k != "per_class_top1"}}
+
+    out = plots.eval_dir(workdir)
+    matrix = metrics.confusion_matrix(main_scores, labels)
+    plots.confusion_png(matrix, split.classes, os.path.join(out, f"confusion_step_{step}.png"),
+                        f"BABEL val confusion ({main} prototypes), step {step}")
+    plots.bars_png(results["per_class_top1"],
+                   os.path.join(out, f"per_class_step_{step}.png"),
+                   f"Per-class top-1, step {step}", "top-1")
+    return results

@@ -1,0 +1,146 @@
+"""DenseGait text-to-gait retrieval by appearance (paper task B).
+
+Every distinct attribute set (binarised at data.threshold) is a text key with
+its phrase and descriptions. Evaluation ranks the whole val gallery for each
+attribute-set query with graded relevance, the Jaccard overlap of attribute
+sets (NDCG@10/100), and exact-set relevance for mAP and R@k; single-attribute
+queries ("a person carrying a backpack") give per-attribute NDCG@10; gait-to-
+text ranks the query texts for each window. A seeded random ranking of the
+same gallery is scored by the same code.
+"""
+
+import os
+
+import numpy as np
+from absl import logging
+
+from wat_jax import metrics, plots
+from wat_jax.data import prepared
+from wat_jax.data.pipeline import Batcher, TextBank
+from wat_jax.errors import fail
+from wat_jax.tasks import common
+
+
+def prepare(config, workdir):
+    from wat_jax.data import densegait
+
+    counts = densegait.prepare(config.data, workdir, config.seed)
+    logging.info("prepared DenseGait windows: %s", counts)
+
+
+def _sets(labels: np.ndarray, threshold: float) -> list[tuple]:
+    from wat_jax.data import densegait
+
+    return [densegait.attribute_set(row, threshold) for row in np.asarray(labels)]
+
+
+def _keys(config, workdir):
+    """One DescribeKey per distinct attribute set in train and val, in first-seen order."""
+    from wat_jax.data import densegait
+    from wat_jax.text.describe import DescribeKey
+
+    seen = {}
+    for split in prepared.SPLITS:
+        for s in _sets(prepared.read_split(workdir, split).labels, config.data.threshold):
+            seen.setdefault(densegait.attribute_set_key(s), s)
+    return [DescribeKey(key=k, kind="appearance", phrase=densegait.describe_attributes(s))
+            for k, s in seen.items()]
+
+
+def describe(config, workdir):
+    if config.describe.backend == "names":
+        logging.info("describe.backend=names: attribute phrases are the only texts")
+        return
+    common.describe_keys(_keys(config, workdir), config, workdir)
+
+
+def embed(config, workdir):
+    common.build_bank(_keys(config, workdir), config, workdir)
+
+
+def _key_ids(labels, threshold, bank: TextBank) -> np.ndarray:
+    from wat_jax.data import densegait
+
+    lookup = {k: i for i, k in enumerate(bank.keys)}
+    ids = [lookup.get(densegait.attribute_set_key(s), -1) for s in _sets(labels, threshold)]
+    return np.asarray(ids, np.int64)
+
+
+def train_batcher(config, workdir, rows) -> Batcher:
+    split = prepared.read_split(workdir, "train")
+    bank = TextBank.load(common.bank_path(workdir))
+    ids = _key_ids(split.labels, config.data.threshold, bank)
+    if (ids < 0).any():
+        raise fail(common.bank_path(workdir), "attribute sets missing from the text bank; "
+                   "run --mode=embed again")
+    return Batcher(split.motion, split.mask, np.asarray(split.labels, np.float32), ids[:, None],
+                   bank, tuple(config.text.targets), config.batch_size, rows, config.seed)
+
+
+def retrieval(scores: np.ndarray, gains: np.ndarray, relevant: np.ndarray) -> dict:
+    """Text-to-gait metrics of one [Q, N] score matrix."""
+    return {
+        "ndcg@10": common.finite_mean(metrics.ndcg_at_k(scores, gains, 10)),
+        "ndcg@100": common.finite_mean(metrics.ndcg_at_k(scores, gains, 100)),
+        "mAP": metrics.mean_average_precision(scores, relevant),
+        "R@1": common.finite_mean(metrics.recall_at_k(scores, relevant, 1)),
+        "R@5": common.finite_mean(metrics.recall_at_k(scores, relevant, 5)),
+        "R@10": common.finite_mean(metrics.recall_at_k(scores, relevant, 10)),
+    }
+
+
+def _per_attribute(scores: np.ndarray, present: np.ndarray, names: list[str]) -> dict:
+    ndcg = metrics.ndcg_at_k(scores, present.T.astype(np.float32), 10)
+    return {n: float(v) for n, v in zip(names, ndcg) if np.isfinite(v)}
+
+
+def evaluate(config, workdir, embedder, step) -> dict:
+    from wat_jax.data import densegait
+
+    split = prepared.read_split(workdir, "val")
+    bank = TextBank.load(common.bank_path(workdir))
+    threshold = config.data.threshold
+    gallery_sets = np.asarray(split.labels) > threshold  # [N, A]
+    ids = _key_ids(split.labels, threshold, bank)
+    if (ids < 0).any():
+        raise fail(common.bank_path(workdir), "val attribute sets missing from the text bank; "
+                   "run --mode=embed again")
+    query_ids = np.unique(ids)  # every attribute set present in the gallery
+    query_sets = np.zeros((len(query_ids), gallery_sets.shape[1]), bool)
+    for q, key_id in enumerate(query_ids):
+        query_sets[q] = gallery_sets[np.flatnonzero(ids == key_id)[0]]
+    gains = metrics.jaccard_gains(query_sets, gallery_sets)  # [Q, N]
+    relevant = ids[None, :] == query_ids[:, None]  # exact attribute set
+
+    motion_emb = embedder.motion(split.motion, split.mask)
+    use = config.eval.get("prototype", "centroid")
+    texts = bank.centroids(normalize=True) if use == "centroid" else bank.names
+    text_emb = embedder.text(texts[query_ids])
+    scores = common.cosine(text_emb, motion_emb)  # [Q, N]
+    rand = metrics.random_scores(scores.shape, config.seed)
+    results = {**retrieval(scores, gains, relevant), "num_queries": int(len(query_ids)),
+               "num_gallery": int(len(ids)), "prototype": use,
+               "describe_backend": config.describe.backend}
+    results["random"] = retrieval(rand, gains, relevant)
+
+    # Gait-to-text: each window ranks the query texts; its own set is relevant.
+    g2t = scores.T
+    results["gait_to_text"] = {
+        "R@1": common.finite_mean(metrics.recall_at_k(g2t, relevant.T, 1)),
+        "R@5": common.finite_mean(metrics.recall_at_k(g2t, relevant.T, 5)),
+        "ndcg@10": common.finite_mean(metrics.ndcg_at_k(g2t, gains.T, 10))}
+
+    # Single-attribute queries: "a person carrying a backpack" against the gallery.
+    names = [a[0] for a in densegait.ATTRIBUTES]
+    phrases = [f"a person {a[2]}" if not a[2].startswith("a ") else a[2]
+               for a in densegait.ATTRIBUTES]
+    single = common.cosine(embedder.text(common.encode(phrases, config)), motion_emb)
+    results["per_attribute"] = _per_attribute(single, gallery_sets, names)
+    rand_single = metrics.random_scores(single.shape, config.seed + 1)
+    results["random"]["per_attribute"] = _per_attribute(rand_single, gallery_sets, names)
+
+    plots.bars_png(results["per_attribute"],
+                   os.path.join(plots.eval_dir(workdir), f"per_attribute_step_{step}.png"),
+                   f"Single-attribute queries, NDCG@10, step {step}", "NDCG@10",
+                   baseline=results["random"]["per_attribute"])
+    return results
