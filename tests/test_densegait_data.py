@@ -1,0 +1,311 @@
+"""DenseGait data: attribute table, loader and normalisation on hand-built files, the
+synthetic generator read through the real loader, and bad input."""
+
+import csv
+import os
+
+import numpy as np
+import pytest
+
+from wat_jax.data import densegait as dg
+from wat_jax.data import prepared
+from wat_jax.data.synthetic_densegait import write_synthetic
+from wat_jax.errors import InputError
+
+GROUP_ORDER = ["gender", "body shape", "viewpoint", "age", "carrying", "footwear", "action",
+               "clothing"]
+
+
+# ---------------------------------------------------------------- attributes
+def test_attribute_table_has_42_grouped_in_paper_order():
+    assert len(dg.ATTRIBUTES) == 42 and len(set(dg.COLUMNS)) == 42
+    groups = [g for _, g, _ in dg.ATTRIBUTES]
+    assert [g for i, g in enumerate(groups) if i == 0 or groups[i - 1] != g] == GROUP_ORDER
+    sizes = {g: groups.count(g) for g in GROUP_ORDER}
+    assert sizes == {"gender": 1, "body shape": 3, "viewpoint": 3, "age": 5, "carrying": 6,
+                     "footwear": 7, "action": 8, "clothing": 9}
+
+
+def test_attribute_set_key_and_description():
+    row = np.zeros(42, np.float32)
+    on = ["Female", "BodyNormal", "Side", "AgeYoungAdult", "Backpack", "Sneaker", "Jacket",
+          "Calling"]
+    for name in on:
+        row[dg.COLUMNS.index(name)] = 0.9
+    row[dg.COLUMNS.index("Dress")] = 0.5  # not above the threshold
+    idx = dg.attribute_set(row, 0.5)
+    assert [dg.COLUMNS[i] for i in idx] == [c for c in dg.COLUMNS if c in on]
+    assert dg.attribute_set_key(idx) == "+".join(c for c in dg.COLUMNS if c in on)
+    assert dg.attribute_set_key(reversed(idx)) == dg.attribute_set_key(idx)
+    assert dg.describe_attributes(idx) == (
+        "a young woman of normal build carrying a backpack, wearing sneakers and a jacket, "
+        "talking on the phone, seen from the side")
+    assert dg.describe_attributes([]) == "a person"
+    assert dg.describe_attributes([], male_if_not_female=True) == "a man"
+    senior = [dg.COLUMNS.index(c) for c in ("AgeSenior", "No carrying", "Front")]
+    assert dg.describe_attributes(senior, True) == (
+        "an elderly man carrying nothing, seen from the front")
+    with pytest.raises(InputError, match="42"):
+        dg.describe_attributes([42])
+
+
+# ---------------------------------------------------------------- hand-built files
+def skeleton(frames, x0=300.0, y0=400.0, torso=50.0, conf=0.9):
+    """A standing figure in pixels (y down): mid-hip at (x0, y0), neck `torso` above it."""
+    pose = np.zeros((18, 3), np.float32)
+    for j, (dx, dy) in {0: (0, -1.3), 1: (0, -1), 2: (-0.3, -1), 3: (-0.35, -0.5),
+                        4: (-0.35, 0), 5: (0.3, -1), 6: (0.35, -0.5), 7: (0.35, 0),
+                        8: (-0.2, 0), 9: (-0.2, 0.8), 10: (-0.2, 1.6), 11: (0.2, 0),
+                        12: (0.2, 0.8), 13: (0.2, 1.6), 14: (-0.1, -1.4), 15: (0.1, -1.4),
+                        16: (-0.2, -1.35), 17: (0.2, -1.35)}.items():
+        pose[j] = (x0 + dx * torso, y0 + dy * torso, conf)
+    out = np.repeat(pose[None], frames, 0)
+    out[:, :, 0] += np.arange(frames)[:, None] * 3.0  # walks right: centring removes it
+    return out
+
+
+def write_raw(root, tracks, header=None, probs=None):
+    """tracks: {track_id: array or None (listed but absent)} -> (csv path, tracklets dir)."""
+    os.makedirs(os.path.join(root, "tr"), exist_ok=True)
+    header = header or ["track_id", "file_name", "extra_col", *dg.COLUMNS]
+    rng = np.random.default_rng(0)
+    table = {}
+    with open(os.path.join(root, "ann.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        for k, (tid, arr) in enumerate(tracks.items()):
+            p = probs[k] if probs is not None else rng.uniform(0, 1, 42).round(5)
+            table[tid] = p
+            name = f"{tid}.npy"
+            if arr is not None:
+                np.save(os.path.join(root, "tr", name), arr)
+            row = {"track_id": tid, "file_name": name, "extra_col": "x"}
+            row.update({c: f"{v:.5f}" for c, v in zip(dg.COLUMNS, p, strict=True)})
+            w.writerow([row.get(h, "") for h in header])
+    return os.path.join(root, "ann.csv"), os.path.join(root, "tr"), table
+
+
+def ids_in(split_val: bool, n: int, frac: float = 0.5):
+    out, k = [], 0
+    while len(out) < n:
+        if dg.in_val(f"t{k}", frac) == split_val:
+            out.append(f"t{k}")
+        k += 1
+    return out
+
+
+def real_cfg(csv_path, tracklets_dir, **kw):
+    c = dg.default_data_config("smoke")
+    c.source, c.annotations, c.tracklets_dir, c.val_fraction = "densegait", csv_path, \
+        tracklets_dir, 0.5
+    c.update(kw)
+    return c
+
+
+def test_normalisation_is_exact():
+    raw = skeleton(10)[None]  # [1, 10, 18, 3]
+    out = dg.normalize(raw, np.ones((1, 10), bool), 0.1)[0]
+    mid_hip = out[:, [dg.R_HIP, dg.L_HIP], :2].mean(1)
+    np.testing.assert_allclose(mid_hip, 0, atol=1e-6)
+    np.testing.assert_allclose(out[:, dg.NECK, :2], [[0, 1]] * 10, atol=1e-6)  # y up, torso 1
+    np.testing.assert_allclose(out[:, 10, :2], [[-0.2, -1.6]] * 10, atol=1e-6)
+    np.testing.assert_allclose(out[..., 2], 0.9, atol=1e-6)
+    # Hips missing in one frame: centred from the neck with the window's median offset.
+    raw[0, 3, [dg.R_HIP, dg.L_HIP], 2] = 0.0
+    out = dg.normalize(raw, np.ones((1, 10), bool), 0.1)[0]
+    np.testing.assert_allclose(out[3, dg.NECK, :2], [0, 1], atol=1e-6)
+    np.testing.assert_allclose(out[3, dg.R_HIP], 0, atol=0)  # missing: (0, 0, 0)
+    # A torso outlier in one frame does not move the median scale.
+    raw[0, 5, dg.NECK, 1] -= 200
+    out = dg.normalize(raw, np.ones((1, 10), bool), 0.1)[0]
+    np.testing.assert_allclose(out[0, dg.NECK, :2], [0, 1], atol=1e-6)
+
+
+def test_prepare_masks_pads_and_keeps_labels(tmp_path):
+    long_ids, short_ids = ids_in(True, 2), ids_in(False, 2)
+    tracks = {}
+    for tid in long_ids + short_ids:
+        tracks[tid] = skeleton(100 if tid in long_ids else 35)
+    low = tracks[long_ids[0]]
+    low[:, 4, 2] = 0.05  # a low-confidence wrist everywhere
+    low[:, 4, :2] = 999.0
+    tracks[short_ids[0]] = skeleton(100)  # one long track in train as well
+    csv_path, tdir, table = write_raw(tmp_path / "raw", tracks)
+    cfg = real_cfg(csv_path, tdir, train_windows_per_track=3)
+    counts = dg.prepare(cfg, str(tmp_path / "w"), seed=1)
+    assert counts["val_tracks"] == 2 and counts["train_tracks"] == 2
+    val = prepared.read_split(str(tmp_path / "w"), "val")
+    train = prepared.read_split(str(tmp_path / "w"), "train")
+    assert val.classes == list(dg.COLUMNS) and val.motion.shape[1:] == (60, 18, 3)
+    # Labels are exactly the CSV probabilities (as float32), row by row.
+    for split in (val, train):
+        for row, meta in zip(split.labels, split.index, strict=True):
+            np.testing.assert_array_equal(row, np.float32(np.round(table[meta["source"]], 5)))
+    # Val: one centred window per track; the masked wrist is (0, 0, 0).
+    assert [r["source"] for r in val.index] == long_ids
+    assert [r["start_frame"] for r in val.index] == [20, 20]
+    assert val.index[0]["start_s"] == pytest.approx(20 / 30)
+    assert val.mask.all() and not val.motion[0, :, 4].any() and val.motion[1, :, 4, 2].all()
+    # Train: 3 windows from the 100-frame track, 1 padded window from the 35-frame one.
+    short = [i for i, r in enumerate(train.index) if r["source"] == short_ids[1]]
+    assert len(short) == 1 and train.index[short[0]]["start_frame"] == 0
+    np.testing.assert_array_equal(train.mask[short[0]], np.arange(60) < 35)
+    assert not train.motion[short[0], 35:].any()
+    assert sum(r["source"] == short_ids[0] for r in train.index) == 3
+    # Eval windows do not depend on the seed; train windows do.
+    dg.prepare(cfg, str(tmp_path / "w2"), seed=2)
+    val2 = prepared.read_split(str(tmp_path / "w2"), "val")
+    train2 = prepared.read_split(str(tmp_path / "w2"), "train")
+    np.testing.assert_array_equal(np.asarray(val.motion), np.asarray(val2.motion))
+    assert [r["start_frame"] for r in train.index] != [r["start_frame"] for r in train2.index]
+    assert not any(f.startswith(".") for f in os.listdir(tmp_path / "w" / "data"))
+
+
+# ---------------------------------------------------------------- bad input
+def test_csv_missing_columns(tmp_path):
+    header = ["track_id", "file_name", *[c for c in dg.COLUMNS if c not in ("Bag", "Boots")]]
+    csv_path, tdir, _ = write_raw(tmp_path, {"a": skeleton(70)}, header=header)
+    with pytest.raises(InputError, match=r"ann\.csv: missing columns: Bag, Boots"):
+        dg.prepare(real_cfg(csv_path, tdir), str(tmp_path / "w"), 0)
+
+
+def test_probability_out_of_range(tmp_path):
+    probs = np.full((2, 42), 0.5)
+    probs[1, 5] = 1.5
+    csv_path, tdir, _ = write_raw(tmp_path, {"a": skeleton(70), "b": skeleton(70)},
+                                  probs=probs)
+    with pytest.raises(InputError, match=r"ann\.csv: line 3, column 'Side'.*\[0, 1\]"):
+        dg.prepare(real_cfg(csv_path, tdir), str(tmp_path / "w"), 0)
+
+
+@pytest.mark.parametrize("bad,message", [
+    (np.zeros((70, 17, 3), np.float32), r"shape \(T>=1, 18, 3\), got \(70, 17, 3\)"),
+    (np.zeros((0, 18, 3), np.float32), "shape"),
+    (None, "NaN"),
+])
+def test_bad_tracklet_names_the_file(tmp_path, bad, message):
+    if bad is None:
+        bad = skeleton(70)
+        bad[10, 3, 0] = np.nan
+    tid = ids_in(True, 1)[0]
+    other = ids_in(False, 1)[0]
+    csv_path, tdir, _ = write_raw(tmp_path, {tid: bad, other: skeleton(70)})
+    with pytest.raises(InputError, match=rf"{tid}\.npy: .*{message}"):
+        dg.prepare(real_cfg(csv_path, tdir), str(tmp_path / "w"), 0)
+
+
+def test_absent_tracklet_errors_or_is_skipped(tmp_path):
+    ids = ids_in(True, 2) + ids_in(False, 2)
+    tracks = {t: skeleton(70) for t in ids}
+    tracks[ids[1]] = None
+    csv_path, tdir, _ = write_raw(tmp_path, tracks)
+    with pytest.raises(InputError, match=rf"{ids[1]}\.npy: .*line 3 is absent"):
+        dg.prepare(real_cfg(csv_path, tdir), str(tmp_path / "w"), 0)
+    counts = dg.prepare(real_cfg(csv_path, tdir, missing="skip"), str(tmp_path / "w"), 0)
+    assert counts["skipped_missing"] == 1 and counts["val_windows"] == 1
+
+
+def test_bad_config(tmp_path):
+    cfg = dg.default_data_config("smoke")
+    cfg.source = "nope"
+    with pytest.raises(InputError, match="config.data.source"):
+        dg.prepare(cfg, str(tmp_path), 0)
+    with pytest.raises(InputError, match="variants"):
+        dg.default_data_config("large")
+
+
+# ---------------------------------------------------------------- synthetic data
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    cfg = dg.default_data_config("demo")
+    cfg.synthetic.num_tracks, cfg.train_windows_per_track, cfg.val_fraction = 1500, 1, 0.3
+    workdir = str(tmp_path_factory.mktemp("dg"))
+    counts = dg.prepare(cfg, workdir, seed=3)
+    return cfg, workdir, counts
+
+
+def present(split, name):
+    return np.asarray(split.labels[:, dg.COLUMNS.index(name)]) > 0.5
+
+
+def test_synthetic_files_are_the_real_format(synthetic, tmp_path):
+    cfg, workdir, counts = synthetic
+    csv_path, tdir = write_synthetic(os.path.join(workdir, "raw"), cfg, 3)  # reused, unchanged
+    ids, files, labels, _ = dg.read_annotations(csv_path)
+    assert len(ids) == 1500 and counts["train_tracks"] + counts["val_tracks"] == 1500
+    assert 0 < labels.min() and labels.max() < 1 and np.mean((labels > 0.2) & (labels < 0.8)) > 0.01
+    lengths = [dg.tracklet_length(os.path.join(tdir, f)) for f in files[:200]]
+    assert min(lengths) < 60 < max(lengths) and counts["short_tracks"] > 100
+    raw = dg.load_tracklet(os.path.join(tdir, files[0]))
+    assert raw.shape[1:] == (18, 3) and raw[..., :2].max() > 50  # image pixels
+    assert (raw[..., 2] == 0).any()  # dropped joints
+    # One value per exclusive group in the true attributes: the soft labels mostly agree.
+    for group in ("viewpoint", "age", "body shape"):
+        cols = [i for i, (_, g, _) in enumerate(dg.ATTRIBUTES) if g == group]
+        assert np.mean((labels[:, cols] > 0.5).sum(1) == 1) > 0.8
+
+
+def test_synthetic_attributes_shape_the_gait(synthetic):
+    _, workdir, _ = synthetic
+    data = prepared.read_split(workdir, "train")
+    motion, mask = np.asarray(data.motion), np.asarray(data.mask)
+    side = present(data, "Side") & ~present(data, "AgeSenior")
+    seen = (motion[..., 2] > 0) & mask[..., None]  # [N, T, 18]
+
+    def mean_over_time(values, joints):
+        ok = seen[..., joints].all(-1)
+        return (values * ok).sum(1) / np.maximum(ok.sum(1), 1), ok
+
+    lean, _ = mean_over_time(np.abs(motion[..., dg.NECK, 0]), [dg.NECK])
+    backpack = present(data, "Backpack")
+    assert lean[side & backpack].mean() > lean[side & ~backpack].mean() + 0.08
+
+    swings = []
+    for shoulder, wrist in ((2, 4), (5, 7)):
+        rel = motion[..., wrist, 0] - motion[..., shoulder, 0]
+        m, _ = mean_over_time(rel, [shoulder, wrist])
+        sq, _ = mean_over_time(rel**2, [shoulder, wrist])
+        swings.append(np.sqrt(np.maximum(sq - m**2, 0)))
+    swing = np.minimum(*swings)  # the carrying arm swings least
+    arms_free = present(data, "No carrying") & ~np.any(
+        [present(data, a) for a in ("Calling", "Holding", "CarryingbyArm", "CarryingbyHand",
+                                    "HoldObjectsInFront")], 0)
+    bag = present(data, "Bag")
+    assert swing[side & bag].mean() < 0.7 * swing[side & arms_free].mean()
+
+
+def features(split):
+    """Per-window summary: |mean x|, mean y, std x, std y per joint, and joint visibility."""
+    m, k = np.asarray(split.motion), np.asarray(split.mask)
+    seen = ((m[..., 2] > 0) & k[..., None])[..., None]  # [N, T, 18, 1]
+    n = np.maximum(seen.sum(1), 1)
+    mean = (m[..., :2] * seen).sum(1) / n
+    std = np.sqrt(np.maximum((m[..., :2] ** 2 * seen).sum(1) / n - mean**2, 0))
+    f = np.concatenate([np.abs(mean[..., :1]), mean[..., 1:], std, seen.mean(1)], -1)
+    return f.reshape(len(m), -1)
+
+
+def test_probe_finds_gait_attributes_not_footwear(synthetic):
+    _, workdir, _ = synthetic
+    train, val = prepared.read_split(workdir, "train"), prepared.read_split(workdir, "val")
+    x_tr, x_va = features(train), features(val)
+    mu, sd = x_tr.mean(0), x_tr.std(0) + 1e-6
+    x_tr, x_va = (x_tr - mu) / sd, (x_va - mu) / sd
+    x_tr, x_va = np.c_[x_tr, np.ones(len(x_tr))], np.c_[x_va, np.ones(len(x_va))]
+
+    def balanced_accuracy(name):
+        y_tr, y_va = present(train, name), present(val, name)
+        w_pos = np.where(y_tr, 0.5 / y_tr.mean(), 0.5 / (1 - y_tr.mean()))  # class-balanced
+        a = x_tr.T @ (x_tr * w_pos[:, None]) + 10.0 * np.eye(x_tr.shape[1])
+        w = np.linalg.solve(a, x_tr.T @ (w_pos * np.where(y_tr, 1.0, -1.0)))
+        pred = x_va @ w > 0
+        return 0.5 * (pred[y_va].mean() + (~pred[~y_va]).mean())
+
+    # Floors sit well below what two seeds gave; a backpack only shows from the side.
+    floors = {"Side": 0.9, "AgeSenior": 0.8, "AgeChild": 0.8, "BodyFat": 0.72, "Calling": 0.75,
+              "HoldObjectsInFront": 0.72, "Backpack": 0.64}
+    scores = {n: balanced_accuracy(n) for n in [*floors, "Sneaker", "FormalWear"]}
+    for name, floor in floors.items():
+        assert scores[name] > floor, scores
+    for name in ("Sneaker", "FormalWear"):  # no trace in the gait: chance
+        assert abs(scores[name] - 0.5) < 0.08, scores

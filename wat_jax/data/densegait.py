@@ -1,0 +1,457 @@
+"""DenseGait: appearance attributes, the raw format, and preparation into windows.
+
+Raw format (the real dataset and `synthetic_densegait` both write it):
+  annotations CSV   one row per tracklet: `track_id`, `file_name` (the column names of
+                    the DenseGait release), then the 42 attribute columns of ATTRIBUTES
+                    as probabilities in [0, 1]; extra columns are ignored. `file_name` is
+                    resolved against `data.tracklets_dir` (an absolute path is kept).
+  tracklet .npy     float [T, 18, 3]: OpenPose-18 (x, y, confidence) per joint, image
+                    pixels with y pointing down; (0, 0, 0) marks a joint not detected.
+
+`prepare` writes the prepared-window format of `wat_jax.data.prepared`:
+  motion [N, W, 18, 3]: per joint (x, y, confidence), x right and y up, centred per frame
+    on the mid-hip and scaled by the window's median torso length (neck to mid-hip), so
+    the torso is 1 long. Joints below `data.min_confidence` are (0, 0, 0): missing.
+  mask [N, W]: real frames; tracklets shorter than W frames are zero-padded.
+  labels [N, 42]: the CSV probabilities unchanged; binarise with `attribute_set`.
+  index.jsonl: source (track id), file, start_frame, start_s = start_frame / data.fps
+    (DenseGait gives no frame rate; 30 fps is assumed, set data.fps otherwise).
+Train windows start at seeded random frames; val windows are centred. Tracks go to val
+by a hash of the track id (seed-independent), so a track never sits in both splits.
+"""
+
+import csv
+import hashlib
+import os
+import time
+
+import ml_collections
+import numpy as np
+from absl import logging
+
+from wat_jax.data import prepared
+from wat_jax.errors import fail
+
+JOINTS = ("nose", "neck", "r_shoulder", "r_elbow", "r_wrist", "l_shoulder", "l_elbow",
+          "l_wrist", "r_hip", "r_knee", "r_ankle", "l_hip", "l_knee", "l_ankle", "r_eye",
+          "l_eye", "r_ear", "l_ear")
+NOSE, NECK, R_HIP, L_HIP = 0, 1, 8, 11
+TRACK_COLUMN, FILE_COLUMN = "track_id", "file_name"
+
+# (CSV column, group, readable phrase), in the order of PAPER.md task B. Column names are
+# the DenseGait release's, its typo "OtherAttchment" included; the release has both
+# "No accessory" and "No carrying", which makes 42.
+ATTRIBUTES = (
+    ("Female", "gender", "a woman"),
+    ("BodyThin", "body shape", "of thin build"),
+    ("BodyNormal", "body shape", "of normal build"),
+    ("BodyFat", "body shape", "of heavy build"),
+    ("Front", "viewpoint", "seen from the front"),
+    ("Side", "viewpoint", "seen from the side"),
+    ("Back", "viewpoint", "seen from the back"),
+    ("AgeChild", "age", "a child"),
+    ("AgeYoungAdult", "age", "a young adult"),
+    ("AgeMediumAdult", "age", "an adult"),
+    ("AgeOldAdult", "age", "a middle-aged person"),
+    ("AgeSenior", "age", "an elderly person"),
+    ("Backpack", "carrying", "carrying a backpack"),
+    ("Bag", "carrying", "carrying a bag"),
+    ("HandTrunk", "carrying", "pulling a hand trunk"),
+    ("OtherAttchment", "carrying", "carrying some other attachment"),
+    ("No accessory", "carrying", "with no accessory"),
+    ("No carrying", "carrying", "carrying nothing"),
+    ("Sandals", "footwear", "wearing sandals"),
+    ("Shoes", "footwear", "wearing shoes"),
+    ("LeatherShoes", "footwear", "wearing leather shoes"),
+    ("SportShoes", "footwear", "wearing sport shoes"),
+    ("Boots", "footwear", "wearing boots"),
+    ("Sneaker", "footwear", "wearing sneakers"),
+    ("ClothShoes", "footwear", "wearing cloth shoes"),
+    ("Calling", "action", "talking on the phone"),
+    ("Talking", "action", "talking"),
+    ("Gathering", "action", "walking in a group"),
+    ("Holding", "action", "holding something"),
+    ("Pulling", "action", "pulling something"),
+    ("CarryingbyArm", "action", "carrying something over the arm"),
+    ("CarryingbyHand", "action", "carrying something in the hand"),
+    ("HoldObjectsInFront", "action", "holding objects in front of the body"),
+    ("CasualWear", "clothing", "wearing casual clothes"),
+    ("Jacket", "clothing", "wearing a jacket"),
+    ("FormalWear", "clothing", "wearing formal clothes"),
+    ("LongTrousers", "clothing", "wearing long trousers"),
+    ("Dress", "clothing", "wearing a dress"),
+    ("LongCoat", "clothing", "wearing a long coat"),
+    ("Trousers", "clothing", "wearing trousers"),
+    ("LongSleeve", "clothing", "wearing long sleeves"),
+    ("CarryingOther", "clothing", "carrying something else"),
+)
+COLUMNS = tuple(a[0] for a in ATTRIBUTES)
+_INDEX = {name: i for i, name in enumerate(COLUMNS)}
+
+# How describe_attributes composes a set into one sentence.
+_AGE = {"AgeChild": ("child", "girl", "boy"), "AgeYoungAdult": ("young adult", "young woman",
+        "young man"), "AgeMediumAdult": ("adult", "woman", "man"),
+        "AgeOldAdult": ("middle-aged person", "middle-aged woman", "middle-aged man"),
+        "AgeSenior": ("elderly person", "elderly woman", "elderly man")}
+_BUILD = {"BodyThin": "thin", "BodyNormal": "normal", "BodyFat": "heavy"}
+_CARRIED = {"Backpack": "a backpack", "Bag": "a bag", "OtherAttchment": "some other attachment",
+            "CarryingOther": "something else"}
+
+
+def attribute_set(labels_row: np.ndarray, threshold: float) -> tuple[int, ...]:
+    """Indices of the attributes present: probability above `threshold` (as losses.label_sets)."""
+    return tuple(int(i) for i in np.flatnonzero(np.asarray(labels_row) > threshold))
+
+
+def attribute_set_key(indices) -> str:
+    """A stable id for an attribute set: its column names joined by '+', or 'none'."""
+    names = [COLUMNS[i] for i in sorted(set(_checked(indices)))]
+    return "+".join(names) if names else "none"
+
+
+def describe_attributes(indices, male_if_not_female: bool = False) -> str:
+    """One natural phrase for an attribute set.
+
+    Order: who (age and gender), build, what is carried, what is worn, actions, and the
+    viewpoint last, e.g. "a young woman of normal build carrying a backpack, wearing
+    sneakers and a jacket, talking on the phone, seen from the side". Several values of
+    one group are joined with "or" (age, build, viewpoint) or "and" (the rest).
+
+    Args:
+      indices: attribute indices into ATTRIBUTES.
+      male_if_not_female: read an absent "Female" as a man (right for a full labels row,
+        where Female is binary); otherwise an absent Female says nothing ("a person").
+
+    Returns:
+      The phrase, lower-case, without a final period.
+    """
+    on = {COLUMNS[i] for i in _checked(indices)}
+    g = 1 if "Female" in on else (2 if male_if_not_female else 0)
+    ages = [a for a in _AGE if a in on]
+    if len(ages) == 1:
+        who = _AGE[ages[0]][g]
+    else:
+        noun = ("person", "woman", "man")[g]
+        adjectives = [_AGE[a][0].removesuffix(" person") for a in ages]
+        who = " or ".join(adjectives) + " " + noun if ages else noun
+    first = ("an " if who[0] in "aeiou" else "a ") + who
+    builds = [b for n, b in _BUILD.items() if n in on]
+    if builds:
+        first += f" of {' or '.join(builds)} build"
+    carried = [c for n, c in _CARRIED.items() if n in on]
+    if "HandTrunk" in on:
+        carried.insert(2, "a hand trunk")
+    if carried:
+        first += " carrying " + _join(carried)
+    elif on & {"No accessory", "No carrying"}:
+        first += " carrying nothing"
+    worn = [ATTRIBUTES[_INDEX[n]][2].removeprefix("wearing ") for n in COLUMNS
+            if n in on and ATTRIBUTES[_INDEX[n]][1] in ("footwear", "clothing")
+            and n != "CarryingOther" and not (n == "Trousers" and "LongTrousers" in on)]
+    parts = [first]
+    if worn:
+        parts.append("wearing " + _join(worn))
+    actions = [ATTRIBUTES[_INDEX[n]][2] for n in COLUMNS
+               if n in on and ATTRIBUTES[_INDEX[n]][1] == "action"]
+    if actions:
+        parts.append(_join(actions))
+    views = [v.lower() for v in ("Front", "Side", "Back") if v in on]
+    if views:
+        parts.append("seen from the " + " or ".join(views))
+    return ", ".join(parts)
+
+
+def _checked(indices) -> list[int]:
+    out = [int(i) for i in indices]
+    for i in out:
+        if not 0 <= i < len(ATTRIBUTES):
+            raise fail("attribute index", f"{i} is outside 0..{len(ATTRIBUTES) - 1}")
+    return out
+
+
+def _join(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def default_data_config(variant: str) -> ml_collections.ConfigDict:
+    """config.data for experiments/densegait.py: smoke (tiny synthetic), demo, paper (real)."""
+    c = ml_collections.ConfigDict(dict(
+        source="synthetic",  # synthetic | densegait
+        annotations="", tracklets_dir="",  # the real data (source=densegait)
+        window_frames=60, fps=30.0, threshold=0.5, min_confidence=0.1,
+        val_fraction=0.2, train_windows_per_track=2,
+        missing="error",  # error | skip: a file named in the CSV but absent
+        max_tracks=0,  # 0: every CSV row
+        synthetic=ml_collections.ConfigDict(dict(
+            num_tracks=2500, min_frames=20, max_frames=150, keypoint_noise=0.006,
+            drop_prob=0.02, label_confidence=2.6, flip_prob=0.03, view_jitter_deg=20.0))))
+    if variant == "smoke":
+        c.synthetic.num_tracks, c.val_fraction, c.train_windows_per_track = 48, 0.25, 1
+    elif variant == "paper":
+        c.source = "densegait"
+        # The release's layout: tracklets under a data root, the CSV inside it.
+        c.tracklets_dir = "data/densegait"
+        c.annotations = "data/densegait/data-2.02/annotations.csv"
+        c.val_fraction, c.train_windows_per_track = 0.1, 1
+    elif variant != "demo":
+        raise fail("config variant", f"densegait variants: smoke, demo, paper (got {variant!r})")
+    return c
+
+
+def read_annotations(path: str, max_tracks: int = 0):
+    """Reads the annotations CSV.
+
+    Returns:
+      (track_ids, files, labels, lines): lists of str, labels float32 [N, 42] in ATTRIBUTES
+      order, and each row's line number in the file for messages.
+    """
+    if not os.path.isfile(path):
+        raise fail(path, "annotations CSV not found (config.data.annotations)")
+    track_ids, files, rows, lines = [], [], [], []
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        header = reader.fieldnames or []
+        missing = [c for c in (TRACK_COLUMN, FILE_COLUMN) + COLUMNS if c not in header]
+        if missing:
+            raise fail(path, f"missing columns: {', '.join(missing)}")
+        for row in reader:
+            if max_tracks and len(rows) >= max_tracks:
+                break
+            line = reader.line_num
+            try:
+                values = [float(row[c]) for c in COLUMNS]
+            except (TypeError, ValueError):
+                bad = next(c for c in COLUMNS if not _is_float(row[c]))
+                problem = f"line {line}, column {bad!r}: {row[bad]!r} is not a number"
+                raise fail(path, problem) from None
+            for c, v in zip(COLUMNS, values, strict=True):
+                if not 0.0 <= v <= 1.0:  # also rejects NaN
+                    raise fail(path, f"line {line}, column {c!r}: {v} is not a probability "
+                               "in [0, 1]")
+            track_ids.append(row[TRACK_COLUMN])
+            files.append(row[FILE_COLUMN])
+            rows.append(values)
+            lines.append(line)
+    labels = np.asarray(rows, np.float32).reshape(len(rows), len(COLUMNS))
+    return track_ids, files, labels, lines
+
+
+def _is_float(s) -> bool:
+    try:
+        float(s)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def tracklet_length(path: str) -> int:
+    """Frames in a tracklet, from the .npy header alone; checks the (T, 18, 3) shape."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = read(f)
+    except (OSError, ValueError) as e:
+        raise fail(path, f"not a readable .npy file ({e})") from e
+    if len(shape) != 3 or shape[1:] != (len(JOINTS), 3) or shape[0] < 1:
+        raise fail(path, f"tracklet must have shape (T>=1, 18, 3), got {shape}")
+    if dtype.kind not in "fiu":
+        raise fail(path, f"tracklet must hold numbers, got dtype {dtype}")
+    return int(shape[0])
+
+
+def load_tracklet(path: str) -> np.ndarray:
+    """[T, 18, 3] float32 tracklet; InputError on a bad shape, NaN or inf."""
+    tracklet_length(path)
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise fail(path, f"not a readable .npy file ({e})") from e
+    arr = np.asarray(arr, np.float32)
+    if not np.isfinite(arr).all():
+        raise fail(path, "tracklet contains NaN or inf")
+    return arr
+
+
+def normalize(windows: np.ndarray, valid: np.ndarray, min_confidence: float) -> np.ndarray:
+    """Centres each frame on the mid-hip and scales each window to torso length 1.
+
+    Args:
+      windows: [B, W, 18, 3] raw (x, y, confidence), image pixels, y down.
+      valid: [B, W] real frames (padding is ignored and comes out zero).
+      min_confidence: joints below it become (0, 0, 0).
+
+    Returns:
+      [B, W, 18, 3] float32 (x, y up, confidence). The centre is the mid-hip (one hip
+      when only one is seen; the neck minus the window's median neck-to-hip offset when
+      neither is; the mean seen joint when the neck is missing too). The scale is the
+      median torso length over the window's frames that see the neck and a hip, or the
+      median body height / 2.8 when none does.
+    """
+    xy = windows[..., :2].astype(np.float64) * np.array([1.0, -1.0])  # [B, W, 18, 2]
+    conf = windows[..., 2]
+    seen = (conf >= min_confidence) & valid[..., None]  # [B, W, 18]
+    hips = seen[..., [R_HIP, L_HIP]]
+    n_hips = hips.sum(-1)
+    mid_hip = (xy[..., [R_HIP, L_HIP], :] * hips[..., None]).sum(-2) / np.maximum(n_hips, 1)[
+        ..., None]  # [B, W, 2]
+    neck = xy[..., NECK, :]
+    both = (n_hips > 0) & seen[..., NECK]
+    offset = neck - mid_hip
+    torso = _masked_median(np.linalg.norm(offset, axis=-1), both)  # [B]
+    off_med = np.stack([_masked_median(offset[..., k], both) for k in range(2)], -1)  # [B, 2]
+    n_seen = seen.sum(-1)
+    mean_seen = (xy * seen[..., None]).sum(-2) / np.maximum(n_seen, 1)[..., None]
+    from_neck = neck - np.nan_to_num(off_med)[:, None]
+    centre = np.where((n_hips > 0)[..., None], mid_hip,
+                      np.where(seen[..., NECK, None], from_neck, mean_seen))
+
+    ys = np.where(seen, xy[..., 1], np.nan)
+    with np.errstate(invalid="ignore"):
+        height = np.fmax.reduce(ys, -1, initial=-np.inf) - np.fmin.reduce(ys, -1, initial=np.inf)
+    fallback = _masked_median(np.where(n_seen >= 2, height, 0.0), n_seen >= 2) / 2.8
+    scale = np.where(np.isfinite(torso) & (torso > 1e-6), torso,
+                     np.where(np.isfinite(fallback) & (fallback > 1e-6), fallback, 1.0))
+    out_xy = (xy - centre[..., None, :]) / scale[:, None, None, None]
+    out = np.concatenate([out_xy, conf[..., None]], -1)
+    return np.where(seen[..., None], out, 0.0).astype(np.float32)
+
+
+def _masked_median(values: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Median over the last axis of the entries where ok; NaN where none is."""
+    v = np.sort(np.where(ok, values, np.inf), axis=-1)
+    k = ok.sum(-1)
+    lo = np.take_along_axis(v, np.maximum((k - 1) // 2, 0)[..., None], -1)[..., 0]
+    hi = np.take_along_axis(v, np.maximum(k // 2, 0)[..., None], -1)[..., 0]
+    with np.errstate(invalid="ignore"):
+        return np.where(k > 0, 0.5 * (lo + hi), np.nan)
+
+
+def window_starts(length: int, window: int, count: int, rng) -> list[int]:
+    """Start frames: centred when rng is None, else up to `count` distinct random ones."""
+    room = length - window
+    if room <= 0:
+        return [0]
+    if rng is None:
+        return [room // 2]
+    n = min(count, room + 1)
+    return sorted(int(s) for s in rng.choice(room + 1, size=n, replace=False))
+
+
+def cut_window(tracklet: np.ndarray, start: int, window: int):
+    """([W, 18, 3] frames from `start`, zero-padded; [W] real-frame mask)."""
+    clip = tracklet[start:start + window]
+    out = np.zeros((window,) + tracklet.shape[1:], np.float32)
+    out[:len(clip)] = clip
+    return out, np.arange(window) < len(clip)
+
+
+def in_val(track_id: str, val_fraction: float) -> bool:
+    """Deterministic, seed-independent split: a hash of the track id."""
+    h = int.from_bytes(hashlib.sha1(str(track_id).encode()).digest()[:8], "big")
+    return h / 2.0**64 < val_fraction
+
+
+
+def prepare(data_cfg, workdir: str, seed: int) -> dict:
+    """Writes workdir/data/{train,val} from the DenseGait CSV + tracklets (or synthetic ones).
+
+    With data.source == "synthetic" the raw files are first generated into workdir/raw/
+    and then read by the same loader as the real data. Tracklets are streamed: pass 1
+    reads only .npy headers (shape checks, window counts), pass 2 loads one file at a
+    time and writes normalised windows into a memory-mapped temporary array.
+
+    Returns:
+      Counts: train/val windows and tracks, skipped_missing, short_tracks.
+    """
+    d = data_cfg
+    _check_config(d)
+    if d.source == "synthetic":
+        from wat_jax.data.synthetic_densegait import write_synthetic
+
+        csv_path, tracklets_dir = write_synthetic(os.path.join(workdir, "raw"), d, seed)
+    else:
+        csv_path, tracklets_dir = d.annotations, d.tracklets_dir
+    track_ids, files, labels, lines = read_annotations(csv_path, d.max_tracks)
+    if not track_ids:
+        raise fail(csv_path, "no tracklet rows")
+
+    # Pass 1: headers only, so a bad or absent file fails before the long pass.
+    window, skipped = d.window_frames, 0
+    plans = {"train": [], "val": []}  # (row, path, start)
+    short = 0
+    for row, name in enumerate(files):
+        path = os.path.join(tracklets_dir, name)
+        if not os.path.exists(path):
+            if d.missing == "skip":
+                skipped += 1
+                continue
+            raise fail(path, f"tracklet named in {csv_path} line {lines[row]} is absent "
+                       "(set config.data.missing=skip to leave such rows out)")
+        length = tracklet_length(path)
+        short += length < window
+        split = "val" if in_val(track_ids[row], d.val_fraction) else "train"
+        rng = None if split == "val" else np.random.default_rng([seed, row])
+        for start in window_starts(length, window, d.train_windows_per_track, rng):
+            plans[split].append((row, path, start))
+    if skipped:
+        logging.warning("densegait: %s tracklets named in %s are absent; skipped", skipped,
+                        csv_path)
+    counts = {"skipped_missing": skipped, "short_tracks": int(short)}
+    for split, plan in plans.items():
+        if not plan:
+            raise fail("config.data.val_fraction", f"no tracklet landed in {split} "
+                       f"({len(files)} rows, val_fraction={d.val_fraction})")
+        counts[f"{split}_tracks"] = len({track_ids[r] for r, _, _ in plan})
+        counts[f"{split}_windows"] = len(plan)
+    # Pass 2, val first: it is the smaller split, so a bad file surfaces sooner.
+    for split in ("val", "train"):
+        _write_split(workdir, split, plans[split], track_ids, files, labels, d)
+    logging.info("densegait prepare: %s", counts)
+    return counts
+
+
+def _check_config(d) -> None:
+    if d.source not in ("synthetic", "densegait"):
+        raise fail("config.data.source", f"use synthetic or densegait, got {d.source!r}")
+    if d.missing not in ("error", "skip"):
+        raise fail("config.data.missing", f"use error or skip, got {d.missing!r}")
+    if not 0.0 < d.val_fraction < 1.0:
+        raise fail("config.data.val_fraction", f"must be in (0, 1), got {d.val_fraction}")
+    if d.window_frames < 1 or d.train_windows_per_track < 1 or d.fps <= 0:
+        raise fail("config.data", "window_frames, train_windows_per_track and fps must be > 0")
+
+
+def _write_split(workdir, split, plan, track_ids, files, labels, d, chunk: int = 512) -> None:
+    """Streams the planned windows into a temporary memmap, then hands it to write_split."""
+    n, window = len(plan), d.window_frames
+    shape = (n, window, len(JOINTS), 3)
+    tmp = os.path.join(workdir, "data", f".{split}-motion.building.npy")
+    os.makedirs(os.path.dirname(tmp), exist_ok=True)
+    motion = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+    try:
+        mask = np.zeros((n, window), bool)
+        raw = np.zeros((min(chunk, n),) + shape[1:], np.float32)
+        index, t0, last_log, loaded = [], time.time(), time.time(), (None, None)
+        for i, (row, path, start) in enumerate(plan):
+            if loaded[0] != path:  # a track's windows are consecutive in the plan
+                loaded = (path, load_tracklet(path))
+            raw[i % chunk], mask[i] = cut_window(loaded[1], start, window)
+            index.append({"source": track_ids[row], "file": files[row],
+                          "start_frame": start, "start_s": start / d.fps})
+            if (i + 1) % chunk == 0 or i + 1 == n:
+                lo = i - i % chunk
+                motion[lo:i + 1] = normalize(raw[:i + 1 - lo], mask[lo:i + 1], d.min_confidence)
+            if time.time() - last_log > 10:
+                last_log = time.time()
+                rate = (i + 1) / (last_log - t0)
+                logging.info("densegait prepare %s: %s/%s windows, %.0f/s, ETA %.0fs", split,
+                             i + 1, n, rate, (n - i - 1) / rate)
+        motion.flush()
+        rows = np.asarray([row for row, _, _ in plan], np.int64)
+        data = prepared.PreparedSplit(motion, mask, labels[rows], list(COLUMNS), index)
+        prepared.write_split(workdir, split, data)
+    finally:
+        del motion
+        os.unlink(tmp)
