@@ -192,6 +192,8 @@ def test_bad_tracklet_names_the_file(tmp_path, bad, message):
     csv_path, tdir, _ = write_raw(tmp_path, {tid: bad, other: skeleton(70)})
     with pytest.raises(InputError, match=rf"{tid}\.npy: .*{message}"):
         dg.prepare(real_cfg(csv_path, tdir), str(tmp_path / "w"), 0)
+    with pytest.raises(InputError, match=rf"{tid}\.npy: .*{message}"):
+        dg.load_tracklet(os.path.join(tdir, f"{tid}.npy"))
 
 
 def test_absent_tracklet_errors_or_is_skipped(tmp_path):

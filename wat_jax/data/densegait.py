@@ -263,12 +263,15 @@ def tracklet_length(path: str) -> int:
 
 def load_tracklet(path: str) -> np.ndarray:
     """[T, 18, 3] float32 tracklet; InputError on a bad shape, NaN or inf."""
-    tracklet_length(path)
     try:
         arr = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as e:
         raise fail(path, f"not a readable .npy file ({e})") from e
-    arr = np.asarray(arr, np.float32)
+    if arr.ndim != 3 or arr.shape[1:] != (len(JOINTS), 3) or len(arr) < 1:
+        raise fail(path, f"tracklet must have shape (T>=1, 18, 3), got {arr.shape}")
+    if arr.dtype.kind not in "fiu":
+        raise fail(path, f"tracklet must hold numbers, got dtype {arr.dtype}")
+    arr = arr.astype(np.float32, copy=False)
     if not np.isfinite(arr).all():
         raise fail(path, "tracklet contains NaN or inf")
     return arr

@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 
 import numpy as np
 from absl import logging
@@ -81,6 +82,7 @@ def write_synthetic(out_dir: str, cfg, seed: int) -> tuple[str, str]:
     table = io_text.StringIO()
     writer = csv.writer(table, lineterminator="\n")
     writer.writerow([dg.TRACK_COLUMN, dg.FILE_COLUMN, *dg.COLUMNS])
+    t0 = last_log = time.time()
     try:
         for k in range(s.num_tracks):
             truth = sample_person(rng)
@@ -90,6 +92,10 @@ def write_synthetic(out_dir: str, cfg, seed: int) -> tuple[str, str]:
             np.save(os.path.join(tmp_dir, name), track)
             probs = annotate(truth, s, rng)
             writer.writerow([100000 + k, name, *(f"{p:.4f}" for p in probs)])
+            if time.time() - last_log > 10:
+                last_log, rate = time.time(), (k + 1) / (time.time() - t0)
+                logging.info("synthetic densegait: %s/%s tracklets, %.0f/s, ETA %.0fs", k + 1,
+                             s.num_tracks, rate, (s.num_tracks - k - 1) / rate)
         if os.path.exists(tracklets_dir):
             shutil.rmtree(tracklets_dir)
         os.replace(tmp_dir, tracklets_dir)
