@@ -25,6 +25,8 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
     c.data = densegait.default_data_config(arg)
     c.describe = default_describe_config()
     c.eval.prototype = "centroid"
+    c.eval.relevant_jaccard = 0.5  # mAP/R@k: relevant when attribute sets overlap this much
+    c.eval.max_queries = 2000  # seeded subset of val attribute sets used as queries
 
     # The paper's gait model and objective: 768-d, 12 layers, triplet loss with
     # margin 10 whose negatives never share the anchor's attribute set.
