@@ -1,0 +1,355 @@
+"""Synthetic AMASS + BABEL data, written in the real formats and read by the real loaders.
+
+Each sequence chains a few labelled action segments with smooth 0.5 s
+cross-fades. Every action is a procedural motion of the SMPL body joints
+(hips, knees, ankles, spine, shoulders, elbows, head) plus root translation,
+heading and height: walking swings the legs at ~1 Hz and moves forward,
+squatting folds hips and knees while the pelvis drops, waving raises one arm
+and oscillates its forearm, and so on, so classes differ in posture, rhythm
+and root motion. Each sequence has its own style: speed, amplitude, leading
+side, facing direction, body size (betas and translation scale) and noise.
+
+Written files:
+  <out>/amass/SYNTH/<subject>/<name>_poses.npz   poses [T, 156] axis-angle,
+      trans [T, 3] (z up, as in AMASS), betas [16], gender, and the rate under
+      `mocap_framerate` or `mocap_frame_rate` (both occur in AMASS); 60 or 120 fps.
+  <out>/babel/{train,val}.json   BABEL v1.0 entries whose feat_p repeats the
+      dataset folder (SYNTH/SYNTH/...), as BABEL does. Most have frame_ann
+      segments (action segments with "transition" segments between them, as in
+      BABEL); some have a null frame_ann and one seq_ann label.
+
+SMPL body frame: y up, z forward, x to the body's left. Joint angles are built
+as x-y-z Euler triples per joint (R = Rx @ Ry @ Rz), blended between segments,
+then turned into axis-angle through quaternions.
+"""
+
+import os
+
+import ml_collections
+import numpy as np
+
+from wat_jax import io
+from wat_jax.data import rotations
+
+# SMPL joint ids (0 is the pelvis, whose row holds the body-frame root pitch/twist/roll).
+PELVIS, L_HIP, R_HIP, SPINE1, L_KNEE, R_KNEE, SPINE2, L_ANKLE, R_ANKLE, SPINE3 = range(10)
+NECK, HEAD, L_SHOULDER, R_SHOULDER, L_ELBOW, R_ELBOW = 12, 15, 16, 17, 18, 19
+NUM_BODY = 22
+X, Y, Z = 0, 1, 2
+ARMS_DOWN = 1.3  # shoulder z angle from the T-pose to arms at the sides
+HIP_HEIGHT = 0.93  # metres, scaled per body
+TRANSITION_S = 0.5
+ALL_CLASSES = ("walk", "stand", "turn", "t pose", "step", "stretch", "jump", "sit", "run", "bend",
+               "throw", "kick", "jog", "wave", "punch", "squat", "hop")  # fmt: skip
+SMOKE_CLASSES = ("walk", "turn", "jump", "sit", "run", "kick", "wave", "squat")
+
+
+def default_config(variant: str) -> ml_collections.ConfigDict:
+    """`config.data.synthetic`: sizes per split, segment counts and lengths, rates, classes."""
+    small = variant == "smoke"
+    return ml_collections.ConfigDict(dict(
+        classes=SMOKE_CLASSES if small else ALL_CLASSES,
+        num_train=10 if small else 280,
+        num_val=6 if small else 280,
+        min_segments=2, max_segments=3 if small else 4,
+        min_segment_s=3.0, max_segment_s=5.0 if small else 6.0,
+        fps_choices=(60, 120),
+        null_frame_ann_fraction=0.2,
+        seed_offset=1000,  # the generator's seed is config.seed + seed_offset
+    ))  # fmt: skip
+
+
+def _bump(x, centre, width):
+    return np.exp(-(((x - centre) / width) ** 2))
+
+
+def _arms_down(e, st):
+    e[:, L_SHOULDER, Z] -= ARMS_DOWN
+    e[:, R_SHOULDER, Z] += ARMS_DOWN
+    e[:, L_ELBOW, Y] -= 0.15
+    e[:, R_ELBOW, Y] += 0.15
+
+
+def _elbows(e, left, right):
+    e[:, L_ELBOW, Y] -= left
+    e[:, R_ELBOW, Y] += right
+
+
+def _gait(e, root, ph, amp, hip, knee, knee0, arm, elbow, lean, speed, bounce):
+    """Shared by walk, jog and run: antiphase legs, counter-swinging arms."""
+    for joint, knee_j, sh, sign in ((L_HIP, L_KNEE, L_SHOULDER, 1), (R_HIP, R_KNEE, R_SHOULDER, -1)):
+        e[:, joint, X] = -sign * hip * amp * np.sin(ph)
+        e[:, knee_j, X] = knee0 + knee * amp * np.maximum(0.0, np.sin(ph + sign * np.pi / 2 + np.pi))
+        e[:, sh, X] += sign * arm * amp * np.sin(ph)
+    _elbows(e, elbow, elbow)
+    e[:, SPINE2, X] += lean
+    e[:, PELVIS, Y] = 0.08 * np.sin(ph)
+    root[:, 0] = speed
+    root[:, 3] = bounce * np.abs(np.cos(ph))
+
+
+def _motion(name, t, st):
+    """One class's motion at local times t (s since the segment start).
+
+    Returns:
+      euler [T, 22, 3] joint angles and root [T, 4]: forward speed, sideways
+      speed (m/s), yaw rate (rad/s), height offset (m, before body scaling).
+    """
+    n = len(t)
+    e = np.zeros((n, NUM_BODY, 3))
+    root = np.zeros((n, 4))
+    a, s, side = st["amp"], st["speed"], st["side"]
+    lead_hip, lead_knee = (L_HIP, L_KNEE) if side > 0 else (R_HIP, R_KNEE)
+    lead_sh, lead_el = (L_SHOULDER, L_ELBOW) if side > 0 else (R_SHOULDER, R_ELBOW)
+    cyc = lambda hz: 2 * np.pi * hz * s * t + st["phase"]  # noqa: E731
+    if name != "t pose":
+        _arms_down(e, st)
+    if name == "walk":
+        _gait(e, root, cyc(0.9), a, 0.45, 0.55, 0.1, 0.35, 0.3, 0.03, 1.3 * s, 0.02)
+    elif name == "jog":
+        _gait(e, root, cyc(1.35), a, 0.65, 0.9, 0.3, 0.45, 1.3, 0.12, 2.6 * s, 0.05)
+    elif name == "run":
+        _gait(e, root, cyc(1.6), a, 0.9, 1.3, 0.4, 0.7, 1.6, 0.28, 4.0 * s, 0.08)
+    elif name == "stand":
+        e[:, SPINE1, Z] = 0.04 * np.sin(cyc(0.25))
+        e[:, HEAD, X] = 0.06 * np.sin(cyc(0.15))
+        e[:, L_HIP, Z] = e[:, R_HIP, Z] = 0.04 * np.sin(cyc(0.2))
+    elif name == "t pose":
+        e[:, HEAD, X] = 0.03 * np.sin(cyc(0.2))
+    elif name == "turn":
+        ph = cyc(1.2)
+        e[:, L_HIP, X], e[:, R_HIP, X] = -0.18 * a * np.sin(ph), 0.18 * a * np.sin(ph)
+        e[:, L_KNEE, X] = 0.25 * np.maximum(0, np.sin(ph))
+        e[:, R_KNEE, X] = 0.25 * np.maximum(0, -np.sin(ph))
+        e[:, HEAD, Y] = 0.35 * side
+        root[:, 2] = 1.6 * s * side
+    elif name == "step":  # sideways steps, feet apart and together
+        ph = cyc(0.7)
+        e[:, L_HIP, Z] = 0.35 * a * np.maximum(0, np.sin(ph))
+        e[:, R_HIP, Z] = -0.35 * a * np.maximum(0, -np.sin(ph))
+        e[:, L_KNEE, X] = e[:, R_KNEE, X] = 0.2
+        root[:, 1] = 0.5 * s * side * (0.6 + 0.4 * np.sin(2 * ph))
+    elif name == "jump":
+        ph = (s * t / 1.1 + st["phase"] / (2 * np.pi)) % 1.0
+        crouch = _bump(ph, 0.2, 0.1) + 0.5 * _bump(ph, 0.85, 0.08)
+        air = np.where((ph > 0.32) & (ph < 0.72), np.sin(np.pi * (ph - 0.32) / 0.4), 0.0)
+        e[:, L_HIP, X] = e[:, R_HIP, X] = -1.0 * a * crouch
+        e[:, L_KNEE, X] = e[:, R_KNEE, X] = 1.6 * a * crouch
+        e[:, L_ANKLE, X] = e[:, R_ANKLE, X] = 0.4 * crouch
+        e[:, SPINE2, X] = 0.4 * crouch
+        e[:, L_SHOULDER, X] = e[:, R_SHOULDER, X] = 0.8 * crouch - 2.2 * air
+        root[:, 3] = -0.28 * a * crouch + 0.35 * a * air
+        root[:, 0] = 0.4 * s * air
+    elif name == "hop":
+        ph = cyc(2.0)
+        e[:, lead_hip, X], e[:, lead_knee, X] = -0.5, 1.4
+        support_hip, support_knee = (R_HIP, R_KNEE) if side > 0 else (L_HIP, L_KNEE)
+        bend = 0.5 + 0.5 * np.cos(ph)
+        e[:, support_hip, X], e[:, support_knee, X] = -0.35 * bend * a, 0.6 * bend * a
+        e[:, L_SHOULDER, Z] += 0.8
+        e[:, R_SHOULDER, Z] -= 0.8
+        root[:, 0] = 0.6 * s
+        root[:, 3] = 0.12 * a * np.abs(np.sin(ph / 2))
+    elif name == "kick":
+        ph = (s * t / 1.6 + st["phase"] / (2 * np.pi)) % 1.0
+        e[:, lead_hip, X] = -1.5 * a * _bump(ph, 0.5, 0.1)
+        e[:, lead_knee, X] = 1.4 * _bump(ph, 0.4, 0.07) + 0.2
+        e[:, SPINE2, X] = -0.25 * _bump(ph, 0.5, 0.12)
+        e[:, L_SHOULDER, Z] += 0.6
+        e[:, R_SHOULDER, Z] -= 0.6
+    elif name == "punch":
+        ph = cyc(1.4)
+        hits = {L_SHOULDER: np.maximum(0, np.sin(ph)) ** 4, R_SHOULDER: np.maximum(0, -np.sin(ph)) ** 4}
+        for sh, el, sign in ((L_SHOULDER, L_ELBOW, 1), (R_SHOULDER, R_ELBOW, -1)):
+            e[:, sh, X] = -0.7 - 0.9 * a * hits[sh]
+            e[:, el, Y] -= sign * (2.0 - 1.8 * a * hits[sh])
+        e[:, SPINE2, Y] = 0.3 * (hits[L_SHOULDER] - hits[R_SHOULDER])
+        e[:, L_KNEE, X] = e[:, R_KNEE, X] = 0.3
+        e[:, L_HIP, X] = e[:, R_HIP, X] = -0.2
+    elif name == "wave":
+        e[:, lead_sh, Z] += side * (ARMS_DOWN + 0.9)  # arm raised above the shoulder
+        e[:, lead_el, Y] -= side * (1.1 + 0.5 * a * np.sin(cyc(2.0)))
+        e[:, HEAD, Y] = 0.2 * side
+    elif name == "throw":
+        ph = (s * t / 2.2 + st["phase"] / (2 * np.pi)) % 1.0
+        wind = _bump(ph, 0.45, 0.15)
+        release = _bump(ph, 0.7, 0.06)
+        e[:, lead_sh, X] = 1.2 * a * wind - 1.6 * a * release
+        e[:, lead_sh, Z] += side * 0.6 * wind
+        e[:, lead_el, Y] -= side * (1.6 * wind + 0.2)
+        e[:, SPINE2, Y] = side * (0.5 * wind - 0.6 * release)
+        other_hip = R_HIP if side > 0 else L_HIP
+        e[:, other_hip, X] = -0.45 * (wind + release)
+    elif name == "squat":
+        d = 0.5 - 0.5 * np.cos(2 * np.pi * s * t / 2.6 + st["phase"])
+        e[:, L_HIP, X] = e[:, R_HIP, X] = -1.7 * a * d
+        e[:, L_KNEE, X] = e[:, R_KNEE, X] = 2.2 * a * d
+        e[:, L_ANKLE, X] = e[:, R_ANKLE, X] = 0.5 * d
+        e[:, SPINE2, X] = 0.5 * d
+        e[:, L_SHOULDER, X] = e[:, R_SHOULDER, X] = -1.4 * d
+        root[:, 3] = -0.45 * a * d
+    elif name == "sit":  # sit down over the first second, then stay seated
+        d = np.clip(t / (1.0 / s), 0, 1)
+        d = d * d * (3 - 2 * d)
+        e[:, L_HIP, X] = e[:, R_HIP, X] = -1.55 * d
+        e[:, L_KNEE, X] = e[:, R_KNEE, X] = 1.6 * d
+        e[:, SPINE2, X] = 0.15 * d + 0.05 * np.sin(cyc(0.3))
+        e[:, L_SHOULDER, X] = e[:, R_SHOULDER, X] = -0.4 * d
+        _elbows(e, 0.9 * d, 0.9 * d)
+        root[:, 3] = -0.47 * d
+    elif name == "bend":
+        b = 0.5 - 0.5 * np.cos(2 * np.pi * s * t / 3.2 + st["phase"])
+        for joint in (SPINE1, SPINE2, SPINE3):
+            e[:, joint, X] = 0.4 * a * b
+        e[:, PELVIS, X] = 0.5 * a * b
+        e[:, L_HIP, X] = e[:, R_HIP, X] = -0.3 * b
+        e[:, L_SHOULDER, X] = e[:, R_SHOULDER, X] = -0.9 * b
+        root[:, 3] = -0.1 * b
+    elif name == "stretch":
+        e[:, L_SHOULDER, Z] += ARMS_DOWN + 1.45
+        e[:, R_SHOULDER, Z] -= ARMS_DOWN + 1.45
+        for joint in (SPINE1, SPINE2, SPINE3):
+            e[:, joint, Z] = 0.12 * a * np.sin(cyc(0.25))
+            e[:, joint, X] = -0.06
+        root[:, 3] = 0.03 * (1 + np.sin(cyc(0.25)))
+    else:
+        raise ValueError(f"no synthetic motion for class {name!r}")
+    return e, root
+
+
+def _segment_weights(t, bounds):
+    """[K, T] cross-fade weights that sum to 1: segment k owns bounds[k]..bounds[k+1]."""
+
+    def ramp(x):  # 0 -> 1 over [-TRANSITION_S/2, +TRANSITION_S/2], smoothstep
+        u = np.clip(x / TRANSITION_S + 0.5, 0, 1)
+        return u * u * (3 - 2 * u)
+
+    k = len(bounds) - 1
+    up = [np.ones_like(t)] + [ramp(t - b) for b in bounds[1:k]] + [np.zeros_like(t)]
+    return np.stack([up[i] - up[i + 1] for i in range(k)])
+
+
+def synth_sequence(classes, durations, fps, rng):
+    """One sequence of the given segments.
+
+    Returns:
+      poses [T, 156] float32 axis-angle, trans [T, 3] float32 (z up), betas [16].
+    """
+    st = dict(speed=rng.uniform(0.8, 1.25), amp=rng.uniform(0.75, 1.2), side=rng.choice([-1, 1]),
+              phase=rng.uniform(0, 2 * np.pi), scale=rng.uniform(0.85, 1.15),
+              noise=rng.uniform(0.005, 0.03), yaw0=rng.uniform(0, 2 * np.pi))
+    bounds = np.concatenate([[0.0], np.cumsum(durations)])
+    n = int(round(bounds[-1] * fps))
+    t = np.arange(n) / fps
+    weights = _segment_weights(t, bounds)  # [K, T]
+    euler = np.zeros((n, NUM_BODY, 3))
+    root = np.zeros((n, 4))
+    for k, name in enumerate(classes):
+        on = weights[k] > 0
+        e, r = _motion(name, t[on] - bounds[k], st)
+        euler[on] += weights[k][on, None, None] * e
+        root[on] += weights[k][on, None] * r
+    euler += st["noise"] * rng.standard_normal(euler.shape)
+    euler[:, 1:] += rng.normal(0, 0.04, (NUM_BODY - 1, 3))  # this person's posture
+
+    # Root: heading integrates the yaw rate; the body's y-up frame is turned to AMASS's z-up.
+    yaw = st["yaw0"] + np.cumsum(root[:, 2]) / fps
+    up = rotations.euler_xyz_to_quaternion(np.array([np.pi / 2, 0.0, 0.0]))
+    heading = rotations.euler_xyz_to_quaternion(np.stack([np.zeros(n), np.zeros(n), yaw], -1))
+    global_q = rotations.quaternion_multiply(
+        heading, rotations.quaternion_multiply(up, rotations.euler_xyz_to_quaternion(euler[:, PELVIS])))
+    forward = np.stack([np.sin(yaw), -np.cos(yaw), np.zeros(n)], -1)
+    left = np.stack([np.cos(yaw), np.sin(yaw), np.zeros(n)], -1)
+    velocity = root[:, :1] * forward + root[:, 1:2] * left
+    trans = np.cumsum(velocity, 0) / fps * st["scale"] + rng.uniform(-2, 2, 3) * [1, 1, 0]
+    trans[:, 2] = st["scale"] * (HIP_HEIGHT + root[:, 3])
+    trans += 0.003 * rng.standard_normal(trans.shape)
+
+    body = rotations.quaternion_to_axis_angle(rotations.euler_xyz_to_quaternion(euler[:, 1:]))
+    hands = rng.uniform(0.0, 0.3, 90) + 0.01 * rng.standard_normal((n, 90))
+    poses = np.concatenate(
+        [rotations.quaternion_to_axis_angle(global_q), body.reshape(n, 63), hands], 1)
+    betas = np.zeros(16)
+    betas[0] = (st["scale"] - 1.0) * 10.0
+    betas[1:10] = rng.normal(0, 0.5, 9)
+    return poses.astype(np.float32), trans.astype(np.float32), betas
+
+
+def _labels(classes, bounds, with_times):
+    rows = []
+    for k, name in enumerate(classes):
+        label = dict(raw_label=name, proc_label=name, seg_id=f"seg{k}", act_cat=[name])
+        if with_times:
+            lo = bounds[k] + (TRANSITION_S / 2 if k else 0.0)
+            hi = bounds[k + 1] - (TRANSITION_S / 2 if k < len(classes) - 1 else 0.0)
+            label.update(start_t=round(float(lo), 3), end_t=round(float(hi), 3))
+            rows.append(label)
+            if k < len(classes) - 1:  # BABEL labels the blend between two actions itself
+                rows.append(dict(raw_label="transition", proc_label="transition",
+                                 seg_id=f"tr{k}", act_cat=["transition"],
+                                 start_t=round(float(hi), 3),
+                                 end_t=round(float(bounds[k + 1] + TRANSITION_S / 2), 3)))
+        else:
+            rows.append(label)
+    return rows
+
+
+def _class_plan(classes, total, rng):
+    """Segment classes for a split: shuffled rounds over all classes, so each appears."""
+    out = []
+    while len(out) < total:
+        out += list(rng.permutation(classes))
+    return out[:total]
+
+
+def write_synthetic(out_dir: str, cfg, seed: int) -> tuple[str, str]:
+    """Writes synthetic AMASS .npz files and BABEL train/val JSON under out_dir.
+
+    Args:
+      out_dir: destination folder (prepare uses workdir/raw).
+      cfg: `config.data`; reads cfg.synthetic.
+      seed: the experiment seed; the generator uses seed + cfg.synthetic.seed_offset.
+
+    Returns:
+      (amass_root, babel_dir).
+    """
+    sc = cfg.synthetic
+    for name in sc.classes:
+        _motion(name, np.zeros(1), dict(amp=1, speed=1, side=1, phase=0))  # fail early on a typo
+    amass_root, babel_dir = os.path.join(out_dir, "amass"), os.path.join(out_dir, "babel")
+    rng = np.random.default_rng([seed + sc.seed_offset])
+    sid = 0
+    for split, count in (("train", sc.num_train), ("val", sc.num_val)):
+        num_segments = rng.integers(sc.min_segments, sc.max_segments + 1, count)
+        single = rng.random(count) < sc.null_frame_ann_fraction
+        num_segments[single] = 1
+        plan = _class_plan(list(sc.classes), int(num_segments.sum()), rng)
+        entries = {}
+        for i in range(count):
+            classes, plan = plan[: num_segments[i]], plan[num_segments[i]:]
+            for j in range(1, len(classes)):  # no segment repeats its predecessor
+                if classes[j] == classes[j - 1]:
+                    classes[j] = next(c for c in sc.classes if c != classes[j - 1])
+            durations = rng.uniform(sc.min_segment_s, sc.max_segment_s, len(classes))
+            fps = int(rng.choice(sc.fps_choices))
+            poses, trans, betas = synth_sequence(classes, durations, fps, rng)
+            subject = f"{split}_subject{i % 7:02d}"
+            rel = os.path.join("SYNTH", subject, f"{split}{i:05d}_poses.npz")
+            rate_key = "mocap_framerate" if i % 2 == 0 else "mocap_frame_rate"
+            arrays = dict(poses=poses, trans=trans, betas=betas, dmpls=np.zeros((len(poses), 8)),
+                          gender=np.array(rng.choice(["male", "female", "neutral"])),
+                          **{rate_key: np.array(float(fps))})
+            io.atomic_write(os.path.join(amass_root, rel), lambda f, a=arrays: np.savez(f, **a))
+            bounds = np.concatenate([[0.0], np.cumsum(durations)])
+            dur = round(len(poses) / fps, 3)
+            seq_names = sorted(set(classes))
+            entries[str(sid)] = dict(
+                babel_sid=sid, url=f"synthetic://{sid}", feat_p=f"SYNTH/{rel}", dur=dur,
+                seq_ann=dict(babel_lid=f"s{sid}", anntr_id="synthetic", mul_act=len(seq_names) > 1,
+                             labels=_labels(seq_names, None, False)),
+                frame_ann=None if single[i] else dict(
+                    babel_lid=f"f{sid}", anntr_id="synthetic", mul_act=True,
+                    labels=_labels(classes, bounds, True)))
+            sid += 1
+        io.write_json(os.path.join(babel_dir, f"{split}.json"), entries)
+    return amass_root, babel_dir
