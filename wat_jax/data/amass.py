@@ -108,7 +108,9 @@ def load_npz(path: str) -> AmassMotion:
                     raise fail(path, f"missing key '{key}' (keys: {sorted(keys)})")
             rate_key = next((k for k in FRAMERATE_KEYS if k in keys), None)
             if rate_key is None:
-                raise fail(path, f"missing frame rate: none of {FRAMERATE_KEYS} (keys: {sorted(keys)})")
+                raise fail(
+                    path, f"missing frame rate: none of {FRAMERATE_KEYS} (keys: {sorted(keys)})"
+                )
             poses = np.asarray(z["poses"], np.float64)
             trans = np.asarray(z["trans"], np.float64)
             fps = np.asarray(z[rate_key], np.float64)

@@ -208,7 +208,11 @@ def build_split(data_cfg, amass_root: str, babel_dir: str, split: str, seed: int
       (prepared.PreparedSplit, stats dict).
     """
     classes = columns(data_cfg.classes)
-    fps, chunk, window = float(data_cfg.fps), int(data_cfg.chunk_frames), int(data_cfg.window_frames)
+    fps, chunk, window = (
+        float(data_cfg.fps),
+        int(data_cfg.chunk_frames),
+        int(data_cfg.window_frames),
+    )
     if not 0 < window <= chunk:
         raise fail("data.window_frames", f"must be in 1..chunk_frames={chunk}, got {window}")
     names = tuple(data_cfg.babel_splits[split])
@@ -221,11 +225,16 @@ def build_split(data_cfg, amass_root: str, babel_dir: str, split: str, seed: int
     missing = [sid for sid in sids if paths[sid] is None]
     if len(missing) > data_cfg.max_missing_fraction * len(sids):
         first = os.path.join(amass_root, entries[missing[0]]["feat_p"])
-        raise fail(first, f"missing: {len(missing)} of {len(sids)} BABEL '{split}' sequences have "
-                   f"no .npz under data.amass_root (max_missing_fraction="
-                   f"{data_cfg.max_missing_fraction})")
+        raise fail(
+            first,
+            f"missing: {len(missing)} of {len(sids)} BABEL '{split}' sequences have "
+            f"no .npz under data.amass_root (max_missing_fraction="
+            f"{data_cfg.max_missing_fraction})",
+        )
     for sid in missing[:5]:
-        logging.warning("babel %s: no .npz for %s (sid %s); skipped", split, entries[sid]["feat_p"], sid)
+        logging.warning(
+            "babel %s: no .npz for %s (sid %s); skipped", split, entries[sid]["feat_p"], sid
+        )
 
     ignored = collections.Counter()
     motion, labels, index = [], [], []
@@ -237,32 +246,55 @@ def build_split(data_cfg, amass_root: str, babel_dir: str, split: str, seed: int
         rot, trans = amass.resample(amass.load_npz(paths[sid]), fps)  # [T, 24, 3, 3], [T, 3]
         per_frame = frame_labels(entries[sid]["segments"], len(rot), fps, classes, ignored)
         rng = np.random.default_rng([seed, zlib.crc32(f"{split}/{sid}".encode())])
-        starts = window_starts(len(rot), chunk, window, int(data_cfg.train_windows_per_chunk),
-                               rng if split == "train" else None)
+        starts = window_starts(
+            len(rot),
+            chunk,
+            window,
+            int(data_cfg.train_windows_per_chunk),
+            rng if split == "train" else None,
+        )
         short += not starts
         rot6d = rotations.matrix_to_rot6d(rot)  # [T, 24, 6]
         for s in starts:
-            y = per_frame[s:s + window].any(0)
+            y = per_frame[s : s + window].any(0)
             if not y.any():
                 continue
-            motion.append(amass.window_features(rot6d[s:s + window], trans[s:s + window]))
+            motion.append(amass.window_features(rot6d[s : s + window], trans[s : s + window]))
             labels.append(y)
             index.append(dict(source=feat_p, babel_sid=sid, start_frame=s, start_s=s / fps))
         if time.time() - last_log > _LOG_EVERY_S:
             last_log = time.time()
             rate = (n + 1) / (last_log - t0)
-            logging.info("babel %s: %d/%d sequences, %.1f seq/s, ETA %.0f s", split, n + 1,
-                         len(todo), rate, (len(todo) - n - 1) / rate)
+            logging.info(
+                "babel %s: %d/%d sequences, %.1f seq/s, ETA %.0f s",
+                split,
+                n + 1,
+                len(todo),
+                rate,
+                (len(todo) - n - 1) / rate,
+            )
     if not motion:
-        raise fail(babel_dir, f"split '{split}' ({names}) gave no window with a label in data.classes")
+        raise fail(
+            babel_dir, f"split '{split}' ({names}) gave no window with a label in data.classes"
+        )
 
     motion = np.stack(motion)  # [N, W, 25, 6]
-    data = prepared.PreparedSplit(motion, np.ones(motion.shape[:2], bool),
-                                  np.stack(labels).astype(np.float32), list(classes), index)
-    stats = dict(sequences=len(todo), windows=len(motion), skipped_missing=len(missing),
-                 skipped_short=short, ignored_act_cat=dict(ignored.most_common()),
-                 windows_per_class={k: int(v) for k, v in zip(classes, data.labels.sum(0))},
-                 seconds=round(time.time() - t0, 2))
+    data = prepared.PreparedSplit(
+        motion,
+        np.ones(motion.shape[:2], bool),
+        np.stack(labels).astype(np.float32),
+        list(classes),
+        index,
+    )
+    stats = dict(
+        sequences=len(todo),
+        windows=len(motion),
+        skipped_missing=len(missing),
+        skipped_short=short,
+        ignored_act_cat=dict(ignored.most_common()),
+        windows_per_class={k: int(v) for k, v in zip(classes, data.labels.sum(0))},
+        seconds=round(time.time() - t0, 2),
+    )
     return data, stats
 
 
@@ -280,22 +312,33 @@ def prepare(data_cfg, workdir: str, seed: int) -> dict:
     """
     if data_cfg.source == "synthetic":
         amass_root, babel_dir = synthetic_babel.write_synthetic(
-            os.path.join(workdir, "raw"), data_cfg, seed)
+            os.path.join(workdir, "raw"), data_cfg, seed
+        )
     elif data_cfg.source == "amass_babel":
         amass_root, babel_dir = data_cfg.amass_root, data_cfg.babel_dir
         for key, path in (("data.amass_root", amass_root), ("data.babel_dir", babel_dir)):
             if not path or not os.path.isdir(path):
                 raise fail(key, f"{path!r} is not a folder; point it at your AMASS/BABEL download")
     else:
-        raise fail("data.source", f"unknown source {data_cfg.source!r}; expected synthetic or amass_babel")
+        raise fail(
+            "data.source", f"unknown source {data_cfg.source!r}; expected synthetic or amass_babel"
+        )
 
     counts = {}
     for split in prepared.SPLITS:
         data, stats = build_split(data_cfg, amass_root, babel_dir, split, seed)
         prepared.write_split(workdir, split, data)
         top = list(stats["ignored_act_cat"].items())[:8]
-        logging.info("babel %s: %d windows from %d sequences (%d missing, %d short) in %.1f s; "
-                     "ignored act_cat (top): %s", split, stats["windows"], stats["sequences"],
-                     stats["skipped_missing"], stats["skipped_short"], stats["seconds"], top)
+        logging.info(
+            "babel %s: %d windows from %d sequences (%d missing, %d short) in %.1f s; "
+            "ignored act_cat (top): %s",
+            split,
+            stats["windows"],
+            stats["sequences"],
+            stats["skipped_missing"],
+            stats["skipped_short"],
+            stats["seconds"],
+            top,
+        )
         counts[split] = stats
     return counts

@@ -86,8 +86,16 @@ def matrix_to_quaternion(matrix: np.ndarray) -> np.ndarray:
     )
     sq = np.sqrt(np.maximum(sq, 0.0))
     # Candidate quaternions scaled by 2 * (chosen component); row i divides by component i.
-    d21, d02, d10 = m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]
-    s10, s02, s21 = m[..., 1, 0] + m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0], m[..., 2, 1] + m[..., 1, 2]
+    d21, d02, d10 = (
+        m[..., 2, 1] - m[..., 1, 2],
+        m[..., 0, 2] - m[..., 2, 0],
+        m[..., 1, 0] - m[..., 0, 1],
+    )
+    s10, s02, s21 = (
+        m[..., 1, 0] + m[..., 0, 1],
+        m[..., 0, 2] + m[..., 2, 0],
+        m[..., 2, 1] + m[..., 1, 2],
+    )
     cands = np.stack(
         [
             np.stack([sq[..., 0] ** 2, d21, d02, d10], -1),

@@ -24,9 +24,11 @@ then turned into axis-angle through quaternions.
 """
 
 import os
+import time
 
 import ml_collections
 import numpy as np
+from absl import logging
 
 from wat_jax import io
 from wat_jax.data import rotations
@@ -77,9 +79,14 @@ def _elbows(e, left, right):
 
 def _gait(e, root, ph, amp, hip, knee, knee0, arm, elbow, lean, speed, bounce):
     """Shared by walk, jog and run: antiphase legs, counter-swinging arms."""
-    for joint, knee_j, sh, sign in ((L_HIP, L_KNEE, L_SHOULDER, 1), (R_HIP, R_KNEE, R_SHOULDER, -1)):
+    for joint, knee_j, sh, sign in (
+        (L_HIP, L_KNEE, L_SHOULDER, 1),
+        (R_HIP, R_KNEE, R_SHOULDER, -1),
+    ):
         e[:, joint, X] = -sign * hip * amp * np.sin(ph)
-        e[:, knee_j, X] = knee0 + knee * amp * np.maximum(0.0, np.sin(ph + sign * np.pi / 2 + np.pi))
+        e[:, knee_j, X] = knee0 + knee * amp * np.maximum(
+            0.0, np.sin(ph + sign * np.pi / 2 + np.pi)
+        )
         e[:, sh, X] += sign * arm * amp * np.sin(ph)
     _elbows(e, elbow, elbow)
     e[:, SPINE2, X] += lean
@@ -159,7 +166,10 @@ def _motion(name, t, st):
         e[:, R_SHOULDER, Z] -= 0.6
     elif name == "punch":
         ph = cyc(1.4)
-        hits = {L_SHOULDER: np.maximum(0, np.sin(ph)) ** 4, R_SHOULDER: np.maximum(0, -np.sin(ph)) ** 4}
+        hits = {
+            L_SHOULDER: np.maximum(0, np.sin(ph)) ** 4,
+            R_SHOULDER: np.maximum(0, -np.sin(ph)) ** 4,
+        }
         for sh, el, sign in ((L_SHOULDER, L_ELBOW, 1), (R_SHOULDER, R_ELBOW, -1)):
             e[:, sh, X] = -0.7 - 0.9 * a * hits[sh]
             e[:, el, Y] -= sign * (2.0 - 1.8 * a * hits[sh])
@@ -235,9 +245,15 @@ def synth_sequence(classes, durations, fps, rng):
     Returns:
       poses [T, 156] float32 axis-angle, trans [T, 3] float32 (z up), betas [16].
     """
-    st = dict(speed=rng.uniform(0.8, 1.25), amp=rng.uniform(0.75, 1.2), side=rng.choice([-1, 1]),
-              phase=rng.uniform(0, 2 * np.pi), scale=rng.uniform(0.85, 1.15),
-              noise=rng.uniform(0.005, 0.03), yaw0=rng.uniform(0, 2 * np.pi))
+    st = dict(
+        speed=rng.uniform(0.8, 1.25),
+        amp=rng.uniform(0.75, 1.2),
+        side=rng.choice([-1, 1]),
+        phase=rng.uniform(0, 2 * np.pi),
+        scale=rng.uniform(0.85, 1.15),
+        noise=rng.uniform(0.005, 0.03),
+        yaw0=rng.uniform(0, 2 * np.pi),
+    )
     bounds = np.concatenate([[0.0], np.cumsum(durations)])
     n = int(round(bounds[-1] * fps))
     t = np.arange(n) / fps
@@ -257,7 +273,9 @@ def synth_sequence(classes, durations, fps, rng):
     up = rotations.euler_xyz_to_quaternion(np.array([np.pi / 2, 0.0, 0.0]))
     heading = rotations.euler_xyz_to_quaternion(np.stack([np.zeros(n), np.zeros(n), yaw], -1))
     global_q = rotations.quaternion_multiply(
-        heading, rotations.quaternion_multiply(up, rotations.euler_xyz_to_quaternion(euler[:, PELVIS])))
+        heading,
+        rotations.quaternion_multiply(up, rotations.euler_xyz_to_quaternion(euler[:, PELVIS])),
+    )
     forward = np.stack([np.sin(yaw), -np.cos(yaw), np.zeros(n)], -1)
     left = np.stack([np.cos(yaw), np.sin(yaw), np.zeros(n)], -1)
     velocity = root[:, :1] * forward + root[:, 1:2] * left
@@ -268,7 +286,8 @@ def synth_sequence(classes, durations, fps, rng):
     body = rotations.quaternion_to_axis_angle(rotations.euler_xyz_to_quaternion(euler[:, 1:]))
     hands = rng.uniform(0.0, 0.3, 90) + 0.01 * rng.standard_normal((n, 90))
     poses = np.concatenate(
-        [rotations.quaternion_to_axis_angle(global_q), body.reshape(n, 63), hands], 1)
+        [rotations.quaternion_to_axis_angle(global_q), body.reshape(n, 63), hands], 1
+    )
     betas = np.zeros(16)
     betas[0] = (st["scale"] - 1.0) * 10.0
     betas[1:10] = rng.normal(0, 0.5, 9)
@@ -285,10 +304,16 @@ def _labels(classes, bounds, with_times):
             label.update(start_t=round(float(lo), 3), end_t=round(float(hi), 3))
             rows.append(label)
             if k < len(classes) - 1:  # BABEL labels the blend between two actions itself
-                rows.append(dict(raw_label="transition", proc_label="transition",
-                                 seg_id=f"tr{k}", act_cat=["transition"],
-                                 start_t=round(float(hi), 3),
-                                 end_t=round(float(bounds[k + 1] + TRANSITION_S / 2), 3)))
+                rows.append(
+                    dict(
+                        raw_label="transition",
+                        proc_label="transition",
+                        seg_id=f"tr{k}",
+                        act_cat=["transition"],
+                        start_t=round(float(hi), 3),
+                        end_t=round(float(bounds[k + 1] + TRANSITION_S / 2), 3),
+                    )
+                )
         else:
             rows.append(label)
     return rows
@@ -318,6 +343,7 @@ def write_synthetic(out_dir: str, cfg, seed: int) -> tuple[str, str]:
         _motion(name, np.zeros(1), dict(amp=1, speed=1, side=1, phase=0))  # fail early on a typo
     amass_root, babel_dir = os.path.join(out_dir, "amass"), os.path.join(out_dir, "babel")
     rng = np.random.default_rng([seed + sc.seed_offset])
+    t0 = time.time()
     sid = 0
     for split, count in (("train", sc.num_train), ("val", sc.num_val)):
         num_segments = rng.integers(sc.min_segments, sc.max_segments + 1, count)
@@ -326,7 +352,7 @@ def write_synthetic(out_dir: str, cfg, seed: int) -> tuple[str, str]:
         plan = _class_plan(list(sc.classes), int(num_segments.sum()), rng)
         entries = {}
         for i in range(count):
-            classes, plan = plan[: num_segments[i]], plan[num_segments[i]:]
+            classes, plan = plan[: num_segments[i]], plan[num_segments[i] :]
             for j in range(1, len(classes)):  # no segment repeats its predecessor
                 if classes[j] == classes[j - 1]:
                     classes[j] = next(c for c in sc.classes if c != classes[j - 1])
@@ -336,20 +362,45 @@ def write_synthetic(out_dir: str, cfg, seed: int) -> tuple[str, str]:
             subject = f"{split}_subject{i % 7:02d}"
             rel = os.path.join("SYNTH", subject, f"{split}{i:05d}_poses.npz")
             rate_key = "mocap_framerate" if i % 2 == 0 else "mocap_frame_rate"
-            arrays = dict(poses=poses, trans=trans, betas=betas, dmpls=np.zeros((len(poses), 8)),
-                          gender=np.array(rng.choice(["male", "female", "neutral"])),
-                          **{rate_key: np.array(float(fps))})
+            arrays = dict(
+                poses=poses,
+                trans=trans,
+                betas=betas,
+                dmpls=np.zeros((len(poses), 8)),
+                gender=np.array(rng.choice(["male", "female", "neutral"])),
+                **{rate_key: np.array(float(fps))},
+            )
             io.atomic_write(os.path.join(amass_root, rel), lambda f, a=arrays: np.savez(f, **a))
             bounds = np.concatenate([[0.0], np.cumsum(durations)])
             dur = round(len(poses) / fps, 3)
             seq_names = sorted(set(classes))
             entries[str(sid)] = dict(
-                babel_sid=sid, url=f"synthetic://{sid}", feat_p=f"SYNTH/{rel}", dur=dur,
-                seq_ann=dict(babel_lid=f"s{sid}", anntr_id="synthetic", mul_act=len(seq_names) > 1,
-                             labels=_labels(seq_names, None, False)),
-                frame_ann=None if single[i] else dict(
-                    babel_lid=f"f{sid}", anntr_id="synthetic", mul_act=True,
-                    labels=_labels(classes, bounds, True)))
+                babel_sid=sid,
+                url=f"synthetic://{sid}",
+                feat_p=f"SYNTH/{rel}",
+                dur=dur,
+                seq_ann=dict(
+                    babel_lid=f"s{sid}",
+                    anntr_id="synthetic",
+                    mul_act=len(seq_names) > 1,
+                    labels=_labels(seq_names, None, False),
+                ),
+                frame_ann=None
+                if single[i]
+                else dict(
+                    babel_lid=f"f{sid}",
+                    anntr_id="synthetic",
+                    mul_act=True,
+                    labels=_labels(classes, bounds, True),
+                ),
+            )
             sid += 1
         io.write_json(os.path.join(babel_dir, f"{split}.json"), entries)
+    logging.info(
+        "synthetic BABEL: %d train + %d val sequences written to %s in %.1f s",
+        sc.num_train,
+        sc.num_val,
+        out_dir,
+        time.time() - t0,
+    )
     return amass_root, babel_dir
