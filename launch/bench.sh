@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Throughput benchmark: the paper-size train step (and, with --compare=torch,
+# the PyTorch reference in the same run), the text encoder, the data pipeline.
+# One JSON object per line on stdout; see wat_jax/benchmark.py for the keys.
+#
+#   bash launch/bench.sh [--what=step,text,data] [--batch_size=80] [--dtype=bfloat16] \
+#     [--steps=N] [--compare=torch]
+#
+# Example (the figures in WORKSPACE.md, 2-core CPU):
+#   bash launch/bench.sh --what=step,data --steps=12 --block=2 --compare=torch
+#
+# torch is never installed into the project venv: with --compare=torch this
+# script makes (or reuses) a separate one, $BENCH_VENV (default /tmp/bench-venv),
+# with torch==2.13.0 and requirements.txt, and runs the checkout from there.
+#
+# Settings that matter:
+#   XLA_PYTHON_CLIENT_MEM_FRACTION  on GPU, share of memory preallocated (.90 here)
+#   XLA_FLAGS  kept as given; on GPU --xla_gpu_enable_latency_hiding_scheduler=true
+#              is added (it matters once the step all-reduces across devices)
+#   torch threads are set to the machine's cores by the benchmark (reported).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+if [[ " $* " == *" --compare=torch "* ]]; then
+  VENV="${BENCH_VENV:-/tmp/bench-venv}"
+  if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import torch, jax" 2>/dev/null; then
+    echo "bench: setting up $VENV (torch==2.13.0 + requirements.txt)" >&2
+    "${PYTHON:-python3}" -m venv "$VENV"
+    "$VENV/bin/python" -m pip install -q "torch==2.13.0"
+    "$VENV/bin/python" -m pip install -q -r "$ROOT/requirements.txt"
+  fi
+  PY="$VENV/bin/python"
+else
+  source "$ROOT/launch/setup.sh"
+  PY=python
+fi
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+  export XLA_PYTHON_CLIENT_MEM_FRACTION="${XLA_PYTHON_CLIENT_MEM_FRACTION:-.90}"
+  export XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_enable_latency_hiding_scheduler=true"
+fi
+exec "$PY" -m wat_jax.benchmark "$@"

@@ -1,0 +1,84 @@
+"""The benchmark CLI prints valid JSON lines with the expected keys (no timing
+assertions), its FLOP and peak tables, and what bf16 compute really computes in."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from wat_jax import benchmark
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--batch_size=8", "--width=32", "--layers=2", "--heads=4", "--mlp_dim=64",
+        "--frames=16", "--joints=5", "--features=3", "--text_dim=32"]
+
+
+def _bench(*args):
+    env = dict(os.environ, JAX_PLATFORMS="cpu")  # keeps conftest's 8 simulated devices
+    return subprocess.run([sys.executable, "-m", "wat_jax.benchmark", *TINY, *args],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_cli_prints_one_json_object_per_line():
+    proc = _bench("--what=step,data,text,precision", "--steps=3", "--warmup=1",
+                  "--data_windows=64", "--data_batches=5")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    by_what = {r["what"]: r for r in records}
+    assert list(by_what) == ["machine", "precision", "step", "data", "text"]
+    assert by_what["machine"]["local_devices"] == 8
+    step = by_what["step"]
+    assert step["impl"] == "wat_jax" and step["steps"] == 3 and step["devices"] == 8
+    for key in ("median_step_s", "sequences_per_sec", "flops_per_step", "model_flops_per_step",
+                "compile_s", "loss"):
+        assert step[key] > 0, key
+    assert step["flops_source"] in ("xla_cost_analysis", "analytic")
+    assert step["peak_flops_per_device"] is None and step["mfu"] is None  # CPU: no peak
+    data = by_what["data"]
+    assert data["windows_per_sec"] > 0 and data["times_faster_than_step"] > 0
+    assert "skipped" in by_what["text"] or "sentences_per_sec" in by_what["text"]
+
+
+def test_bad_what_is_a_usage_error():
+    proc = _bench("--what=stepp")
+    assert proc.returncode != 0 and "stepp" in proc.stderr
+
+
+def test_model_flops_grow_with_the_model():
+    small = benchmark.Shape(width=32, layers=2, mlp_dim=64, frames=16, text_dim=32)
+    assert benchmark.model_flops(small) > 0
+    wider = benchmark.Shape(width=64, layers=2, mlp_dim=64, frames=16, text_dim=32)
+    deeper = benchmark.Shape(width=32, layers=4, mlp_dim=64, frames=16, text_dim=32)
+    assert benchmark.model_flops(wider) > benchmark.model_flops(small)
+    assert benchmark.model_flops(deeper) > benchmark.model_flops(small)
+    # Paper size: about 0.93 TFLOP per step, dominated by the 8 layers' matmuls.
+    assert 0.9e12 < benchmark.model_flops(benchmark.Shape()) < 1.0e12
+
+
+@pytest.mark.parametrize("kind,dtype,peak", [
+    ("NVIDIA H100 80GB HBM3", "bfloat16", 989e12),
+    ("NVIDIA H200", "bfloat16", 989e12),
+    ("NVIDIA A100-SXM4-80GB", "float32", 156e12),
+    ("TPU v5 lite", "bfloat16", 197e12),
+    ("TPU v4", "float32", None),
+    ("cpu", "float32", None),
+])
+def test_peak_flops_table(kind, dtype, peak):
+    assert benchmark.peak_flops(kind, dtype) == peak
+
+
+def test_bfloat16_computes_in_bf16_with_float32_params_and_loss():
+    shape = benchmark.Shape(batch_size=8, width=32, layers=2, heads=4, mlp_dim=64, frames=16,
+                            joints=5, features=3, text_dim=32, dtype="bfloat16")
+    report = benchmark.precision_report(shape)
+    assert report["param_dtypes"] == ["float32"]
+    assert report["loss_dtype"] == "float32"
+    # Every layer's matmuls run in bf16 (forward and backward); float32 ones remain
+    # only where full precision is asked for (the loss) or the towers meet f32 inputs.
+    dots = report["dot_general"]
+    assert dots.get("bfloat16", 0) > dots.get("float32", 0)
+    f32 = benchmark.precision_report(
+        benchmark.Shape(**{**shape.__dict__, "dtype": "float32"}))
+    assert "bfloat16" not in f32["dot_general"]

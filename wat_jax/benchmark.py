@@ -1,0 +1,401 @@
+"""Throughput of the train step, the text encoder and the data pipeline.
+
+    python -m wat_jax.benchmark [--what=step,text,data,precision] [--batch_size=80] \
+        [--dtype=float32|bfloat16] [--steps=N] [--compare=torch]
+
+By default it times the train step of the paper-size motion tower (768-d, 8
+post-norm layers, 4 heads, ff 1024, 60 frames of 25x6 values, batch 80, AdamW,
+MSE to two 1024-d text targets) on every local device, and prints one JSON
+object per line: sequences/s, the median step time (after warm-up, blocking on
+the results), FLOPs per step, and model-FLOPs utilisation against the device's
+peak when it is known. `--compare=torch` times the PyTorch reference
+(wat_jax/bench_torch.py) in the same process, in alternating blocks of steps so
+that machine noise hits both, and prints the ratio. launch/bench.sh runs it.
+"""
+
+import dataclasses
+import importlib.util
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import jax
+import numpy as np
+
+from wat_jax import configs, parallel, train
+from wat_jax.data import prepared
+from wat_jax.data.pipeline import Batcher, TextBank
+
+# Dense peak FLOP/s per device by compute dtype, matched against device_kind
+# (first match wins). "float32" on NVIDIA is the TF32 tensor-core peak, which
+# XLA uses for float32 matmuls at default precision; TPUs run float32 matmuls
+# as several bf16 passes, so their float32 peak is left unknown.
+PEAK_FLOPS = (
+    ("H200", {"bfloat16": 989e12, "float32": 494e12}),
+    ("H100 PCIe", {"bfloat16": 756e12, "float32": 378e12}),
+    ("H100", {"bfloat16": 989e12, "float32": 494e12}),
+    ("A100", {"bfloat16": 312e12, "float32": 156e12}),
+    ("TPU v4", {"bfloat16": 275e12}),
+    ("TPU v5 lite", {"bfloat16": 197e12}),
+    ("TPU v5e", {"bfloat16": 197e12}),
+    ("TPU v5p", {"bfloat16": 459e12}),
+    ("TPU v5", {"bfloat16": 459e12}),  # v5p reports itself as "TPU v5"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Shape:
+    """The benchmarked model and batch; the defaults are the paper's."""
+
+    batch_size: int = 80
+    frames: int = 60
+    joints: int = 25
+    features: int = 6
+    text_dim: int = 1024
+    num_targets: int = 2  # class name and description centroid
+    num_classes: int = 60
+    width: int = 768
+    layers: int = 8
+    heads: int = 4
+    mlp_dim: int = 1024
+    dropout: float = 0.1
+    dtype: str = "float32"
+
+
+def step_config(shape: Shape):
+    """The experiment config of the benchmarked step (base config, paper model, MSE)."""
+    c = configs.base_config()
+    c.batch_size = shape.batch_size
+    c.model.update(width=shape.width, layers=shape.layers, heads=shape.heads,
+                   mlp_dim=shape.mlp_dim, dropout=shape.dropout, dtype=shape.dtype,
+                   max_len=max(shape.frames, 1))
+    c.loss.name = "mse"
+    return c
+
+
+def synthetic_batch(shape: Shape, seed: int = 0) -> dict:
+    """A global batch of the train step's layout with random values (numpy)."""
+    rng = np.random.default_rng(seed)
+    b, t = shape.batch_size, shape.frames
+    text = rng.standard_normal((b, shape.num_targets, shape.text_dim)).astype(np.float32)
+    labels = np.zeros((b, shape.num_classes), np.float32)
+    labels[np.arange(b), rng.integers(0, shape.num_classes, b)] = 1.0
+    return {
+        "motion": rng.standard_normal((b, t, shape.joints, shape.features)).astype(np.float32),
+        "mask": np.ones((b, t), bool),  # the reference has no padding mask
+        "labels": labels,
+        "text": text / np.linalg.norm(text, axis=-1, keepdims=True),  # [B, K, D]
+        "text_mask": np.ones((b, shape.num_targets), bool),
+    }
+
+
+def model_flops(shape: Shape) -> float:
+    """Analytic matmul FLOPs of one train step (forward x 3: backward is twice forward)."""
+    w, t, f = shape.width, shape.frames, shape.mlp_dim
+    per_token_layer = 2 * (4 * w * w + 2 * t * w + 2 * w * f)  # qkv+out, scores+values, mlp
+    per_token = shape.layers * per_token_layer + 2 * shape.joints * shape.features * w
+    head = 2 * (w * shape.text_dim + shape.text_dim * shape.text_dim)
+    forward = shape.batch_size * (t * per_token + head)
+    return 3.0 * forward
+
+
+def peak_flops(device_kind: str, dtype: str) -> float | None:
+    """Dense peak FLOP/s of one device of `device_kind` in `dtype`; None when unknown."""
+    for name, peaks in PEAK_FLOPS:
+        if name.lower() in device_kind.lower():
+            return peaks.get(dtype)
+    return None
+
+
+def xla_flops(compiled) -> float | None:
+    """FLOPs XLA's cost analysis counts for one device's program; None when it has none."""
+    try:
+        cost = compiled.cost_analysis()
+    except Exception:  # some backends do not implement it
+        return None
+    if isinstance(cost, (list, tuple)):  # older jax: one dict per program
+        cost = cost[0] if cost else None
+    flops = (cost or {}).get("flops")
+    return float(flops) if flops and flops > 0 else None
+
+
+class JaxStep:
+    """Our compiled train step on a fixed batch, timed step by step."""
+
+    def __init__(self, shape: Shape, batch: dict, seed: int = 0):
+        config = step_config(shape)
+        self.mesh = parallel.make_mesh()
+        parallel.check_batch_size(shape.batch_size, self.mesh)
+        model = train.create_model(config, shape.text_dim, shape.num_classes)
+        tx = train.make_optimizer(config.optim, config.total_steps)
+        self.state = parallel.replicate(train.create_train_state(model, tx, seed, batch),
+                                        self.mesh)
+        self.batch = parallel.shard_batch(batch, self.mesh, shape.batch_size)
+        jitted = train.make_train_step(model, tx, config.loss, self.mesh, shape.batch_size)
+        start = time.perf_counter()
+        self.compiled = jitted.lower(self.state, self.batch).compile()
+        self.compile_s = time.perf_counter() - start
+        per_device = xla_flops(self.compiled)
+        # The partitioned program is one device's share of the global batch.
+        self.xla_flops = per_device * self.mesh.devices.size if per_device else None
+        self.loss = float("nan")
+
+    def run(self, steps: int) -> list[float]:
+        """Times `steps` steps; returns each one's wall time in seconds."""
+        times = []
+        for _ in range(steps):
+            start = time.perf_counter()
+            self.state, metrics = self.compiled(self.state, self.batch)
+            jax.block_until_ready((self.state, metrics))
+            times.append(time.perf_counter() - start)
+        self.loss = float(metrics["loss"])
+        return times
+
+
+def _summary(times: list[float], batch_size: int) -> dict:
+    median = statistics.median(times)
+    return {"steps": len(times), "median_step_s": median, "min_step_s": min(times),
+            "mean_step_s": statistics.fmean(times), "sequences_per_sec": batch_size / median}
+
+
+def benchmark_step(shape: Shape, steps: int = 20, warmup: int = 2, compare: str = "",
+                   block: int = 5, threads: int = 0) -> list[dict]:
+    """Times our train step (and the torch reference when `compare="torch"`).
+
+    Args:
+      shape: model and batch sizes.
+      steps: timed steps per implementation.
+      warmup: untimed steps first (our first call also waits for buffers).
+      compare: "" or "torch".
+      block: steps per block when alternating implementations.
+      threads: torch intra-op threads (0: the machine's cores).
+
+    Returns:
+      One record per implementation, and a `compare` record when comparing.
+    """
+    batch = synthetic_batch(shape)
+    ours = JaxStep(shape, batch)
+    runners = {"wat_jax": ours}
+    if compare == "torch":
+        from wat_jax import bench_torch
+
+        runners["torch"] = bench_torch.TorchStep(
+            batch, shape.width, shape.layers, shape.heads, shape.mlp_dim, shape.dropout,
+            threads=threads or _cores())
+    elif compare:
+        raise ValueError(f"--compare must be '' or 'torch', got {compare!r}")
+    for runner in runners.values():
+        runner.run(warmup)
+    blocks = {name: [] for name in runners}
+    order = list(runners)
+    for i in range(0, steps, block):
+        # ABBA order, so a slow drift in machine load does not favour either side.
+        for name in order if (i // block) % 2 == 0 else order[::-1]:
+            blocks[name].append(runners[name].run(min(block, steps - i)))
+    times = {name: [t for b in runs for t in b] for name, runs in blocks.items()}
+
+    device = jax.devices()[0]
+    model = model_flops(shape)
+    peak = peak_flops(device.device_kind, shape.dtype)
+    records = []
+    for name, runner in runners.items():
+        record = {"what": "step", "impl": name, "batch_size": shape.batch_size,
+                  "dtype": shape.dtype, **_summary(times[name], shape.batch_size)}
+        if name == "wat_jax":
+            flops = ours.xla_flops or model
+            median = record["median_step_s"]
+            record.update(
+                devices=ours.mesh.devices.size, device_kind=device.device_kind,
+                compile_s=ours.compile_s, loss=ours.loss, flops_per_step=flops,
+                flops_source="xla_cost_analysis" if ours.xla_flops else "analytic",
+                model_flops_per_step=model, achieved_model_flops_per_sec=model / median,
+                peak_flops_per_device=peak,
+                mfu=model / median / (peak * ours.mesh.devices.size) if peak else None)
+        else:
+            record.update(threads=runner.threads, torch_version=_torch_version(),
+                          model_flops_per_step=model)
+        records.append(record)
+    if compare:
+        # Neighbouring blocks share the machine's load; their ratios are the fairest view.
+        paired = [statistics.median(b) / statistics.median(a)
+                  for a, b in zip(blocks["wat_jax"], blocks[compare])]
+        ratio = statistics.median(paired)
+        records.append({
+            "what": "compare", "against": compare, "torch_over_wat_jax_step_time": ratio,
+            "block_ratios": paired,
+            "median_ratio": records[1]["median_step_s"] / records[0]["median_step_s"],
+            "min_ratio": records[1]["min_step_s"] / records[0]["min_step_s"],
+            "wat_jax_faster": ratio >= 1.0})
+    return records
+
+
+def benchmark_data(shape: Shape, windows: int = 2048, batches: int = 200,
+                   descriptions_per_class: int = 16) -> dict:
+    """Windows/s of Batcher.batch over a synthetic prepared split of `shape`.
+
+    The split is written with prepared.write_split into a temporary directory
+    and read back memory-mapped, as training reads it.
+    """
+    rng = np.random.default_rng(0)
+    c, d = shape.num_classes, shape.text_dim
+    labels = np.zeros((windows, c), np.float32)
+    labels[np.arange(windows), rng.integers(0, c, windows)] = 1.0
+    labels[rng.random(windows) < 0.2, rng.integers(0, c)] = 1.0
+    lengths = rng.integers(shape.frames // 2, shape.frames + 1, windows)
+    split = prepared.PreparedSplit(
+        motion=rng.standard_normal(
+            (windows, shape.frames, shape.joints, shape.features)).astype(np.float32),
+        mask=np.arange(shape.frames)[None] < lengths[:, None],
+        labels=labels, classes=[f"class_{i}" for i in range(c)],
+        index=[{"source": "bench", "start_s": 0.0, "start_frame": 0}] * windows)
+    bank = TextBank([f"class_{i}" for i in range(c)],
+                    rng.standard_normal((c, d)).astype(np.float32),
+                    rng.standard_normal((c * descriptions_per_class, d)).astype(np.float32),
+                    np.arange(c + 1) * descriptions_per_class)
+    order = np.argsort(-labels, axis=1, kind="stable")  # each window's classes first
+    keys = np.where(np.take_along_axis(labels, order, 1) > 0.5, order, -1)
+    with tempfile.TemporaryDirectory(prefix="wat_jax_bench_") as workdir:
+        prepared.write_split(workdir, "train", split)
+        data = prepared.read_split(workdir, "train")
+        batcher = Batcher(data.motion, data.mask, data.labels, keys, bank,
+                          ("name", "centroid"), shape.batch_size,
+                          slice(0, shape.batch_size), seed=0)
+        batcher.batch(0)
+        times = []
+        for i in range(1, batches + 1):
+            start = time.perf_counter()
+            batcher.batch(i * shape.batch_size)
+            times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    return {"what": "data", "windows": windows, "batches": batches,
+            "batch_size": shape.batch_size, "median_batch_s": median,
+            "windows_per_sec": shape.batch_size * len(times) / sum(times)}
+
+
+def benchmark_text(batch_size: int) -> dict:
+    """Sentences/s of the text encoder, from wat_jax.text.bench when it exists."""
+    if importlib.util.find_spec("wat_jax.text.bench") is None:
+        return {"what": "text", "skipped": "wat_jax.text.bench is not in this checkout"}
+    from wat_jax.text import bench
+
+    result = bench.benchmark_text_encoder()
+    return {"what": "text", **(result if isinstance(result, dict) else {"result": result})}
+
+
+def precision_report(shape: Shape) -> dict:
+    """Dtypes the traced train step computes in, per primitive, and its params' and loss's.
+
+    Matmuls are `dot_general`; softmax shows as `reduce_max` and `exp` (exact
+    GELU's backward also uses `exp`), GELU as `erfc`, LayerNorm as `rsqrt`.
+    """
+    batch = synthetic_batch(shape)
+    config = step_config(shape)
+    mesh = parallel.make_mesh()
+    model = train.create_model(config, shape.text_dim, shape.num_classes)
+    tx = train.make_optimizer(config.optim, config.total_steps)
+    state = jax.eval_shape(lambda: train.create_train_state(model, tx, 0, batch))
+    step = train.make_train_step(model, tx, config.loss, mesh, shape.batch_size)
+    closed = jax.make_jaxpr(step)(state, batch)
+    counts: dict[str, dict[str, int]] = {}
+    _count_dtypes(closed.jaxpr, counts)
+    new_state, metrics = jax.eval_shape(step, state, batch)
+    return {
+        "what": "precision", "dtype": shape.dtype,
+        "param_dtypes": sorted({str(x.dtype) for x in jax.tree.leaves(new_state.params)}),
+        "loss_dtype": str(metrics["loss"].dtype),
+        "dot_general": counts.get("dot_general", {}), "exp": counts.get("exp", {}),
+        "erfc": counts.get("erfc", {}), "rsqrt": counts.get("rsqrt", {}),
+        "reduce_max": counts.get("reduce_max", {})}
+
+
+def _count_dtypes(jaxpr, counts: dict) -> None:
+    """Per primitive, how many equations take an input of each dtype (recursing into sub-jaxprs)."""
+    for eqn in jaxpr.eqns:
+        dtype = str(eqn.invars[0].aval.dtype) if eqn.invars else "none"
+        per = counts.setdefault(eqn.primitive.name, {})
+        per[dtype] = per.get(dtype, 0) + 1
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, (list, tuple)) else (value,):
+                inner = getattr(sub, "jaxpr", sub)  # ClosedJaxpr -> Jaxpr
+                if hasattr(inner, "eqns"):
+                    _count_dtypes(inner, counts)
+
+
+def machine_record() -> dict:
+    """Where the numbers come from."""
+    device = jax.devices()[0]
+    return {"what": "machine", "platform": device.platform, "device_kind": device.device_kind,
+            "local_devices": jax.local_device_count(), "cpu_cores": _cores(),
+            "jax_version": jax.__version__, "python": sys.version.split()[0],
+            "xla_flags": os.environ.get("XLA_FLAGS", "")}
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def _torch_version() -> str | None:
+    torch = sys.modules.get("torch")
+    return torch.__version__ if torch else None
+
+
+def main(argv):
+    from absl import app, flags
+
+    del argv
+    f = flags.FLAGS
+    shape = Shape(batch_size=f.batch_size, frames=f.frames, joints=f.joints,
+                  features=f.features, text_dim=f.text_dim, width=f.width, layers=f.layers,
+                  heads=f.heads, mlp_dim=f.mlp_dim, dtype=f.dtype)
+    what = [w.strip() for w in f.what.split(",") if w.strip()]
+    unknown = set(what) - {"step", "text", "data", "precision"}
+    if unknown:
+        raise app.UsageError(f"--what: unknown {sorted(unknown)}; use step,text,data,precision")
+    compare = f.compare
+    if compare == "torch" and importlib.util.find_spec("torch") is None:
+        raise app.UsageError("--compare=torch needs torch importable (see launch/bench.sh)")
+    emit = lambda record: print(json.dumps(record), flush=True)
+    emit(machine_record())
+    step_rate = None
+    if "precision" in what:
+        emit(precision_report(shape))
+    if "step" in what:
+        for record in benchmark_step(shape, f.steps, f.warmup, compare, f.block, f.threads):
+            emit(record)
+            if record.get("impl") == "wat_jax":
+                step_rate = record["sequences_per_sec"]
+    if "data" in what:
+        record = benchmark_data(shape, f.data_windows, f.data_batches)
+        if step_rate:
+            record["times_faster_than_step"] = record["windows_per_sec"] / step_rate
+        emit(record)
+    if "text" in what:
+        emit(benchmark_text(f.batch_size))
+
+
+def _define_flags():
+    from absl import flags
+
+    flags.DEFINE_string("what", "step,text,data", "Comma list of step, text, data, precision.")
+    flags.DEFINE_integer("batch_size", 80, "Global batch (sequences per step).")
+    flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype of the tower.")
+    flags.DEFINE_integer("steps", 20, "Timed steps per implementation.")
+    flags.DEFINE_integer("warmup", 2, "Untimed steps before timing.")
+    flags.DEFINE_integer("block", 5, "Steps per block when alternating with --compare.")
+    flags.DEFINE_enum("compare", "", ["", "torch"], "Also time the PyTorch reference.")
+    flags.DEFINE_integer("threads", 0, "Torch intra-op threads; 0: the machine's cores.")
+    for name, default in dict(width=768, layers=8, heads=4, mlp_dim=1024, frames=60,
+                              joints=25, features=6, text_dim=1024).items():
+        flags.DEFINE_integer(name, default, f"Model/batch size: {name}.")
+    flags.DEFINE_integer("data_windows", 2048, "Windows in the synthetic prepared split.")
+    flags.DEFINE_integer("data_batches", 200, "Batches timed for the data pipeline.")
+
+
+if __name__ == "__main__":
+    from absl import app
+
+    _define_flags()
+    app.run(main)
