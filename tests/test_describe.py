@@ -60,6 +60,43 @@ def _without_time(records):
     return [{k: v for k, v in r.items() if k != "time"} for r in records]
 
 
+# Cleaning.
+
+
+@pytest.mark.parametrize("raw, expected", [
+    (('Sure! Here is a detailed description of the movements:\n\n"A person walks forward, '
+      'swinging the arms."\n\nI hope this helps!'), "A person walks forward, swinging the arms."),
+    ("Description: The person bends at the waist and reaches down.",
+     "The person bends at the waist and reaches down."),
+    ("**Jumping**\n- The knees bend deeply\n- The arms swing up as the feet leave the ground",
+     "The knees bend deeply. The arms swing up as the feet leave the ground."),
+    ("Here\u2019s a paraphrase: \u201cThe person kicks with the right leg.\u201d",
+     "The person kicks with the right leg."),
+    ("A person squats low. Then the person rises slowly and the arms", "A person squats low."),
+    ("The feet shuffle. The feet shuffle. The arms stay still.",
+     "The feet shuffle. The arms stay still."),
+])
+def test_clean_strips_chat_artefacts(raw, expected):
+    assert cleaning.clean(raw, 10, 500) == (expected, cleaning.KEPT)
+
+
+@pytest.mark.parametrize("raw, reason", [
+    ("I'm sorry, but I can't describe that.", "refusal"),
+    ("As an AI language model, I do not have a body, but a person walks.", "refusal"),
+    ("  \n ", "empty"), (None, "empty"), ("Walks.", "too_short"),
+    ("A" * 600, "too_long"),
+])
+def test_clean_drops_what_cannot_be_rescued(raw, reason):
+    assert cleaning.clean(raw, 10, 500) == ("", reason)
+
+
+def test_clean_cuts_long_texts_after_a_whole_sentence():
+    text, outcome = cleaning.clean("The person walks on. " * 40, 10, 100)
+    assert outcome == cleaning.KEPT and text == "The person walks on."  # repeats removed too
+    text, outcome = cleaning.clean(" ".join(f"Step {i} moves the foot." for i in range(40)), 10, 100)
+    assert outcome == cleaning.KEPT and len(text) <= 100 and text.endswith("foot.")
+
+
 # Offline backends.
 
 
@@ -180,7 +217,9 @@ def test_restarted_run_requests_only_missing_indices_and_is_deterministic(tmp_pa
         assert len(server.log) == len(KEYS) * 3
         describe.describe(KEYS, cfg, str(tmp_path / "b"))
         assert len(server.log) == len(KEYS) * 6
-    texts = lambda w: sorted((r["key"], r["index"], r["text"]) for r in _records(w))  # noqa: E731
+    def texts(workdir):
+        return sorted((r["key"], r["index"], r["text"]) for r in _records(workdir))
+
     assert texts(tmp_path / "a") == texts(tmp_path / "b")
 
 

@@ -85,7 +85,13 @@ def _strip_chatter(text: str) -> str:
     sentences = _split_sentences(text)
     while sentences and _OUTRO.match(_strip_quotes(sentences[-1])):
         sentences.pop()
-    return " ".join(sentences)
+    # Small models loop ("Cuts across the floor again." x 5); keep each sentence once.
+    seen, kept = set(), []
+    for sentence in sentences:
+        if dedup_key(sentence) not in seen:
+            seen.add(dedup_key(sentence))
+            kept.append(sentence)
+    return " ".join(kept)
 
 
 def _cut_to_sentence(text: str, limit: int) -> str:

@@ -25,7 +25,7 @@ import hashlib
 import json
 import os
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import ml_collections
 from absl import logging
@@ -62,7 +62,7 @@ def default_describe_config() -> ml_collections.ConfigDict:
         base_url="http://127.0.0.1:8080/v1", model="", api_key_env="OPENAI_API_KEY",
         concurrency=4, timeout_s=120.0, max_retries=5, backoff_s=1.0, max_backoff_s=60.0,
         # local: our JAX decoder.
-        local_model="smollm2", local_batch_size=8,
+        local_model="smollm2", local_batch_size=8, local_dtype="float32",
         # Prompts: relative to experiments/prompts unless absolute.
         action_prompt="action_description.txt", appearance_prompt="appearance_description.txt",
         paraphrase_prompt="paraphrase.txt",
@@ -208,7 +208,7 @@ class _Run:
                 # Offline backends do not sample.
                 "temperature": None if seed is None else float(self.cfg.temperature),
                 "top_p": None if seed is None else float(self.cfg.top_p),
-                "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+                "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
 
     def run_offline(self) -> None:
         b = self.backend
@@ -348,6 +348,11 @@ def _describe_locked(keys, cfg, path, backend) -> None:
         return
     if backend is None:
         backend = backends.get_backend(cfg)  # only now: the local backend loads a model
+    wanted = {k.key for k in keys}
+    for r in records:  # the local backend's model id is known only now
+        if r["key"] in wanted and r.get("model") != backend.model:
+            raise fail(f"{path}:{r['_line']}", f"written by model {r.get('model')!r}, but this "
+                       f"run uses {backend.model!r}; move the file away or use another workdir")
     run = _Run(keys, cfg, path, backend, prompt_by_role, have)
     if offline:
         run.run_offline()

@@ -105,6 +105,7 @@ class OpenAIBackend:
         self._api_key_env = cfg.api_key_env
         self.stats = collections.Counter()
         self._lock = threading.Lock()
+        self._stop = threading.Event()  # set when a run ends early: retries stop waiting
 
     def _count(self, name: str, amount: int = 1) -> None:
         with self._lock:
@@ -120,13 +121,15 @@ class OpenAIBackend:
     def iter_complete(self, requests: list[ChatRequest]):
         """Yields (request index, texts) as requests finish, so callers can store early."""
         pool = concurrent.futures.ThreadPoolExecutor(self.concurrency, "describe-http")
+        self._stop.clear()
         try:
             futures = {pool.submit(self._complete_one, r): i for i, r in enumerate(requests)}
             for future in concurrent.futures.as_completed(futures):
                 yield futures[future], future.result()
         finally:
-            # On an error (or an abandoned generator) start nothing new; requests in
-            # flight end within timeout_s on their own.
+            # On an error (or an abandoned generator) start nothing new and wake the
+            # retry waits; requests in flight end within timeout_s on their own.
+            self._stop.set()
             pool.shutdown(wait=False, cancel_futures=True)
 
     def _complete_one(self, request: ChatRequest) -> list[str]:
@@ -161,7 +164,8 @@ class OpenAIBackend:
                 self._count(f"retry_{retry.cause}")
                 logging.warning("describe: %s from %s (%s); retry %d/%d in %.1fs", retry.cause,
                                 self.url, retry.detail, attempt + 1, self.max_retries, wait)
-                time.sleep(wait)
+                if self._stop.wait(wait):
+                    raise fail(self.url, "cancelled: another request of this run failed")
         raise AssertionError("unreachable")
 
     def _attempt(self, data: bytes) -> list[str]:
