@@ -1,4 +1,5 @@
-"""The pictures evaluation writes: confusion matrices and per-class/attribute bars."""
+"""The pictures evaluation writes: confusion matrices, per-class/attribute bars and the
+embedding space (a 2-D PCA of motion embeddings and text prototypes)."""
 
 import os
 
@@ -55,6 +56,90 @@ def bars_png(values: dict, path: str, title: str, xlabel: str, baseline: dict | 
     ax.set_xlim(0, 1)
     ax.set_xlabel(xlabel)
     ax.set_title(title)
+    return _save(fig, path)
+
+
+def pca_2d(points: np.ndarray, fit: np.ndarray | None = None) -> np.ndarray:
+    """Projects points [N, E] onto the top two principal axes of `fit` (default: points).
+
+    Rows are L2-normalised first (the model scores by cosine). The sign of each
+    axis is fixed (largest loading positive) so pictures of reruns look alike.
+
+    Returns:
+      [N, 2] coordinates.
+    """
+    def unit(x):
+        x = np.asarray(x, np.float64)
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    points = unit(points)
+    fit = points if fit is None else unit(fit)
+    mean = fit.mean(0)
+    _, _, vt = np.linalg.svd(fit - mean, full_matrices=False)
+    axes = vt[:2]  # [2, E]
+    if axes.shape[0] < 2:  # a single point or one-dimensional embeddings
+        axes = np.concatenate([axes, np.zeros((2 - axes.shape[0], axes.shape[1]))])
+    signs = np.sign(axes[np.arange(2), np.abs(axes).argmax(1)])
+    return (points - mean) @ (axes * np.where(signs == 0, 1, signs)[:, None]).T
+
+
+def _palette(count: int):
+    plt = _pyplot()
+    cmap = plt.get_cmap("tab10" if count <= 10 else "tab20" if count <= 20 else "hsv")
+    return [cmap(i % cmap.N if count <= 20 else i / count) for i in range(count)]
+
+
+def embedding_png(motion_emb: np.ndarray, groups: np.ndarray, group_names: list[str],
+                  path: str, title: str, prototypes: np.ndarray | None = None,
+                  prototype_groups: np.ndarray | None = None,
+                  prototype_names: list[str] | None = None, max_points: int = 3000) -> str:
+    """The embedding space: motion windows as dots coloured by group, texts as stars.
+
+    Args:
+      motion_emb: [N, E] motion embeddings; the PCA is fitted on them.
+      groups: [N] int group id per window (-1: no group, drawn grey).
+      group_names: names of the group ids, for the legend.
+      path: the PNG to write.
+      title: the figure title.
+      prototypes: optional [K, E] text embeddings in the same space.
+      prototype_groups: [K] group id per prototype (-1: grey); colours match windows.
+      prototype_names: optional labels written beside the stars (up to 60 are written).
+      max_points: windows beyond this are subsampled (seeded) to keep the plot readable.
+
+    Returns:
+      path.
+    """
+    plt = _pyplot()
+    motion_emb, groups = np.asarray(motion_emb), np.asarray(groups)
+    if len(motion_emb) > max_points:
+        keep = np.sort(np.random.default_rng(0).choice(len(motion_emb), max_points, False))
+        motion_emb, groups = motion_emb[keep], groups[keep]
+    xy = pca_2d(motion_emb)
+    colours = _palette(max(len(group_names), 1))
+    fig, ax = plt.subplots(figsize=(7, 6))
+    ungrouped = groups < 0
+    if ungrouped.any():
+        ax.scatter(*xy[ungrouped].T, s=8, c="0.75", label="none", alpha=0.6)
+    for g, name in enumerate(group_names):
+        sel = groups == g
+        if sel.any():
+            ax.scatter(*xy[sel].T, s=10, color=colours[g], alpha=0.7,
+                       label=name if len(group_names) <= 20 else None)
+    if prototypes is not None and len(prototypes):
+        pxy = pca_2d(prototypes, fit=motion_emb)
+        pg = (np.full(len(pxy), -1) if prototype_groups is None
+              else np.asarray(prototype_groups))
+        face = [colours[g] if g >= 0 else "0.3" for g in pg]
+        ax.scatter(*pxy.T, s=160, marker="*", c=face, edgecolors="black", linewidths=0.8,
+                   zorder=3, label="text prototypes")
+        if prototype_names is not None and len(prototype_names) <= 60:
+            for (x, y), name in zip(pxy, prototype_names):
+                ax.annotate(name, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("PC 1")
+    ax.set_ylabel("PC 2")
+    ax.set_title(title)
+    if len(group_names) <= 20 or prototypes is not None:
+        ax.legend(fontsize=6, loc="best", markerscale=0.8)
     return _save(fig, path)
 
 

@@ -1,0 +1,194 @@
+"""The motion tower as a portable artefact: jax.export (StableHLO) plus a numpy params file.
+
+    python -m wat_jax.export --workdir=W [--step=N] [--output=W/export/motion_tower.bin]
+
+writes two files:
+  motion_tower.bin         jax.export.Exported.serialize() of
+                           f(params_leaves, motion [b, T, J, F], mask [b, T]) -> [b, E],
+                           with a symbolic batch dimension `b`, lowered for CPU, CUDA and TPU.
+  motion_tower.params.npz  the parameter leaves in the order f takes them (`leaf_0000`, ...)
+                           and their tree paths (`names`), readable with numpy alone.
+
+Params are passed, not baked in as constants: the StableHLO stays small whatever
+the model size, XLA does not spend compile time constant-folding through
+hundreds of megabytes of weights, and the weights stay inspectable with numpy.
+
+`load_motion_tower(path)` runs the artefact with jax + numpy only; it imports
+nothing else from wat_jax (no flax, optax or orbax), so a serving process can
+copy this module's loader or import it as is.
+"""
+
+import json
+import os
+
+import jax
+import numpy as np
+
+PLATFORMS = ("cpu", "cuda", "tpu")
+
+
+def params_path(path: str) -> str:
+    """motion_tower.bin -> motion_tower.params.npz (beside it)."""
+    root, _ = os.path.splitext(path)
+    return root + ".params.npz"
+
+
+def tower_params(params: dict) -> dict:
+    """The subtree of the model's params that `embed_motion` reads.
+
+    The model's setup() declares the loss scalars, so they come along (two
+    floats); the text projection and the class head stay out.
+    """
+    keep = ("motion_encoder", "motion_head", "log_scale", "logit_bias")
+    return {k: v for k, v in params.items() if k in keep}
+
+
+def export_tower(model, params: dict, frames: int, joints: int, features: int,
+                 platforms=PLATFORMS):
+    """Exports `model.embed_motion` with a symbolic batch dimension.
+
+    Args:
+      model: a MotionTextModel.
+      params: its params (the whole tree or `tower_params` of it).
+      frames, joints, features: the fixed window shape [T, J, F].
+      platforms: the platforms to lower for.
+
+    Returns:
+      (exported, leaves, names): the jax.export.Exported of
+      f(leaves, motion, mask), the host param leaves in the order f takes
+      them, and each leaf's tree path.
+    """
+    params = tower_params(params)
+    flat, treedef = jax.tree_util.tree_flatten_with_path(params)
+    names = [jax.tree_util.keystr(path) for path, _ in flat]
+    leaves = [np.asarray(leaf) for _, leaf in flat]
+
+    def embed(leaves, motion, mask):
+        tree = jax.tree_util.tree_unflatten(treedef, leaves)
+        return model.apply({"params": tree}, motion, mask, method="embed_motion")
+
+    (b,) = jax.export.symbolic_shape("b")
+    specs = (
+        [jax.ShapeDtypeStruct(x.shape, x.dtype) for x in leaves],
+        jax.ShapeDtypeStruct((b, frames, joints, features), np.float32),  # [b, T, J, F]
+        jax.ShapeDtypeStruct((b, frames), np.bool_),  # [b, T]
+    )
+    exported = jax.export.export(jax.jit(embed), platforms=tuple(platforms))(*specs)
+    return exported, leaves, names
+
+
+def save(exported, leaves, names, path: str, meta: dict | None = None) -> str:
+    """Writes the artefact, its params file and a small JSON description, atomically."""
+    from wat_jax import io
+
+    arrays = {f"leaf_{i:04d}": leaf for i, leaf in enumerate(leaves)}
+    arrays["names"] = np.asarray(names)
+    io.atomic_write(params_path(path), lambda f: np.savez(f, **arrays))
+    io.atomic_write(path, lambda f: f.write(exported.serialize()))
+    motion, mask = exported.in_avals[-2:]
+    info = dict(meta or {}, motion_shape=[str(d) for d in motion.shape],
+                mask_shape=[str(d) for d in mask.shape],
+                embed_dim=int(exported.out_avals[0].shape[-1]),
+                platforms=list(exported.platforms), num_params=int(sum(x.size for x in leaves)),
+                params_file=os.path.basename(params_path(path)))
+    io.write_json(os.path.splitext(path)[0] + ".json", info)
+    return path
+
+
+def load_motion_tower(path: str):
+    """Loads an exported motion tower; needs only jax and numpy.
+
+    Args:
+      path: the .bin written by `save` (its .params.npz must sit beside it).
+
+    Returns:
+      A function (motion [B, T, J, F] float32, mask [B, T] bool) -> numpy [B, E]
+      for any batch size B >= 1, with the window shape the tower was exported for.
+    """
+    with open(path, "rb") as f:
+        exported = jax.export.deserialize(bytearray(f.read()))
+    with np.load(params_path(path), allow_pickle=False) as z:
+        count = sum(1 for k in z.files if k.startswith("leaf_"))
+        leaves = [jax.device_put(z[f"leaf_{i:04d}"]) for i in range(count)]
+    motion_aval, _ = exported.in_avals[-2:]
+    window = tuple(int(d) for d in motion_aval.shape[1:])  # (T, J, F)
+    call = jax.jit(exported.call)
+
+    def embed_motion(motion, mask) -> np.ndarray:
+        motion = np.asarray(motion, np.float32)
+        mask = np.asarray(mask, bool)
+        if motion.ndim != 4 or motion.shape[1:] != window or mask.shape != motion.shape[:2]:
+            raise ValueError(f"{path}: expects motion [B, {', '.join(map(str, window))}] and "
+                             f"mask [B, {window[0]}], got {motion.shape} and {mask.shape}")
+        return np.asarray(call(leaves, motion, mask))
+
+    embed_motion.window = window
+    embed_motion.embed_dim = int(exported.out_avals[0].shape[-1])
+    return embed_motion
+
+
+def export_motion_tower(config, workdir: str, step: int | None = None,
+                        output: str | None = None) -> str:
+    """Restores a checkpoint and exports its motion tower.
+
+    Args:
+      config: the workdir's resolved config.
+      workdir: the run directory (checkpoints, prepared data).
+      step: the checkpoint step; latest when None.
+      output: the .bin path; WORKDIR/export/motion_tower.bin when None.
+
+    Returns:
+      The path written.
+    """
+    from absl import logging
+
+    from wat_jax import evaluate, search, tasks
+
+    task = tasks.get_task(config.task)
+    embedder, step = evaluate.restore_embedder(config, workdir, task, step)
+    window = search.read_gallery(config, workdir, "val").motion.shape[1:]  # (T, J, F)
+    params = jax.tree.map(np.asarray, jax.device_get(embedder.params))
+    exported, leaves, names = export_tower(embedder.model, params, *window)
+    output = output or os.path.join(workdir, "export", "motion_tower.bin")
+    save(exported, leaves, names, output, meta=dict(step=step, task=config.task,
+                                                    workdir=os.path.abspath(workdir)))
+    logging.info("exported the motion tower of step %d to %s", step, output)
+    return output
+
+
+def main(argv):
+    import sys
+
+    from absl import flags
+
+    from wat_jax.errors import InputError
+    from wat_jax.run_log import quiet_library_logs
+
+    FLAGS = flags.FLAGS
+    if len(argv) > 1:
+        print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
+        sys.exit(2)
+    quiet_library_logs()
+    try:
+        from wat_jax import search
+
+        config = search.load_config(FLAGS.workdir)
+        step = FLAGS.step if FLAGS.step >= 0 else None
+        path = export_motion_tower(config, FLAGS.workdir, step, FLAGS.output or None)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    with open(os.path.splitext(path)[0] + ".json") as f:
+        info = json.load(f)
+    print(f"{path}: step {info['step']}, motion {info['motion_shape']} -> "
+          f"[b, {info['embed_dim']}], {info['num_params']} params, {info['platforms']}")
+
+
+if __name__ == "__main__":
+    from absl import app, flags
+
+    flags.DEFINE_string("workdir", None, "Run directory with checkpoints and config.json.")
+    flags.DEFINE_integer("step", -1, "Checkpoint step; -1: latest.")
+    flags.DEFINE_string("output", "", "Output .bin; default WORKDIR/export/motion_tower.bin.")
+    flags.mark_flag_as_required("workdir")
+    app.run(main)

@@ -1,0 +1,292 @@
+"""Skeleton animations of windows (GIF) and the pictures evaluation adds.
+
+    python -m wat_jax.visualize --workdir=W --split=val --index=K --output=x.gif
+    python -m wat_jax.visualize --motion=window.npy --output=x.gif
+
+What a window's features are decides the drawing:
+  [T, 18, 3]  DenseGait: OpenPose-18 (x, y, confidence), x right and y up after
+              preparation; joints with confidence 0 are hidden, and so are their bones.
+  [T, 25, 6]  BABEL: 24 SMPL joints' local 6-D rotations and the root translation.
+              Forward kinematics over SMPL's kinematic tree with approximate rest-pose
+              bone offsets (ours, in metres, SMPL's y-up body frame) gives 3-D joints,
+              drawn from the side that shows the most of the motion, up axis vertical.
+  otherwise   the first two features of each joint as points (the toy task).
+"""
+
+import os
+
+import numpy as np
+
+from wat_jax import io
+from wat_jax.errors import fail
+
+# SMPL's 24-joint tree; rows 22 and 23 of BABEL's features are the first two left-hand
+# finger joints (see data/amass.py), hung here from the two wrists as SMPL's hands are.
+SMPL_PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21)
+# Approximate rest-pose offset of each joint from its parent: y up, z forward, x to the
+# body's left. Eyeballed from a mean adult; the drawing needs proportions, not precision.
+SMPL_OFFSETS = np.array([
+    [0.0, 0.0, 0.0],  # 0 pelvis
+    [0.06, -0.09, 0.0], [-0.06, -0.09, 0.0],  # 1, 2 hips
+    [0.0, 0.11, -0.02],  # 3 spine1
+    [0.04, -0.38, 0.0], [-0.04, -0.38, 0.0],  # 4, 5 knees
+    [0.0, 0.13, 0.01],  # 6 spine2
+    [-0.01, -0.40, -0.04], [0.01, -0.40, -0.04],  # 7, 8 ankles
+    [0.0, 0.05, 0.02],  # 9 spine3
+    [0.03, -0.06, 0.12], [-0.03, -0.06, 0.12],  # 10, 11 feet
+    [0.0, 0.21, -0.03],  # 12 neck
+    [0.08, 0.12, -0.01], [-0.08, 0.12, -0.01],  # 13, 14 collars
+    [0.0, 0.09, 0.05],  # 15 head
+    [0.12, 0.04, -0.02], [-0.12, 0.04, -0.02],  # 16, 17 shoulders
+    [0.26, -0.01, -0.02], [-0.26, -0.01, -0.02],  # 18, 19 elbows
+    [0.25, 0.01, 0.0], [-0.25, 0.01, 0.0],  # 20, 21 wrists
+    [0.08, -0.01, -0.01], [-0.08, -0.01, -0.01],  # 22, 23 hands
+])
+SMPL_LEFT = (1, 4, 7, 10, 13, 16, 18, 20, 22)
+SMPL_RIGHT = (2, 5, 8, 11, 14, 17, 19, 21, 23)
+
+OPENPOSE_BONES = ((1, 2), (2, 3), (3, 4), (1, 5), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10),
+                  (1, 11), (11, 12), (12, 13), (1, 0), (0, 14), (14, 16), (0, 15), (15, 17))
+OPENPOSE_LEFT = (5, 6, 7, 11, 12, 13, 15, 17)
+OPENPOSE_RIGHT = (2, 3, 4, 8, 9, 10, 14, 16)
+SIDE_COLOURS = {"left": "tab:blue", "right": "tab:red", "centre": "black"}
+
+
+def rot6d_to_matrix(rot6d: np.ndarray) -> np.ndarray:
+    """[..., 6] (matrix columns 0 and 1, as data/rotations.py) -> [..., 3, 3] by Gram-Schmidt."""
+    from wat_jax.data import rotations
+
+    return rotations.rot6d_to_matrix(rot6d)
+
+
+def babel_joints(motion: np.ndarray) -> np.ndarray:
+    """Forward kinematics of BABEL features [T, 25, 6] -> joint positions [T, 24, 3] (world)."""
+    local = rot6d_to_matrix(motion[:, :24])  # [T, 24, 3, 3]
+    trans = np.asarray(motion[:, 24, :3], np.float64)  # [T, 3], relative to the first frame
+    world_rot = np.empty_like(local)
+    pos = np.empty(local.shape[:2] + (3,))
+    for j, parent in enumerate(SMPL_PARENTS):
+        if parent < 0:
+            world_rot[:, j], pos[:, j] = local[:, j], trans
+        else:
+            world_rot[:, j] = world_rot[:, parent] @ local[:, j]
+            pos[:, j] = pos[:, parent] + world_rot[:, parent] @ SMPL_OFFSETS[j]
+    return pos
+
+
+def project_side_view(joints: np.ndarray, head: int = 15, root: int = 0) -> np.ndarray:
+    """[T, J, 3] -> [T, J, 2]: the up axis (root to head) vertical, and horizontally the
+    remaining axis along which the window spreads most (shows a walk from the side)."""
+    up_vec = (joints[:, head] - joints[:, root]).mean(0)
+    up = int(np.abs(up_vec).argmax())
+    rest = [a for a in range(3) if a != up]
+    spread = [np.ptp(joints[..., a]) for a in rest]
+    across = rest[int(np.argmax(spread))]
+    return np.stack([joints[..., across], np.sign(up_vec[up] or 1.0) * joints[..., up]], -1)
+
+
+def _sides(count: int, left, right) -> list[str]:
+    return ["left" if j in left else "right" if j in right else "centre" for j in range(count)]
+
+
+def skeleton_frames(motion: np.ndarray):
+    """A window's drawing: (points [T, J, 2], visible [T, J], bones, joint sides, kind)."""
+    motion = np.asarray(motion, np.float64)
+    frames, joints, features = motion.shape
+    if (joints, features) == (18, 3):
+        visible = motion[..., 2] > 0
+        return motion[..., :2], visible, OPENPOSE_BONES, _sides(
+            18, OPENPOSE_LEFT, OPENPOSE_RIGHT), "openpose18"
+    if (joints, features) == (25, 6):
+        points = project_side_view(babel_joints(motion))
+        bones = [(p, j) for j, p in enumerate(SMPL_PARENTS) if p >= 0]
+        return points, np.ones((frames, 24), bool), bones, _sides(
+            24, SMPL_LEFT, SMPL_RIGHT), "smpl24"
+    if features < 2:
+        raise fail("motion", f"cannot draw features of shape {motion.shape}; need F >= 2")
+    return motion[..., :2], np.ones((frames, joints), bool), (), ["centre"] * joints, "points"
+
+
+def skeleton_gif(motion: np.ndarray, mask: np.ndarray | None, path: str, title: str = "",
+                 fps: float = 15.0, size: int = 320, max_frames: int = 60) -> str:
+    """Animates one window [T, J, F] (real frames by `mask` [T]) into a GIF of size x size px.
+
+    Args:
+      motion: the window's features.
+      mask: which frames are real (None: all).
+      path: the GIF to write.
+      title: drawn above the skeleton.
+      fps: playback rate.
+      size: width and height in pixels.
+      max_frames: longer windows are subsampled evenly to this many frames.
+
+    Returns:
+      path.
+    """
+    from PIL import Image
+
+    from wat_jax.plots import _pyplot
+
+    motion = np.asarray(motion)
+    if motion.ndim != 3:
+        raise fail("motion", f"expected one window [T, J, F], got shape {list(motion.shape)}")
+    real = np.ones(len(motion), bool) if mask is None else np.asarray(mask, bool)
+    motion = motion[real]
+    if not len(motion):
+        raise fail("motion", "the window has no real frames (its mask is all False)")
+    keep = np.unique(np.linspace(0, len(motion) - 1, min(max_frames, len(motion))).round())
+    points, visible, bones, sides, _ = skeleton_frames(motion)
+    points, visible = points[keep.astype(int)], visible[keep.astype(int)]
+
+    plt = _pyplot()
+    from matplotlib.collections import LineCollection
+
+    fig = plt.figure(figsize=(size / 100, size / 100), dpi=100)
+    ax = fig.add_axes((0.05, 0.05, 0.9, 0.85))
+    shown = points[visible] if visible.any() else np.zeros((1, 2))
+    lo, hi = shown.min(0), shown.max(0)
+    centre, half = (lo + hi) / 2, max(float((hi - lo).max()) / 2, 1e-3) * 1.1
+    ax.set_xlim(centre[0] - half, centre[0] + half)
+    ax.set_ylim(centre[1] - half, centre[1] + half)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.axhline(lo[1], color="0.8", lw=1)  # the lowest point reached: a ground line
+    fig.suptitle(title, fontsize=7)
+    bone_colours = [SIDE_COLOURS[sides[j]] for _, j in bones]
+    lines = ax.add_collection(LineCollection([], linewidths=2.5))
+    dots = ax.scatter([], [], s=12, zorder=3)
+    joint_colours = np.array([plt.matplotlib.colors.to_rgba(SIDE_COLOURS[s]) for s in sides])
+    images = []
+    for t in range(len(points)):
+        shown_bones = [k for k, (a, b) in enumerate(bones) if visible[t, a] and visible[t, b]]
+        lines.set_segments([points[t, list(bones[k])] for k in shown_bones])
+        lines.set_color([bone_colours[k] for k in shown_bones])
+        dots.set_offsets(points[t, visible[t]] if visible[t].any() else np.zeros((0, 2)))
+        dots.set_color(joint_colours[visible[t]])
+        fig.canvas.draw()
+        rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]
+        images.append(Image.fromarray(np.ascontiguousarray(rgb)))
+    plt.close(fig)
+    duration = int(round(1000 / fps))
+    io.atomic_write(path, lambda f: images[0].save(
+        f, format="GIF", save_all=True, append_images=images[1:], duration=duration, loop=0))
+    return path
+
+
+PICTURE_GROUP = "viewpoint"  # the DenseGait attribute group the embedding picture colours by
+
+
+def _groups(config, labels: np.ndarray, class_names: list[str]):
+    """Colour groups for the embedding picture: (window ids [N], names, column ids [G])."""
+    labels = np.asarray(labels, np.float32)
+    threshold = float(config.data.get("threshold", 0.5))
+    if config.task == "densegait":
+        from wat_jax.data import densegait
+
+        columns = [class_names.index(a[0]) for a in densegait.ATTRIBUTES
+                   if a[1] == PICTURE_GROUP and a[0] in class_names]
+    else:
+        columns = list(range(len(class_names)))
+    sub = labels[:, columns]  # [N, G]
+    ids = np.where(sub.max(1) > threshold, sub.argmax(1), -1) if columns else np.full(
+        len(labels), -1)
+    return ids, [class_names[c] for c in columns], columns
+
+
+def eval_pictures(config, workdir: str, embedder, step: int, motion_emb: np.ndarray,
+                  labels: np.ndarray, class_names: list[str],
+                  prototypes: np.ndarray | None) -> list[str]:
+    """Writes the embedding-space PNG and one example GIF into WORKDIR/eval/.
+
+    Args:
+      config: the run's config.
+      workdir: the run directory.
+      embedder: the restored Embedder (unused today; kept so pictures may embed more).
+      step: the checkpoint step (in the file names).
+      motion_emb: [N, E] val motion embeddings, in the val split's row order.
+      labels: [N, C] val labels.
+      class_names: the C label names.
+      prototypes: [K, E] projected text prototypes; with K == C each is coloured as
+        its class (for DenseGait, single-attribute texts: the picture group's shown).
+
+    Returns:
+      The paths written.
+    """
+    from wat_jax import plots, search
+
+    del embedder
+    out = plots.eval_dir(workdir)
+    ids, names, columns = _groups(config, labels, list(class_names))
+    proto_groups = proto_names = None
+    if prototypes is not None and len(prototypes) == len(class_names):
+        lookup = {c: g for g, c in enumerate(columns)}
+        proto_groups = np.array([lookup.get(c, -1) for c in range(len(class_names))])
+        shown = proto_groups >= 0
+        prototypes, proto_groups = prototypes[shown], proto_groups[shown]
+        proto_names = [class_names[c] for c in np.flatnonzero(shown)]
+    coloured_by = f"by {PICTURE_GROUP}" if config.task == "densegait" else "by class"
+    paths = [plots.embedding_png(
+        motion_emb, ids, names, os.path.join(out, f"embedding_step_{step}.png"),
+        f"val embeddings (PCA), {coloured_by}, step {step}", prototypes, proto_groups,
+        proto_names)]
+    gallery = search.read_gallery(config, workdir, "val")
+    paths.append(window_gif(gallery, 0, os.path.join(out, f"example_step_{step}.gif"),
+                            float(config.data.get("threshold", 0.5))))
+    return paths
+
+
+def window_gif(gallery, index: int, path: str, threshold: float = 0.5, fps: float = 15.0) -> str:
+    """Animates window `index` of a prepared split, titled with its source and labels."""
+    if not 0 <= index < len(gallery):
+        raise fail("--index", f"must be in 0..{len(gallery) - 1}, got {index}")
+    row = gallery.index[index]
+    names = [c for c, v in zip(gallery.classes, np.asarray(gallery.labels[index])) if v > threshold]
+    title = f"{row.get('source')} @ {row.get('start_s', 0):.1f}s: {', '.join(names[:4]) or '-'}"
+    return skeleton_gif(np.asarray(gallery.motion[index]), np.asarray(gallery.mask[index]),
+                        path, title, fps)
+
+
+def main(argv):
+    import sys
+
+    from absl import flags
+
+    from wat_jax.errors import InputError
+
+    FLAGS = flags.FLAGS
+    try:
+        if len(argv) > 1:
+            raise fail("wat_jax.visualize", f"unexpected arguments {argv[1:]}")
+        if FLAGS.motion:
+            if not os.path.exists(FLAGS.motion):
+                raise fail(FLAGS.motion, "no such file")
+            motion = np.load(FLAGS.motion, allow_pickle=False)
+            motion = motion[0] if motion.ndim == 4 and motion.shape[0] == 1 else motion
+            path = skeleton_gif(motion, None, FLAGS.output, os.path.basename(FLAGS.motion),
+                                FLAGS.fps)
+        elif FLAGS.workdir:
+            from wat_jax import search
+
+            config = search.load_config(FLAGS.workdir)
+            gallery = search.read_gallery(config, FLAGS.workdir, FLAGS.split)
+            path = window_gif(gallery, FLAGS.index, FLAGS.output,
+                              float(config.data.get("threshold", 0.5)), FLAGS.fps)
+        else:
+            raise fail("wat_jax.visualize", "give --workdir (with --split, --index) or --motion")
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    print(path)
+
+
+if __name__ == "__main__":
+    from absl import app, flags
+
+    flags.DEFINE_string("workdir", "", "Run directory with prepared data (or the toy config).")
+    flags.DEFINE_enum("split", "val", ["train", "val"], "Which split the window is in.")
+    flags.DEFINE_integer("index", 0, "The window's row in the split.")
+    flags.DEFINE_string("motion", "", "Or: a .npy window [T, J, F] to draw.")
+    flags.DEFINE_string("output", "window.gif", "The GIF to write.")
+    flags.DEFINE_float("fps", 15.0, "Playback frames per second.")
+    app.run(main)
