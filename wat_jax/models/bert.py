@@ -65,28 +65,41 @@ def read_config(folder: str) -> BertConfig:
         raise fail(path, f"not readable JSON ({e})") from e
     model_type = raw.get("model_type")
     if model_type != "bert":
-        raise fail(path, f"model_type {model_type!r} is not supported; the text encoder "
-                   "serves BERT-architecture models (model_type 'bert') only")
+        raise fail(
+            path,
+            f"model_type {model_type!r} is not supported; the text encoder "
+            "serves BERT-architecture models (model_type 'bert') only",
+        )
     if raw.get("position_embedding_type", "absolute") != "absolute":
-        raise fail(path, f"position_embedding_type {raw['position_embedding_type']!r} is not "
-                   "supported (only 'absolute')")
+        raise fail(
+            path,
+            f"position_embedding_type {raw['position_embedding_type']!r} is not "
+            "supported (only 'absolute')",
+        )
     act = raw.get("hidden_act", "gelu")
     if act not in _ACTIVATIONS:
         raise fail(path, f"hidden_act {act!r} is not supported ({', '.join(_ACTIVATIONS)})")
     try:
         config = BertConfig(
-            vocab_size=int(raw["vocab_size"]), hidden_size=int(raw["hidden_size"]),
-            num_layers=int(raw["num_hidden_layers"]), num_heads=int(raw["num_attention_heads"]),
+            vocab_size=int(raw["vocab_size"]),
+            hidden_size=int(raw["hidden_size"]),
+            num_layers=int(raw["num_hidden_layers"]),
+            num_heads=int(raw["num_attention_heads"]),
             intermediate_size=int(raw["intermediate_size"]),
             max_position=int(raw.get("max_position_embeddings", 512)),
             type_vocab_size=int(raw.get("type_vocab_size", 2)),
-            layer_norm_eps=float(raw.get("layer_norm_eps", 1e-12)), hidden_act=act,
-            pad_token_id=int(raw.get("pad_token_id") or 0))
+            layer_norm_eps=float(raw.get("layer_norm_eps", 1e-12)),
+            hidden_act=act,
+            pad_token_id=int(raw.get("pad_token_id") or 0),
+        )
     except KeyError as e:
         raise fail(path, f"missing key {e.args[0]!r}") from e
     if config.hidden_size % config.num_heads:
-        raise fail(path, f"hidden_size {config.hidden_size} is not divisible by "
-                   f"num_attention_heads {config.num_heads}")
+        raise fail(
+            path,
+            f"hidden_size {config.hidden_size} is not divisible by "
+            f"num_attention_heads {config.num_heads}",
+        )
     return config
 
 
@@ -97,14 +110,17 @@ class SelfAttention(nn.Module):
     @nn.compact
     def __call__(self, hidden, mask):
         c = self.config
-        dense = lambda name: nn.Dense(c.hidden_size, dtype=self.dtype, name=name)  # noqa: E731
-        split = lambda x: x.reshape(*x.shape[:2], c.num_heads, c.head_dim)  # noqa: E731
-        q, k, v = (split(dense(n)(hidden)) for n in ("query", "key", "value"))  # [B, L, H, Dh]
+
+        def heads(name):  # [B, L, D] -> [B, L, H, Dh]
+            projected = nn.Dense(c.hidden_size, dtype=self.dtype, name=name)(hidden)
+            return projected.reshape(*hidden.shape[:2], c.num_heads, c.head_dim)
+
+        q, k, v = heads("query"), heads("key"), heads("value")
         logits = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32) / np.sqrt(c.head_dim)
         logits = jnp.where(mask[:, None, None, :], logits, _MASK_VALUE)
         probs = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
         context = jnp.einsum("bhqk,bkhd->bqhd", probs, v).reshape(hidden.shape)  # [B, L, D]
-        return dense("output")(context)
+        return nn.Dense(c.hidden_size, dtype=self.dtype, name="output")(context)
 
 
 class Layer(nn.Module):
@@ -116,13 +132,15 @@ class Layer(nn.Module):
     @nn.compact
     def __call__(self, hidden, mask):
         c = self.config
-        norm = lambda name: nn.LayerNorm(c.layer_norm_eps, dtype=self.dtype, name=name)  # noqa
         attended = SelfAttention(c, self.dtype, name="attention")(hidden, mask)
-        hidden = norm("attention_norm")(hidden + attended)
+        hidden = self.norm("attention_norm")(hidden + attended)
         inner = nn.Dense(c.intermediate_size, dtype=self.dtype, name="intermediate")(hidden)
         inner = _ACTIVATIONS[c.hidden_act](inner)
         out = nn.Dense(c.hidden_size, dtype=self.dtype, name="output")(inner)
-        return norm("output_norm")(hidden + out)
+        return self.norm("output_norm")(hidden + out)
+
+    def norm(self, name: str) -> nn.LayerNorm:
+        return nn.LayerNorm(self.config.layer_norm_eps, dtype=self.dtype, name=name)
 
 
 class BertEncoder(nn.Module):
@@ -145,11 +163,15 @@ class BertEncoder(nn.Module):
         c = self.config
         if token_type_ids is None:
             token_type_ids = jnp.zeros_like(input_ids)
-        embed = lambda n, name: nn.Embed(n, c.hidden_size, dtype=self.dtype, name=name)  # noqa
         positions = jnp.arange(input_ids.shape[1])[None, :]
-        hidden = (embed(c.vocab_size, "word_embeddings")(input_ids)
-                  + embed(c.max_position, "position_embeddings")(positions)
-                  + embed(c.type_vocab_size, "token_type_embeddings")(token_type_ids))
+        hidden = sum(
+            nn.Embed(rows, c.hidden_size, dtype=self.dtype, name=name)(ids)
+            for rows, name, ids in (
+                (c.vocab_size, "word_embeddings", input_ids),
+                (c.max_position, "position_embeddings", positions),
+                (c.type_vocab_size, "token_type_embeddings", token_type_ids),
+            )
+        )  # [B, L, D]
         hidden = nn.LayerNorm(c.layer_norm_eps, dtype=self.dtype, name="embeddings_norm")(hidden)
         mask = attention_mask.astype(bool)
         for i in range(c.num_layers):
@@ -186,8 +208,11 @@ def weight_files(folder: str) -> list[str]:
     if os.path.isfile(single):
         return [single]
     if any(os.path.isfile(os.path.join(folder, n)) for n in ("pytorch_model.bin", "tf_model.h5")):
-        raise fail(folder, "has weights only in PyTorch/TensorFlow format; this encoder reads "
-                   "model.safetensors (convert them once where torch is installed)")
+        raise fail(
+            folder,
+            "has weights only in PyTorch/TensorFlow format; this encoder reads "
+            "model.safetensors (convert them once where torch is installed)",
+        )
     raise fail(folder, "no model weights (model.safetensors) in this folder")
 
 
@@ -234,7 +259,8 @@ def _hf_name(flax_path: tuple[str, ...]) -> str:
 def _find(tensors: dict, name: str):
     """Looks `name` up under the usual variants: a model prefix, LayerNorm gamma/beta."""
     legacy = name.replace("LayerNorm.weight", "LayerNorm.gamma").replace(
-        "LayerNorm.bias", "LayerNorm.beta")
+        "LayerNorm.bias", "LayerNorm.beta"
+    )
     for prefix in ("", "bert.", "model."):
         for candidate in (name, legacy):
             if prefix + candidate in tensors:
@@ -251,8 +277,10 @@ def load_params(folder: str, config: BertConfig) -> dict:
     files = weight_files(folder)
     tensors = _read_tensors(files)
     shapes = jax.eval_shape(
-        lambda: BertEncoder(config).init(jax.random.key(0), jnp.zeros((1, 2), jnp.int32),
-                                         jnp.ones((1, 2), jnp.int32)))["params"]
+        lambda: BertEncoder(config).init(
+            jax.random.key(0), jnp.zeros((1, 2), jnp.int32), jnp.ones((1, 2), jnp.int32)
+        )
+    )["params"]
     where = files[0] if len(files) == 1 else os.path.join(folder, "model.safetensors.index.json")
 
     def convert(path, spec):
@@ -265,8 +293,11 @@ def load_params(folder: str, config: BertConfig) -> dict:
         if keys[-1] == "kernel":
             value = value.T  # torch Linear stores [out, in]
         if value.shape != spec.shape:
-            raise fail(where, f"tensor {name!r} has shape {tuple(value.shape)}, but config.json "
-                       f"implies {tuple(spec.shape)}")
+            raise fail(
+                where,
+                f"tensor {name!r} has shape {tuple(value.shape)}, but config.json "
+                f"implies {tuple(spec.shape)}",
+            )
         return value
 
     params = jax.tree_util.tree_map_with_path(convert, shapes)

@@ -31,7 +31,8 @@ MAX_SHARDS = 32
 def default_cache_dir() -> str:
     """$WAT_JAX_CACHE, else ~/.cache/wat_jax/text_embeddings."""
     return os.environ.get("WAT_JAX_CACHE") or os.path.join(
-        os.path.expanduser("~"), ".cache", "wat_jax", "text_embeddings")
+        os.path.expanduser("~"), ".cache", "wat_jax", "text_embeddings"
+    )
 
 
 def text_key(text: str) -> bytes:
@@ -58,8 +59,11 @@ class EmbeddingCache:
             names = os.listdir(self.directory)
         except FileNotFoundError:
             return []
-        return sorted(os.path.join(self.directory, n) for n in names
-                      if n.startswith("shard-") and n.endswith(".npz"))
+        return sorted(
+            os.path.join(self.directory, n)
+            for n in names
+            if n.startswith("shard-") and n.endswith(".npz")
+        )
 
     def _read_shard(self, path: str, wanted: set, found: dict) -> bool:
         """Adds `path`'s entries whose keys are in `wanted` to `found`; False if it vanished."""
@@ -111,8 +115,9 @@ class EmbeddingCache:
 
     def _write_shard(self, keys: np.ndarray, vectors: np.ndarray) -> None:
         name = f"shard-{os.getpid()}-{uuid.uuid4().hex}.npz"
-        io.atomic_write(os.path.join(self.directory, name),
-                        lambda f: np.savez(f, keys=keys, vectors=vectors))
+        io.atomic_write(
+            os.path.join(self.directory, name), lambda f: np.savez(f, keys=keys, vectors=vectors)
+        )
 
     def _merge(self, shards: list[str]) -> None:
         """Writes the union of `shards` as one shard, then removes them."""
@@ -128,8 +133,12 @@ class EmbeddingCache:
                 os.unlink(path)
             except FileNotFoundError:  # another process merged it first
                 pass
-        logging.info("embedding cache: merged %d shards (%d entries) in %s",
-                     len(merged), len(found), self.directory)
+        logging.info(
+            "embedding cache: merged %d shards (%d entries) in %s",
+            len(merged),
+            len(found),
+            self.directory,
+        )
 
 
 class _Everything:

