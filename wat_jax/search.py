@@ -399,6 +399,8 @@ def run_search(workdir: str, queries: list[str] | None = None, motion_path: str 
     if k < 1:
         raise fail("--top_k", f"must be at least 1, got {k}")
     config = load_config(workdir)
+    if queries is not None and config.task == "toy":
+        encode_queries(config, queries)  # raises: the toy task has no text encoder
     timings = {}
     if motion_path is not None:
         window = read_gallery(config, workdir, split).motion.shape[1:]
