@@ -346,7 +346,11 @@ def encode_queries(config, queries: list[str]) -> np.ndarray:
 
 
 def read_motion_query(path: str, window: tuple) -> tuple[np.ndarray, np.ndarray]:
-    """A [T, J, F] or [1, T, J, F] .npy -> motion [1, T', J, F], mask [1, T'], padded to the gallery's T."""
+    """Reads a query window [T, J, F] or [1, T, J, F] and checks it against the gallery's.
+
+    Returns:
+      motion [1, T_gallery, J, F] zero-padded after the real frames, and mask [1, T_gallery].
+    """
     if not os.path.exists(path):
         raise fail(path, "no such file")
     try:
