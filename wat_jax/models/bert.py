@@ -11,6 +11,7 @@ keeps the conversion a table rather than a search.
 """
 
 import dataclasses
+import functools
 import json
 import os
 from typing import Any
@@ -31,6 +32,12 @@ _ACTIVATIONS = {
     "gelu_pytorch_tanh": lambda x: nn.gelu(x, approximate=True),
     "relu": nn.relu,
 }
+
+
+def _precision(dtype):
+    # float32 means float32: GPUs would otherwise multiply in TF32 (~1e-3 relative error),
+    # and the frozen tower's vectors should not depend on the machine that made them.
+    return jax.lax.Precision.HIGHEST if jnp.dtype(dtype) == jnp.float32 else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,18 +116,20 @@ class SelfAttention(nn.Module):
 
     @nn.compact
     def __call__(self, hidden, mask):
-        c = self.config
+        c, p = self.config, _precision(self.dtype)
 
         def heads(name):  # [B, L, D] -> [B, L, H, Dh]
-            projected = nn.Dense(c.hidden_size, dtype=self.dtype, name=name)(hidden)
+            projected = nn.Dense(c.hidden_size, dtype=self.dtype, precision=p, name=name)(hidden)
             return projected.reshape(*hidden.shape[:2], c.num_heads, c.head_dim)
 
         q, k, v = heads("query"), heads("key"), heads("value")
-        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32) / np.sqrt(c.head_dim)
+        scores = jnp.einsum("bqhd,bkhd->bhqk", q, k, precision=p).astype(jnp.float32)
+        logits = scores / np.sqrt(c.head_dim)
         logits = jnp.where(mask[:, None, None, :], logits, _MASK_VALUE)
         probs = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
-        context = jnp.einsum("bhqk,bkhd->bqhd", probs, v).reshape(hidden.shape)  # [B, L, D]
-        return nn.Dense(c.hidden_size, dtype=self.dtype, name="output")(context)
+        context = jnp.einsum("bhqk,bkhd->bqhd", probs, v, precision=p)  # [B, L, H, Dh]
+        context = context.reshape(hidden.shape)  # [B, L, D]
+        return nn.Dense(c.hidden_size, dtype=self.dtype, precision=p, name="output")(context)
 
 
 class Layer(nn.Module):
@@ -132,11 +141,11 @@ class Layer(nn.Module):
     @nn.compact
     def __call__(self, hidden, mask):
         c = self.config
+        dense = functools.partial(nn.Dense, dtype=self.dtype, precision=_precision(self.dtype))
         attended = SelfAttention(c, self.dtype, name="attention")(hidden, mask)
         hidden = self.norm("attention_norm")(hidden + attended)
-        inner = nn.Dense(c.intermediate_size, dtype=self.dtype, name="intermediate")(hidden)
-        inner = _ACTIVATIONS[c.hidden_act](inner)
-        out = nn.Dense(c.hidden_size, dtype=self.dtype, name="output")(inner)
+        inner = _ACTIVATIONS[c.hidden_act](dense(c.intermediate_size, name="intermediate")(hidden))
+        out = dense(c.hidden_size, name="output")(inner)
         return self.norm("output_norm")(hidden + out)
 
     def norm(self, name: str) -> nn.LayerNorm:

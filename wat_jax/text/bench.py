@@ -44,7 +44,7 @@ def benchmark_text_encoder(
     batch_size: int = 64,
     num_sentences: int = 256,
     compare_torch: bool = False,
-    repeats: int = 3,
+    repeats: int = 2,
 ) -> dict:
     """Times wat_jax's encoder (and sentence-transformers) on the same sentences.
 
