@@ -120,7 +120,7 @@ def load_motion_tower(path: str):
         if motion.ndim != 4 or motion.shape[1:] != window or mask.shape != motion.shape[:2]:
             raise ValueError(f"{path}: expects motion [B, {', '.join(map(str, window))}] and "
                              f"mask [B, {window[0]}], got {motion.shape} and {mask.shape}")
-        return np.asarray(call(leaves, motion, mask))
+        return np.array(call(leaves, motion, mask))  # a writable host copy
 
     embed_motion.window = window
     embed_motion.embed_dim = int(exported.out_avals[0].shape[-1])
