@@ -56,10 +56,13 @@ class Progress:
 
 
 class _QuietLibraries:
-    """Drops INFO lines from orbax's internals, which log several per save."""
+    """Drops orbax's INFO lines (several per save) and its notes on read-only restores."""
 
     def filter(self, record) -> bool:
-        return record.levelno > 20 or "/orbax/" not in record.pathname
+        if "/orbax/" not in record.pathname:
+            return True
+        return record.levelno > 30 or (record.levelno > 20 and "read only" not in
+                                       str(record.msg).replace("_", " ").lower())
 
 
 def quiet_library_logs() -> None:

@@ -10,10 +10,11 @@ from training and reports them apart.
 
 import os
 
+import jax
 import numpy as np
 from absl import logging
 
-from wat_jax import metrics, plots
+from wat_jax import metrics, plots, visualize
 from wat_jax.data import prepared
 from wat_jax.data.pipeline import Batcher, TextBank
 from wat_jax.errors import fail
@@ -127,11 +128,15 @@ def evaluate(config, workdir, embedder, step) -> dict:
             **{k: v for k, v in score(main_scores[rows], labels[rows], split.classes).items()
                if k != "per_class_top1"}}
 
-    out = plots.eval_dir(workdir)
-    matrix = metrics.confusion_matrix(main_scores, labels)
-    plots.confusion_png(matrix, split.classes, os.path.join(out, f"confusion_step_{step}.png"),
-                        f"BABEL val confusion ({main} prototypes), step {step}")
-    plots.bars_png(results["per_class_top1"],
-                   os.path.join(out, f"per_class_step_{step}.png"),
-                   f"Per-class top-1, step {step}", "top-1")
+    if jax.process_index() == 0:  # every process has the numbers; one draws
+        visualize.eval_pictures(config, workdir, embedder, step, motion_emb, labels,
+                                split.classes, embedder.text(texts[main]))
+        out = plots.eval_dir(workdir)
+        matrix = metrics.confusion_matrix(main_scores, labels)
+        plots.confusion_png(matrix, split.classes,
+                            os.path.join(out, f"confusion_step_{step}.png"),
+                            f"BABEL val confusion ({main} prototypes), step {step}")
+        plots.bars_png(results["per_class_top1"],
+                       os.path.join(out, f"per_class_step_{step}.png"),
+                       f"Per-class top-1, step {step}", "top-1")
     return results

@@ -12,10 +12,11 @@ same gallery is scored by the same code.
 
 import os
 
+import jax
 import numpy as np
 from absl import logging
 
-from wat_jax import metrics, plots
+from wat_jax import metrics, plots, visualize
 from wat_jax.data import prepared
 from wat_jax.data.pipeline import Batcher, TextBank
 from wat_jax.errors import fail
@@ -141,13 +142,17 @@ def evaluate(config, workdir, embedder, step) -> dict:
     names = [a[0] for a in densegait.ATTRIBUTES]
     phrases = [f"a person {a[2]}" if not a[2].startswith("a ") else a[2]
                for a in densegait.ATTRIBUTES]
-    single = common.cosine(embedder.text(common.encode(phrases, config)), motion_emb)
+    single_text = embedder.text(common.encode(phrases, config))
+    single = common.cosine(single_text, motion_emb)
     results["per_attribute"] = _per_attribute(single, gallery_sets, names)
     rand_single = metrics.random_scores(single.shape, config.seed + 1)
     results["random"]["per_attribute"] = _per_attribute(rand_single, gallery_sets, names)
 
-    plots.bars_png(results["per_attribute"],
-                   os.path.join(plots.eval_dir(workdir), f"per_attribute_step_{step}.png"),
-                   f"Single-attribute queries, NDCG@10, step {step}", "NDCG@10",
-                   baseline=results["random"]["per_attribute"])
+    if jax.process_index() == 0:  # every process has the numbers; one draws
+        visualize.eval_pictures(config, workdir, embedder, step, motion_emb,
+                                np.asarray(split.labels), split.classes, single_text)
+        plots.bars_png(results["per_attribute"],
+                       os.path.join(plots.eval_dir(workdir), f"per_attribute_step_{step}.png"),
+                       f"Single-attribute queries, NDCG@10, step {step}", "NDCG@10",
+                       baseline=results["random"]["per_attribute"])
     return results
