@@ -233,12 +233,8 @@ class TextEncoder:
         self.spec = spec
         self.name, self.folder, self.fingerprint = spec.name, spec.folder, spec.fingerprint
         self.dim = spec.config.hidden_size
-        self.max_length, self.pooling, self.normalize = (
-            spec.max_length,
-            spec.pooling,
-            spec.normalize,
-        )
-        self.dtype = spec.dtype
+        self.max_length, self.dtype = spec.max_length, spec.dtype
+        self.pooling, self.normalize = spec.pooling, spec.normalize
         self.buckets = tuple(b for b in BUCKETS if b < spec.max_length) + (spec.max_length,)
         self.tokenizer = _load_tokenizer(spec.folder, spec.max_length)
         self.params = jax.device_put(bert.load_params(spec.folder, spec.config))
@@ -271,11 +267,8 @@ class TextEncoder:
         pending = None
         for first in range(0, len(texts), batch_size):
             rows = order[first : first + batch_size]
-            num_rows = (
-                batch_size
-                if len(rows) == batch_size
-                else min(batch_size, 1 << (len(rows) - 1).bit_length())
-            )
+            # The last batch pads to a power of two rows: few shapes, little waste.
+            num_rows = min(batch_size, 1 << (len(rows) - 1).bit_length())
             length = self.bucket(max(len(ids[r]) for r in rows))
             input_ids = np.zeros((num_rows, length), np.int32)  # [B, L]
             mask = np.zeros((num_rows, length), np.int32)
