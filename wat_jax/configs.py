@@ -28,6 +28,7 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.text = ml_collections.ConfigDict(dict(
         encoder="minilm", pooling="mean", normalize=True, max_length=0, batch_size=64,
+        dtype="float32",  # text encoder compute: float32 | bfloat16
         cache_dir="",  # "": $WAT_JAX_CACHE or ~/.cache/wat_jax/text_embeddings
         targets=("name", "centroid"),  # text targets per window, see data/pipeline.py
         dim=0))  # only the toy task reads it (its vectors are generated)

@@ -30,7 +30,7 @@ def encode(texts, config) -> np.ndarray:
     return encoder.embed_texts(
         list(texts), encoder=t.encoder, pooling=t.pooling, normalize=t.normalize,
         max_length=t.max_length or None, batch_size=t.batch_size,
-        cache_dir=t.cache_dir or None)
+        cache_dir=t.cache_dir or None, dtype=t.dtype)
 
 
 def build_bank(keys, config, workdir: str) -> TextBank:
