@@ -36,6 +36,9 @@
 #   NCCL_IB_DISABLE=0, NCCL_NET_GDR_LEVEL=PHB  GPUDirect RDMA over InfiniBand
 #   NCCL_DEBUG=WARN (INFO prints the chosen transport: check it says NET/IB)
 #   JAX_COORDINATOR_PORT  when the port jax derives from the job id is taken
+#   WAT_JAX_SKIP_SETUP=1  use the submitting environment instead of launch/setup.sh
+#   WAT_JAX_JAX_EXTRA     jax extra for the GPUs when jax has no CUDA backend yet
+#                         (default cuda13; "none" skips)
 set -euo pipefail
 ROOT="${WAT_JAX_ROOT:-${SLURM_SUBMIT_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}}"
 if [ $# -lt 2 ]; then
@@ -50,7 +53,14 @@ CONFIG="$1"; WORKDIR="$2"; shift 2
 MODE=all
 if [ $# -gt 0 ] && [[ "$1" != --* ]]; then MODE="$1"; shift; fi
 
-source "$ROOT/launch/setup.sh"  # once, on the batch host
+if [ "${WAT_JAX_SKIP_SETUP:-0}" != 1 ]; then
+  source "$ROOT/launch/setup.sh"  # once, on the batch host
+  # setup.sh installs the CPU jax of requirements.txt; the GPU runtime is an extra.
+  extra="${WAT_JAX_JAX_EXTRA:-cuda13}"
+  if [ "$extra" != none ] && ! python -c "import jax; assert jax.default_backend() == 'gpu'" 2>/dev/null; then
+    python -m pip install -q "jax[$extra]==$(python -c 'import jax; print(jax.__version__)')"
+  fi
+fi
 
 export WAT_JAX_DISTRIBUTED=1
 export XLA_PYTHON_CLIENT_MEM_FRACTION="${XLA_PYTHON_CLIENT_MEM_FRACTION:-.90}"

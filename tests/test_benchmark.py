@@ -75,10 +75,23 @@ def test_bfloat16_computes_in_bf16_with_float32_params_and_loss():
     report = benchmark.precision_report(shape)
     assert report["param_dtypes"] == ["float32"]
     assert report["loss_dtype"] == "float32"
-    # Every layer's matmuls run in bf16 (forward and backward); float32 ones remain
-    # only where full precision is asked for (the loss) or the towers meet f32 inputs.
+    # Every dense matmul of the tower and head runs in bf16, forward and backward (the
+    # MSE objective has none of its own); at most the attention-weights x values matmul
+    # (forward and one backward, per layer) may run in float32 after a float32 softmax.
     dots = report["dot_general"]
-    assert dots.get("bfloat16", 0) > dots.get("float32", 0)
+    assert dots["bfloat16"] > 0 and dots.get("float32", 0) <= 2 * shape.layers
+    # LayerNorm statistics stay float32.
+    assert set(report["rsqrt"]) == {"float32"}
     f32 = benchmark.precision_report(
         benchmark.Shape(**{**shape.__dict__, "dtype": "float32"}))
     assert "bfloat16" not in f32["dot_general"]
+
+
+@pytest.mark.xfail(strict=True, reason="models/skeleton.py runs softmax in the compute dtype; "
+                   "the fix (force_fp32_for_softmax=True on the attention) is proposed to the lead")
+def test_bfloat16_softmax_runs_in_float32():
+    shape = benchmark.Shape(batch_size=8, width=32, layers=2, heads=4, mlp_dim=64, frames=16,
+                            joints=5, features=3, text_dim=32, dtype="bfloat16")
+    report = benchmark.precision_report(shape)
+    # softmax's max: only attention has one. When the fix lands, drop the xfail marker.
+    assert set(report["reduce_max"]) == {"float32"}

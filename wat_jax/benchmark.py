@@ -15,6 +15,7 @@ that machine noise hits both, and prints the ratio. launch/bench.sh runs it.
 
 import dataclasses
 import importlib.util
+import inspect
 import json
 import os
 import statistics
@@ -158,7 +159,8 @@ class JaxStep:
 def _summary(times: list[float], batch_size: int) -> dict:
     median = statistics.median(times)
     return {"steps": len(times), "median_step_s": median, "min_step_s": min(times),
-            "mean_step_s": statistics.fmean(times), "sequences_per_sec": batch_size / median}
+            "mean_step_s": statistics.fmean(times), "sequences_per_sec": batch_size / median,
+            "step_times_s": [round(t, 6) for t in times]}
 
 
 def benchmark_step(shape: Shape, steps: int = 20, warmup: int = 2, compare: str = "",
@@ -281,7 +283,9 @@ def benchmark_text(batch_size: int) -> dict:
         return {"what": "text", "skipped": "wat_jax.text.bench is not in this checkout"}
     from wat_jax.text import bench
 
-    result = bench.benchmark_text_encoder()
+    accepted = inspect.signature(bench.benchmark_text_encoder).parameters
+    result = bench.benchmark_text_encoder(
+        **({"batch_size": batch_size} if "batch_size" in accepted else {}))
     return {"what": "text", **(result if isinstance(result, dict) else {"result": result})}
 
 
