@@ -58,8 +58,9 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
         c.log_every_steps = 4
         c.checkpoint_every_steps = 6
     else:
+        c.describe.per_key = 2  # ~2.5k attribute sets: 5k descriptions to embed on CPU
         c.batch_size = 64
-        c.total_steps = 600
+        c.total_steps = 500
         c.log_every_steps = 50
         c.checkpoint_every_steps = 200
     return c
