@@ -29,8 +29,8 @@ SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 CHATML = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
           "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}"
           "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
-TINY = dict(vocab_size=259, hidden_size=32, intermediate_size=48, num_layers=2, num_heads=4,
-            num_kv_heads=2, head_dim=8, rope_theta=10000.0, rms_norm_eps=1e-5)
+TINY = {"vocab_size": 259, "hidden_size": 32, "intermediate_size": 48, "num_layers": 2, "num_heads": 4,
+            "num_kv_heads": 2, "head_dim": 8, "rope_theta": 10000.0, "rms_norm_eps": 1e-5}
 
 
 # -- GGUF dequantisation against per-block loops ----------------------------------------------
@@ -69,7 +69,8 @@ def _ref_block(type_name, b):
                     for x in qs[32 * j:32 * j + 32]]
     elif type_name == "Q6_K":
         y = [0.0] * 256
-        ql, qh, sc = [int(x) for x in b["ql"]], [int(x) for x in b["qh"]], [int(x) for x in b["scales"]]
+        ql, qh = [int(x) for x in b["ql"]], [int(x) for x in b["qh"]]
+        sc = [int(x) for x in b["scales"]]
         for half in range(2):
             for l in range(32):
                 i, s = l // 16, 8 * half
@@ -136,7 +137,8 @@ def test_gguf_bad_inputs_fail_with_clear_messages(tmp_path):
     good = str(tmp_path / "good.gguf")
     gguf.write_gguf(good, {"general.architecture": "llama"},
                     {"w": np.ones((64, 64), np.float32)})
-    data = open(good, "rb").read()
+    with open(good, "rb") as f:
+        data = f.read()
     cut = str(tmp_path / "cut.gguf")
     with open(cut, "wb") as f:
         f.write(data[:-100])
@@ -225,7 +227,9 @@ def _numpy_forward(w, ids):
 
     groups = c["num_heads"] // c["num_kv_heads"]
     for i in range(c["num_layers"]):
-        p = lambda n: w[f"model.layers.{i}.{n}.weight"].astype(np.float64)  # noqa: E731
+        def p(name, i=i):
+            return w[f"model.layers.{i}.{name}.weight"].astype(np.float64)
+
         h = norm(x, p("input_layernorm"))
         q = rope((h @ p("self_attn.q_proj").T).reshape(t, -1, d))
         k = np.repeat(rope((h @ p("self_attn.k_proj").T).reshape(t, -1, d)), groups, 1)
@@ -305,8 +309,8 @@ def test_kv_cache_generation_equals_full_recomputation(tiny_folder):
     folder, _ = tiny_folder
     loaded = local_llm.load_safetensors_folder(folder)
     prompts = [[1, 50, 60, 70, 80, 90], [1, 33], [1, 5, 6, 7]]  # different lengths: left padding
-    kwargs = dict(temperature=0.0, top_p=1.0, seeds=0, stop_ids=frozenset(), batch_size=4,
-                  prompt_bucket=8, length_bucket=16)
+    kwargs = {"temperature": 0.0, "top_p": 1.0, "seeds": 0, "stop_ids": frozenset(), "batch_size": 4,
+                  "prompt_bucket": 8, "length_bucket": 16}
     outputs = llama.generate(loaded.params, loaded.config, prompts, max_new_tokens=12, **kwargs)
     compiled = llama.decode_step._cache_size()
     for prompt, generated in zip(prompts, outputs):
@@ -402,3 +406,14 @@ def test_smollm2_matches_llama_cpp(smollm2):
             cosine = row[ids] @ ref / np.linalg.norm(row[ids]) / np.linalg.norm(ref)
             assert cosine >= floor, (run, cosine)
         assert row.argmax() == case["f32"]["top_ids"][0]
+
+
+def test_local_backend_streams_each_request_once(tiny_folder):
+    folder, _ = tiny_folder
+    backend = local_llm.LocalBackend({"local_model": folder, "local_batch_size": 2})
+    messages = ({"role": "user", "content": "Describe a jump."},)
+    requests = [ChatRequest(messages=messages, n=n, temperature=0.8, max_tokens=5, seed=i)
+                for i, n in enumerate([3, 1, 2])]
+    streamed = dict(backend.iter_complete(requests))
+    assert sorted(streamed) == [0, 1, 2]
+    assert [streamed[i] for i in range(3)] == backend.complete(requests)

@@ -310,7 +310,7 @@ def generate(params, config: LlamaConfig, prompts, *, max_new_tokens, temperatur
     temps = jnp.asarray(per_row(temperature), jnp.float32)
     top_ps = jnp.asarray(per_row(top_p), jnp.float32)
     cache = init_cache(config, batch, cache_len, dtype)
-    statics = dict(config=config, dtype=dtype)
+    statics = {"config": config, "dtype": dtype}
 
     _, token, cache = prefill(params, cache, tokens, start, keys, temps, top_ps, **statics)
     outputs = [[] for _ in range(n)]

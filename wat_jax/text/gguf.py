@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from wat_jax.errors import fail
+from wat_jax.errors import InputError, fail
 from wat_jax.io import atomic_write
 
 MAGIC = b"GGUF"
@@ -166,7 +166,7 @@ class GGUFFile:
             # so that metadata of any GGUF can still be inspected.
             try:
                 nbytes = tensor_nbytes(ggml_type, shape, f"{self.path}: tensor '{name}'")
-            except Exception:
+            except InputError:
                 nbytes = 0
             self.tensors[name] = TensorInfo(name, shape, ggml_type, data_start + offset, nbytes)
             end = data_start + offset + nbytes
@@ -212,9 +212,7 @@ def dequantize(raw: np.ndarray, ggml_type: int, shape: tuple[int, ...],
     block_dtype, _ = _BLOCKS[ggml_type]
     blocks = np.frombuffer(raw, dtype=block_dtype)
     name = GGML_TYPE_NAMES[ggml_type]
-    if name == "F32":
-        out = blocks.astype(np.float32)
-    elif name == "F16":
+    if name in ("F32", "F16"):
         out = blocks.astype(np.float32)
     elif name == "BF16":
         out = (blocks.astype(np.uint32) << 16).view(np.float32)

@@ -47,7 +47,7 @@ def main(argv):
     for batch in [int(b) for b in FLAGS.batch_sizes]:
         rows = [prompts[i % len(prompts)] for i in range(batch)]
 
-        def run():
+        def run(rows=rows, batch=batch):
             return llama.generate(loaded.params, loaded.config, rows,
                                   max_new_tokens=FLAGS.new_tokens, temperature=0.7, top_p=0.95,
                                   seeds=list(range(batch)), stop_ids=frozenset(), dtype=dtype)

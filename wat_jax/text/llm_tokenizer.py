@@ -89,7 +89,7 @@ class LlmTokenizer:
         if not self.chat_template:
             raise fail(self.where, "the model has no chat template (tokenizer.chat_template)")
         try:
-            import jinja2.sandbox  # noqa: PLC0415 (optional dependency)
+            import jinja2.sandbox  # optional dependency
         except ImportError:
             return _render_chatml(self.chat_template, messages, add_generation_prompt,
                                   self.where)

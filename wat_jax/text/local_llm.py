@@ -146,13 +146,12 @@ def load_gguf(path: str, dtype=jnp.float32) -> LoadedModel:
     params = _to_device(params, dtype)
     logging.info("Loaded %s (%s layers) in %.1fs", path, config.num_layers,
                  time.time() - started)
-    model_id = meta.get("general.name") or os.path.basename(path)
-    return LoadedModel(config, params, tokenizer, f"{os.path.basename(path)} ({model_id})")
+    return LoadedModel(config, params, tokenizer, os.path.basename(path).removesuffix(".gguf"))
 
 
 def load_safetensors_folder(folder: str, dtype=jnp.float32) -> LoadedModel:
     """Loads a Hugging Face llama/mistral folder (config.json, *.safetensors, tokenizer)."""
-    from safetensors.numpy import load_file  # noqa: PLC0415
+    from safetensors.numpy import load_file
 
     config_path = os.path.join(folder, "config.json")
     if not os.path.isfile(config_path):
@@ -176,7 +175,7 @@ def load_safetensors_folder(folder: str, dtype=jnp.float32) -> LoadedModel:
         except Exception as e:  # bf16 files need the flax loader; others are corrupt
             if "bf16" not in str(e).lower() and "bfloat16" not in str(e).lower():
                 raise fail(path, f"cannot read safetensors file: {e}") from e
-            from safetensors.flax import load_file as load_flax  # noqa: PLC0415
+            from safetensors.flax import load_file as load_flax
 
             weights.update({k: np.asarray(v.astype(jnp.float32))
                             for k, v in load_flax(path).items()})
@@ -254,17 +253,30 @@ class LocalBackend:
 
     def complete(self, requests: list[ChatRequest]) -> list[list[str]]:
         """Samples each request's n completions; returns their texts per request."""
+        texts: list[list[str]] = [[] for _ in requests]
+        for index, request_texts in self.iter_complete(requests):
+            texts[index] = request_texts
+        return texts
+
+    def iter_complete(self, requests: list[ChatRequest]):
+        """Yields (request index, its n texts) as soon as all of a request's samples are done.
+
+        Every request's n samples become rows; rows run `local_batch_size` at a time,
+        sorted by prompt length so that little of each batch is padding.
+        """
         tokenizer = self.loaded.tokenizer
         prompts = [tokenizer.encode_chat(r.messages) for r in requests]
-        rows = [(ri, k) for ri, r in enumerate(requests) for k in range(r.n)]
-        # Similar prompt lengths share a batch, so little of each batch is padding.
-        rows.sort(key=lambda row: len(prompts[row[0]]))
-        for ri, r in enumerate(requests):
-            if len(prompts[ri]) + r.max_tokens > self.loaded.config.max_position:
-                raise fail("describe.max_tokens", f"prompt ({len(prompts[ri])} tokens) + "
+        for r, prompt in zip(requests, prompts):
+            if len(prompt) + r.max_tokens > self.loaded.config.max_position:
+                raise fail("describe.max_tokens", f"prompt ({len(prompt)} tokens) + "
                            f"max_tokens ({r.max_tokens}) exceeds the model's context "
                            f"{self.loaded.config.max_position}")
+        rows = [(ri, k) for ri, r in enumerate(requests) for k in range(r.n)]
+        rows.sort(key=lambda row: len(prompts[row[0]]))
         texts: list[list[str]] = [[""] * r.n for r in requests]
+        remaining = [r.n for r in requests]
+        for index in (i for i, r in enumerate(requests) if r.n == 0):
+            yield index, []
         started, generated = time.time(), 0
         for first in range(0, len(rows), self.batch_size):
             chunk = rows[first:first + self.batch_size]
@@ -277,10 +289,15 @@ class LocalBackend:
                 seeds=[(r.seed * 1000003 + k) % 2**32 for r, (_, k) in zip(reqs, chunk)],
                 stop_ids=tokenizer.stop_ids,
                 batch_size=_batch_bucket(len(chunk), self.batch_size), dtype=self.dtype)
+            finished = []
             for (ri, k), ids in zip(chunk, outputs):
                 texts[ri][k] = tokenizer.decode(ids).strip()
                 generated += len(ids)
+                remaining[ri] -= 1
+                if remaining[ri] == 0:
+                    finished.append(ri)
             done, elapsed = first + len(chunk), time.time() - started
             logging.info("local LLM: %d/%d completions, %.1f tokens/s, ETA %.0fs", done,
                          len(rows), generated / elapsed, elapsed / done * (len(rows) - done))
-        return texts
+            for ri in sorted(finished):
+                yield ri, texts[ri]
