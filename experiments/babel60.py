@@ -62,7 +62,9 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
         c.log_every_steps = 4
         c.checkpoint_every_steps = 6
     else:
-        c.describe.update(backend="local", per_key=4)
+        # SmolLM2-135M in JAX: 17 classes x 4 short descriptions, batched 32 at a time.
+        c.describe.update(backend="local", per_key=4, max_tokens=96, local_batch_size=32,
+                          samples_per_request=4)
         c.batch_size = 64
         c.total_steps = 600
         c.log_every_steps = 50
