@@ -91,6 +91,13 @@ def retrieval(scores: np.ndarray, gains: np.ndarray, relevant: np.ndarray) -> di
     }
 
 
+def _gait_to_text(scores: np.ndarray, gains: np.ndarray, relevant: np.ndarray) -> dict:
+    """Each window [N] ranks the query texts [Q]."""
+    return {"R@1": common.finite_mean(metrics.recall_at_k(scores, relevant, 1)),
+            "R@5": common.finite_mean(metrics.recall_at_k(scores, relevant, 5)),
+            "ndcg@10": common.finite_mean(metrics.ndcg_at_k(scores, gains, 10))}
+
+
 def _per_attribute(scores: np.ndarray, present: np.ndarray, names: list[str]) -> dict:
     ndcg = metrics.ndcg_at_k(scores, present.T.astype(np.float32), 10)
     return {n: float(v) for n, v in zip(names, ndcg) if np.isfinite(v)}
@@ -132,11 +139,8 @@ def evaluate(config, workdir, embedder, step) -> dict:
     results["random"] = retrieval(rand, gains, relevant)
 
     # Gait-to-text: each window ranks the query texts.
-    g2t = scores.T
-    results["gait_to_text"] = {
-        "R@1": common.finite_mean(metrics.recall_at_k(g2t, relevant.T, 1)),
-        "R@5": common.finite_mean(metrics.recall_at_k(g2t, relevant.T, 5)),
-        "ndcg@10": common.finite_mean(metrics.ndcg_at_k(g2t, gains.T, 10))}
+    results["gait_to_text"] = _gait_to_text(scores.T, gains.T, relevant.T)
+    results["random"]["gait_to_text"] = _gait_to_text(rand.T, gains.T, relevant.T)
 
     # Single-attribute queries: "a person carrying a backpack" against the gallery.
     names = [a[0] for a in densegait.ATTRIBUTES]
