@@ -11,7 +11,7 @@
 #
 # torch is never installed into the project venv: with --compare=torch this
 # script makes (or reuses) a separate one, $BENCH_VENV (default /tmp/bench-venv),
-# with torch==2.13.0 and requirements.txt, and runs the checkout from there.
+# with the project's requirements (launch/setup.sh) plus torch==2.13.0.
 #
 # Settings that matter:
 #   XLA_PYTHON_CLIENT_MEM_FRACTION  on GPU, share of memory preallocated (.90 here)
@@ -21,22 +21,19 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-if [[ " $* " == *" --compare=torch "* ]]; then
-  VENV="${BENCH_VENV:-/tmp/bench-venv}"
-  if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import torch, jax" 2>/dev/null; then
-    echo "bench: setting up $VENV (torch==2.13.0 + requirements.txt)" >&2
-    "${PYTHON:-python3}" -m venv "$VENV"
-    "$VENV/bin/python" -m pip install -q "torch==2.13.0"
-    "$VENV/bin/python" -m pip install -q -r "$ROOT/requirements.txt"
-  fi
-  PY="$VENV/bin/python"
-else
-  source "$ROOT/launch/setup.sh"
-  PY=python
+torch=0
+[[ " $* " == *" --compare=torch "* ]] && torch=1
+if [ "$torch" = 1 ]; then
+  export WAT_JAX_VENV="${BENCH_VENV:-/tmp/bench-venv}"
+fi
+source "$ROOT/launch/setup.sh"
+if [ "$torch" = 1 ] && ! python -c "import torch" 2>/dev/null; then
+  echo "bench: installing torch==2.13.0 into $WAT_JAX_VENV" >&2
+  python -m pip install -q "torch==2.13.0"
 fi
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
   export XLA_PYTHON_CLIENT_MEM_FRACTION="${XLA_PYTHON_CLIENT_MEM_FRACTION:-.90}"
   export XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_enable_latency_hiding_scheduler=true"
 fi
-exec "$PY" -m wat_jax.benchmark "$@"
+exec python -m wat_jax.benchmark "$@"

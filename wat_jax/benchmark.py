@@ -29,6 +29,7 @@ import numpy as np
 from wat_jax import configs, parallel, train
 from wat_jax.data import prepared
 from wat_jax.data.pipeline import Batcher, TextBank
+from wat_jax.errors import InputError
 
 # Dense peak FLOP/s per device by compute dtype, matched against device_kind
 # (first match wins). "float32" on NVIDIA is the TF32 tensor-core peak, which
@@ -277,15 +278,19 @@ def benchmark_data(shape: Shape, windows: int = 2048, batches: int = 200,
             "windows_per_sec": shape.batch_size * len(times) / sum(times)}
 
 
-def benchmark_text(batch_size: int) -> dict:
+def benchmark_text(batch_size: int, sentences: int = 256, compare: str = "") -> dict:
     """Sentences/s of the text encoder, from wat_jax.text.bench when it exists."""
     if importlib.util.find_spec("wat_jax.text.bench") is None:
         return {"what": "text", "skipped": "wat_jax.text.bench is not in this checkout"}
     from wat_jax.text import bench
 
+    wanted = {"batch_size": batch_size, "num_sentences": sentences,
+              "compare_torch": compare == "torch"}
     accepted = inspect.signature(bench.benchmark_text_encoder).parameters
-    result = bench.benchmark_text_encoder(
-        **({"batch_size": batch_size} if "batch_size" in accepted else {}))
+    try:
+        result = bench.benchmark_text_encoder(**{k: v for k, v in wanted.items() if k in accepted})
+    except InputError as e:  # e.g. the encoder's package is not installed here
+        return {"what": "text", "skipped": str(e)}
     return {"what": "text", **(result if isinstance(result, dict) else {"result": result})}
 
 
@@ -377,7 +382,7 @@ def main(argv):
             record["times_faster_than_step"] = record["windows_per_sec"] / step_rate
         emit(record)
     if "text" in what:
-        emit(benchmark_text(f.batch_size))
+        emit(benchmark_text(f.text_batch_size, f.text_sentences, compare))
 
 
 def _define_flags():
@@ -396,6 +401,8 @@ def _define_flags():
         flags.DEFINE_integer(name, default, f"Model/batch size: {name}.")
     flags.DEFINE_integer("data_windows", 2048, "Windows in the synthetic prepared split.")
     flags.DEFINE_integer("data_batches", 200, "Batches timed for the data pipeline.")
+    flags.DEFINE_integer("text_batch_size", 64, "Sentences per text encoder call.")
+    flags.DEFINE_integer("text_sentences", 256, "Sentences per timed text encoder run.")
 
 
 if __name__ == "__main__":
