@@ -102,11 +102,9 @@ def test_bfloat16_computes_in_bf16_with_float32_params_and_loss():
     assert "bfloat16" not in f32["dot_general"]
 
 
-@pytest.mark.xfail(strict=True, reason="models/skeleton.py runs softmax in the compute dtype; "
-                   "the fix (force_fp32_for_softmax=True on the attention) is proposed to the lead")
 def test_bfloat16_softmax_runs_in_float32():
     shape = benchmark.Shape(batch_size=8, width=32, layers=2, heads=4, mlp_dim=64, frames=16,
                             joints=5, features=3, text_dim=32, dtype="bfloat16")
     report = benchmark.precision_report(shape)
-    # softmax's max: only attention has one. When the fix lands, drop the xfail marker.
+    # softmax's max: only attention has one.
     assert set(report["reduce_max"]) == {"float32"}

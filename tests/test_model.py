@@ -72,3 +72,16 @@ def test_identity_text_projection_keeps_vectors():
     text = np.random.default_rng(0).standard_normal((3, 2, 5)).astype(np.float32)
     variables = model.init(jax.random.key(0), motion, mask, text)
     np.testing.assert_array_equal(model.apply(variables, text, method="embed_text"), text)
+
+
+def test_dropout_keeps_the_expected_fraction_and_mean():
+    from wat_jax.models.skeleton import Dropout
+
+    x = jnp.ones((64, 257), jnp.float32)  # odd width: the 16-bit halves are trimmed
+    out = Dropout(0.3).apply({}, x, rngs={"dropout": jax.random.key(0)})
+    kept = np.asarray(out) != 0
+    assert abs(kept.mean() - 0.7) < 0.01
+    np.testing.assert_allclose(np.asarray(out)[kept], 1 / 0.7, rtol=1e-6)
+    assert abs(float(out.mean()) - 1.0) < 0.02  # inverted dropout keeps the expectation
+    same = Dropout(0.3, deterministic=True).apply({}, x)
+    np.testing.assert_array_equal(same, x)
