@@ -352,6 +352,11 @@ def test_unknown_backend_and_missing_local_module(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="unknown backend 'gpt'"):
         backends.get_backend(cfg)
     monkeypatch.setitem(sys.modules, "wat_jax.text.local_llm", None)
+    # Earlier tests may have imported it; `from wat_jax.text import local_llm`
+    # would then read the package attribute and never consult sys.modules.
+    import wat_jax.text
+
+    monkeypatch.delattr(wat_jax.text, "local_llm", raising=False)
     cfg.backend = "local"
     with pytest.raises(InputError, match="config.describe.backend: 'local' needs"):
         backends.get_backend(cfg)
