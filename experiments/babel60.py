@@ -32,8 +32,17 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
     # The paper's model and objective: 768-d, 8 post-norm layers, 4 heads,
     # feed-forward 1024, first-frame output, mean of the MSE to the class-name
     # embedding and to the description centroid.
-    c.model.update(width=768, layers=8, heads=4, mlp_dim=1024, dropout=0.1, pre_norm=False,
-                   pooling="first", positions="sinusoidal", max_len=64)
+    c.model.update(
+        width=768,
+        layers=8,
+        heads=4,
+        mlp_dim=1024,
+        dropout=0.1,
+        pre_norm=False,
+        pooling="first",
+        positions="sinusoidal",
+        max_len=64,
+    )
     c.loss.name = "mse"
     c.text.targets = ("name", "centroid")
     c.optim.update(lr=2e-4, weight_decay=0.1, schedule="constant")
@@ -48,8 +57,9 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
         return c
 
     c.text.encoder = "minilm"
-    c.model.update(width=128, layers=3, heads=4, mlp_dim=256, pre_norm=True, pooling="mean",
-                   dropout=0.1)
+    c.model.update(
+        width=128, layers=3, heads=4, mlp_dim=256, pre_norm=True, pooling="mean", dropout=0.1
+    )
     c.loss.name = "infonce"  # contrastive targets train faster than MSE at this scale
     c.loss.targets = "multi_positive"
     c.text.targets = ("description",)
@@ -63,8 +73,9 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
         c.checkpoint_every_steps = 6
     else:
         # SmolLM2-135M in JAX: 17 classes x 4 short descriptions, batched 32 at a time.
-        c.describe.update(backend="local", per_key=4, max_tokens=96, local_batch_size=32,
-                          samples_per_request=4)
+        c.describe.update(
+            backend="local", per_key=4, max_tokens=96, local_batch_size=32, samples_per_request=4
+        )
         c.batch_size = 64
         c.total_steps = 600
         c.log_every_steps = 50

@@ -30,8 +30,17 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
 
     # The paper's gait model and objective: 768-d, 12 layers, triplet loss with
     # margin 10 whose negatives never share the anchor's attribute set.
-    c.model.update(width=768, layers=12, heads=4, mlp_dim=1024, dropout=0.1, pre_norm=False,
-                   pooling="first", positions="sinusoidal", max_len=64)
+    c.model.update(
+        width=768,
+        layers=12,
+        heads=4,
+        mlp_dim=1024,
+        dropout=0.1,
+        pre_norm=False,
+        pooling="first",
+        positions="sinusoidal",
+        max_len=64,
+    )
     c.loss.update(name="triplet", margin=10.0, label_threshold=c.data.threshold)
     c.text.targets = ("description",)
     c.optim.update(lr=1e-5, weight_decay=0.1, schedule="constant")

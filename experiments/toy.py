@@ -13,13 +13,31 @@ from wat_jax.configs import base_config
 def get_config(arg: str = "smoke") -> ml_collections.ConfigDict:
     c = base_config()
     c.task = "toy"
-    c.data = ml_collections.ConfigDict(dict(
-        source="synthetic", num_train=256, num_val=64, num_classes=6, frames=16, joints=5,
-        features=3, noise=0.3, multi_label_fraction=0.2))
+    c.data = ml_collections.ConfigDict(
+        dict(
+            source="synthetic",
+            num_train=256,
+            num_val=64,
+            num_classes=6,
+            frames=16,
+            joints=5,
+            features=3,
+            noise=0.3,
+            multi_label_fraction=0.2,
+        )
+    )
     c.text.dim = 32
     c.describe.per_key = 4
-    c.model.update(width=32, layers=2, heads=4, mlp_dim=64, dropout=0.0, pooling="cls",
-                   pre_norm=True, max_len=32)
+    c.model.update(
+        width=32,
+        layers=2,
+        heads=4,
+        mlp_dim=64,
+        dropout=0.0,
+        pooling="cls",
+        pre_norm=True,
+        max_len=32,
+    )
     c.batch_size = 16
     c.total_steps = 20
     c.log_every_steps = 5

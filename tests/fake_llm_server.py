@@ -20,8 +20,10 @@ import time
 def sample_text(content: str, seed: int, choice: int) -> str:
     """A deterministic, unique-per-(prompt, seed, choice) description."""
     tag = hashlib.sha256(f"{content}|{seed}|{choice}".encode()).hexdigest()[:10]
-    return (f"A person shifts their weight onto the left leg and swings the right arm forward "
-            f"in a smooth motion, variant {tag}.")
+    return (
+        f"A person shifts their weight onto the left leg and swings the right arm forward "
+        f"in a smooth motion, variant {tag}."
+    )
 
 
 class FakeLLMServer:
@@ -46,8 +48,7 @@ class FakeLLMServer:
 
         self.httpd = Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,),
-                                        daemon=True)
+        self._thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
 
     def __enter__(self):
         self._thread.start()
@@ -67,11 +68,18 @@ class FakeLLMServer:
         with self.lock:
             behaviour = self.script.pop(0) if self.script else self.default
             number = len(self.log)
-            self.log.append({"path": handler.path, "seed": body.get("seed"), "n": body.get("n"),
-                             "model": body.get("model"),
-                             "content": body["messages"][-1]["content"],
-                             "auth": handler.headers.get("Authorization"),
-                             "behaviour": behaviour, "time": time.monotonic()})
+            self.log.append(
+                {
+                    "path": handler.path,
+                    "seed": body.get("seed"),
+                    "n": body.get("n"),
+                    "model": body.get("model"),
+                    "content": body["messages"][-1]["content"],
+                    "auth": handler.headers.get("Authorization"),
+                    "behaviour": behaviour,
+                    "time": time.monotonic(),
+                }
+            )
         name, arg = behaviour if isinstance(behaviour, tuple) else (behaviour, None)
         return name, arg, number
 
@@ -96,16 +104,31 @@ class FakeLLMServer:
         if name == "500":
             return self._send(handler, 500, b'{"error": {"message": "internal error"}}')
         if name == "429":
-            return self._send(handler, 429, b'{"error": {"message": "slow down"}}',
-                              [("Retry-After", str(arg))])
+            return self._send(
+                handler, 429, b'{"error": {"message": "slow down"}}', [("Retry-After", str(arg))]
+            )
         if name == "malformed":
             return self._send(handler, 200, b'{"choices": [{"message": ')
         if name == "not_chat":
-            return self._send(handler, 400, json.dumps({"error": {"message": (
-                f"{body['model']} is not a chat model; use /v1/completions")}}).encode())
+            return self._send(
+                handler,
+                400,
+                json.dumps(
+                    {
+                        "error": {
+                            "message": (f"{body['model']} is not a chat model; use /v1/completions")
+                        }
+                    }
+                ).encode(),
+            )
         if name == "model_404":
-            return self._send(handler, 404, json.dumps({"error": {"message": (
-                f"The model `{body['model']}` does not exist.")}}).encode())
+            return self._send(
+                handler,
+                404,
+                json.dumps(
+                    {"error": {"message": (f"The model `{body['model']}` does not exist.")}}
+                ).encode(),
+            )
         if name == "timeout":
             time.sleep(arg)
         n = 1 if self.ignore_n else int(body.get("n", 1))
@@ -116,9 +139,18 @@ class FakeLLMServer:
         elif name == "same":
             texts = ["A person walks forward with even steps and relaxed arms."] * n
         elif name == "chatty":
-            texts = [f'Sure! Here is a detailed description:\n\n"{t}"\n\nI hope this helps!'
-                     for t in texts]
-        choices = [{"index": j, "message": {"role": "assistant", "content": t},
-                    "finish_reason": "stop"} for j, t in enumerate(texts)]
-        self._send(handler, 200, json.dumps({"object": "chat.completion", "model": body["model"],
-                                             "choices": choices}).encode())
+            texts = [
+                f'Sure! Here is a detailed description:\n\n"{t}"\n\nI hope this helps!'
+                for t in texts
+            ]
+        choices = [
+            {"index": j, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
+            for j, t in enumerate(texts)
+        ]
+        self._send(
+            handler,
+            200,
+            json.dumps(
+                {"object": "chat.completion", "model": body["model"], "choices": choices}
+            ).encode(),
+        )

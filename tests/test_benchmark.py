@@ -11,20 +11,40 @@ import pytest
 from wat_jax import benchmark
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--batch_size=8", "--width=32", "--layers=2", "--heads=4", "--mlp_dim=64",
-        "--frames=16", "--joints=5", "--features=3", "--text_dim=32"]
+TINY = [
+    "--batch_size=8",
+    "--width=32",
+    "--layers=2",
+    "--heads=4",
+    "--mlp_dim=64",
+    "--frames=16",
+    "--joints=5",
+    "--features=3",
+    "--text_dim=32",
+]
 
 
 def _bench(*args):
     env = dict(os.environ, JAX_PLATFORMS="cpu")  # keeps conftest's 8 simulated devices
-    return subprocess.run([sys.executable, "-m", "wat_jax.benchmark", *TINY, *args],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "wat_jax.benchmark", *TINY, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_cli_prints_one_json_object_per_line():
     # text is left out: loading MiniLM is the text tower's test's business.
-    proc = _bench("--what=step,data,precision", "--steps=3", "--warmup=1",
-                  "--data_windows=64", "--data_batches=5")
+    proc = _bench(
+        "--what=step,data,precision",
+        "--steps=3",
+        "--warmup=1",
+        "--data_windows=64",
+        "--data_batches=5",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = [json.loads(line) for line in proc.stdout.splitlines()]
     by_what = {r["what"]: r for r in records}
@@ -32,8 +52,14 @@ def test_cli_prints_one_json_object_per_line():
     assert by_what["machine"]["local_devices"] == 8
     step = by_what["step"]
     assert step["impl"] == "wat_jax" and step["steps"] == 3 and step["devices"] == 8
-    for key in ("median_step_s", "sequences_per_sec", "flops_per_step", "model_flops_per_step",
-                "compile_s", "loss"):
+    for key in (
+        "median_step_s",
+        "sequences_per_sec",
+        "flops_per_step",
+        "model_flops_per_step",
+        "compile_s",
+        "loss",
+    ):
         assert step[key] > 0, key
     assert step["flops_source"] in ("xla_cost_analysis", "analytic")
     assert step["peak_flops_per_device"] is None and step["mfu"] is None  # CPU: no peak
@@ -72,21 +98,34 @@ def test_model_flops_grow_with_the_model():
     assert 0.9e12 < benchmark.model_flops(benchmark.Shape()) < 1.0e12
 
 
-@pytest.mark.parametrize("kind,dtype,peak", [
-    ("NVIDIA H100 80GB HBM3", "bfloat16", 989e12),
-    ("NVIDIA H200", "bfloat16", 989e12),
-    ("NVIDIA A100-SXM4-80GB", "float32", 156e12),
-    ("TPU v5 lite", "bfloat16", 197e12),
-    ("TPU v4", "float32", None),
-    ("cpu", "float32", None),
-])
+@pytest.mark.parametrize(
+    "kind,dtype,peak",
+    [
+        ("NVIDIA H100 80GB HBM3", "bfloat16", 989e12),
+        ("NVIDIA H200", "bfloat16", 989e12),
+        ("NVIDIA A100-SXM4-80GB", "float32", 156e12),
+        ("TPU v5 lite", "bfloat16", 197e12),
+        ("TPU v4", "float32", None),
+        ("cpu", "float32", None),
+    ],
+)
 def test_peak_flops_table(kind, dtype, peak):
     assert benchmark.peak_flops(kind, dtype) == peak
 
 
 def test_bfloat16_computes_in_bf16_with_float32_params_and_loss():
-    shape = benchmark.Shape(batch_size=8, width=32, layers=2, heads=4, mlp_dim=64, frames=16,
-                            joints=5, features=3, text_dim=32, dtype="bfloat16")
+    shape = benchmark.Shape(
+        batch_size=8,
+        width=32,
+        layers=2,
+        heads=4,
+        mlp_dim=64,
+        frames=16,
+        joints=5,
+        features=3,
+        text_dim=32,
+        dtype="bfloat16",
+    )
     report = benchmark.precision_report(shape)
     assert report["param_dtypes"] == ["float32"]
     assert report["loss_dtype"] == "float32"
@@ -97,14 +136,23 @@ def test_bfloat16_computes_in_bf16_with_float32_params_and_loss():
     assert dots["bfloat16"] > 0 and dots.get("float32", 0) <= 2 * shape.layers
     # LayerNorm statistics stay float32.
     assert set(report["rsqrt"]) == {"float32"}
-    f32 = benchmark.precision_report(
-        benchmark.Shape(**{**shape.__dict__, "dtype": "float32"}))
+    f32 = benchmark.precision_report(benchmark.Shape(**{**shape.__dict__, "dtype": "float32"}))
     assert "bfloat16" not in f32["dot_general"]
 
 
 def test_bfloat16_softmax_runs_in_float32():
-    shape = benchmark.Shape(batch_size=8, width=32, layers=2, heads=4, mlp_dim=64, frames=16,
-                            joints=5, features=3, text_dim=32, dtype="bfloat16")
+    shape = benchmark.Shape(
+        batch_size=8,
+        width=32,
+        layers=2,
+        heads=4,
+        mlp_dim=64,
+        frames=16,
+        joints=5,
+        features=3,
+        text_dim=32,
+        dtype="bfloat16",
+    )
     report = benchmark.precision_report(shape)
     # softmax's max: only attention has one.
     assert set(report["reduce_max"]) == {"float32"}

@@ -12,8 +12,16 @@ from wat_jax.data import prepared
 from wat_jax.data.synthetic_densegait import write_synthetic
 from wat_jax.errors import InputError
 
-GROUP_ORDER = ["gender", "body shape", "viewpoint", "age", "carrying", "footwear", "action",
-               "clothing"]
+GROUP_ORDER = [
+    "gender",
+    "body shape",
+    "viewpoint",
+    "age",
+    "carrying",
+    "footwear",
+    "action",
+    "clothing",
+]
 
 
 # ---------------------------------------------------------------- attributes
@@ -22,14 +30,30 @@ def test_attribute_table_has_42_grouped_in_paper_order():
     groups = [g for _, g, _ in dg.ATTRIBUTES]
     assert [g for i, g in enumerate(groups) if i == 0 or groups[i - 1] != g] == GROUP_ORDER
     sizes = {g: groups.count(g) for g in GROUP_ORDER}
-    assert sizes == {"gender": 1, "body shape": 3, "viewpoint": 3, "age": 5, "carrying": 6,
-                     "footwear": 7, "action": 8, "clothing": 9}
+    assert sizes == {
+        "gender": 1,
+        "body shape": 3,
+        "viewpoint": 3,
+        "age": 5,
+        "carrying": 6,
+        "footwear": 7,
+        "action": 8,
+        "clothing": 9,
+    }
 
 
 def test_attribute_set_key_and_description():
     row = np.zeros(42, np.float32)
-    on = ["Female", "BodyNormal", "Side", "AgeYoungAdult", "Backpack", "Sneaker", "Jacket",
-          "Calling"]
+    on = [
+        "Female",
+        "BodyNormal",
+        "Side",
+        "AgeYoungAdult",
+        "Backpack",
+        "Sneaker",
+        "Jacket",
+        "Calling",
+    ]
     for name in on:
         row[dg.COLUMNS.index(name)] = 0.9
     row[dg.COLUMNS.index("Dress")] = 0.5  # not above the threshold
@@ -39,12 +63,14 @@ def test_attribute_set_key_and_description():
     assert dg.attribute_set_key(reversed(idx)) == dg.attribute_set_key(idx)
     assert dg.describe_attributes(idx) == (
         "a young woman of normal build carrying a backpack, wearing sneakers and a jacket, "
-        "talking on the phone, seen from the side")
+        "talking on the phone, seen from the side"
+    )
     assert dg.describe_attributes([]) == "a person"
     assert dg.describe_attributes([], male_if_not_female=True) == "a man"
     senior = [dg.COLUMNS.index(c) for c in ("AgeSenior", "No carrying", "Front")]
     assert dg.describe_attributes(senior, True) == (
-        "an elderly man carrying nothing, seen from the front")
+        "an elderly man carrying nothing, seen from the front"
+    )
     with pytest.raises(InputError, match="42"):
         dg.describe_attributes([42])
 
@@ -53,11 +79,26 @@ def test_attribute_set_key_and_description():
 def skeleton(frames, x0=300.0, y0=400.0, torso=50.0, conf=0.9):
     """A standing figure in pixels (y down): mid-hip at (x0, y0), neck `torso` above it."""
     pose = np.zeros((18, 3), np.float32)
-    for j, (dx, dy) in {0: (0, -1.3), 1: (0, -1), 2: (-0.3, -1), 3: (-0.35, -0.5),
-                        4: (-0.35, 0), 5: (0.3, -1), 6: (0.35, -0.5), 7: (0.35, 0),
-                        8: (-0.2, 0), 9: (-0.2, 0.8), 10: (-0.2, 1.6), 11: (0.2, 0),
-                        12: (0.2, 0.8), 13: (0.2, 1.6), 14: (-0.1, -1.4), 15: (0.1, -1.4),
-                        16: (-0.2, -1.35), 17: (0.2, -1.35)}.items():
+    for j, (dx, dy) in {
+        0: (0, -1.3),
+        1: (0, -1),
+        2: (-0.3, -1),
+        3: (-0.35, -0.5),
+        4: (-0.35, 0),
+        5: (0.3, -1),
+        6: (0.35, -0.5),
+        7: (0.35, 0),
+        8: (-0.2, 0),
+        9: (-0.2, 0.8),
+        10: (-0.2, 1.6),
+        11: (0.2, 0),
+        12: (0.2, 0.8),
+        13: (0.2, 1.6),
+        14: (-0.1, -1.4),
+        15: (0.1, -1.4),
+        16: (-0.2, -1.35),
+        17: (0.2, -1.35),
+    }.items():
         pose[j] = (x0 + dx * torso, y0 + dy * torso, conf)
     out = np.repeat(pose[None], frames, 0)
     out[:, :, 0] += np.arange(frames)[:, None] * 3.0  # walks right: centring removes it
@@ -96,8 +137,12 @@ def ids_in(split_val: bool, n: int, frac: float = 0.5):
 
 def real_cfg(csv_path, tracklets_dir, **kw):
     c = dg.default_data_config("smoke")
-    c.source, c.annotations, c.tracklets_dir, c.val_fraction = "densegait", csv_path, \
-        tracklets_dir, 0.5
+    c.source, c.annotations, c.tracklets_dir, c.val_fraction = (
+        "densegait",
+        csv_path,
+        tracklets_dir,
+        0.5,
+    )
     c.update(kw)
     return c
 
@@ -172,17 +217,19 @@ def test_csv_missing_columns(tmp_path):
 def test_probability_out_of_range(tmp_path):
     probs = np.full((2, 42), 0.5)
     probs[1, 5] = 1.5
-    csv_path, tdir, _ = write_raw(tmp_path, {"a": skeleton(70), "b": skeleton(70)},
-                                  probs=probs)
+    csv_path, tdir, _ = write_raw(tmp_path, {"a": skeleton(70), "b": skeleton(70)}, probs=probs)
     with pytest.raises(InputError, match=r"ann\.csv: line 3, column 'Side'.*\[0, 1\]"):
         dg.prepare(real_cfg(csv_path, tdir), str(tmp_path / "w"), 0)
 
 
-@pytest.mark.parametrize("bad,message", [
-    (np.zeros((70, 17, 3), np.float32), r"shape \(T>=1, 18, 3\), got \(70, 17, 3\)"),
-    (np.zeros((0, 18, 3), np.float32), "shape"),
-    (None, "NaN"),
-])
+@pytest.mark.parametrize(
+    "bad,message",
+    [
+        (np.zeros((70, 17, 3), np.float32), r"shape \(T>=1, 18, 3\), got \(70, 17, 3\)"),
+        (np.zeros((0, 18, 3), np.float32), "shape"),
+        (None, "NaN"),
+    ],
+)
 def test_bad_tracklet_names_the_file(tmp_path, bad, message):
     if bad is None:
         bad = skeleton(70)
@@ -270,8 +317,12 @@ def test_synthetic_attributes_shape_the_gait(synthetic):
         swings.append(np.sqrt(np.maximum(sq - m**2, 0)))
     swing = np.minimum(*swings)  # the carrying arm swings least
     arms_free = present(data, "No carrying") & ~np.any(
-        [present(data, a) for a in ("Calling", "Holding", "CarryingbyArm", "CarryingbyHand",
-                                    "HoldObjectsInFront")], 0)
+        [
+            present(data, a)
+            for a in ("Calling", "Holding", "CarryingbyArm", "CarryingbyHand", "HoldObjectsInFront")
+        ],
+        0,
+    )
     bag = present(data, "Bag")
     assert swing[side & bag].mean() < 0.7 * swing[side & arms_free].mean()
 
@@ -304,8 +355,15 @@ def test_probe_finds_gait_attributes_not_footwear(synthetic):
         return 0.5 * (pred[y_va].mean() + (~pred[~y_va]).mean())
 
     # Floors sit well below what two seeds gave; a backpack only shows from the side.
-    floors = {"Side": 0.9, "AgeSenior": 0.8, "AgeChild": 0.8, "BodyFat": 0.72, "Calling": 0.75,
-              "HoldObjectsInFront": 0.72, "Backpack": 0.64}
+    floors = {
+        "Side": 0.9,
+        "AgeSenior": 0.8,
+        "AgeChild": 0.8,
+        "BodyFat": 0.72,
+        "Calling": 0.75,
+        "HoldObjectsInFront": 0.72,
+        "Backpack": 0.64,
+    }
     scores = {n: balanced_accuracy(n) for n in [*floors, "Sneaker", "FormalWear"]}
     for name, floor in floors.items():
         assert scores[name] > floor, scores

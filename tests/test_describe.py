@@ -19,10 +19,13 @@ from wat_jax.text import backends, cleaning, describe, prompts
 from wat_jax.text.openai_backend import OpenAIBackend
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-KEYS = [describe.DescribeKey("walk", "action", "walk"),
-        describe.DescribeKey("t pose", "action", "t pose"),
-        describe.DescribeKey("Female+Backpack", "appearance",
-                             "a young woman carrying a backpack, wearing a dress")]
+KEYS = [
+    describe.DescribeKey("walk", "action", "walk"),
+    describe.DescribeKey("t pose", "action", "t pose"),
+    describe.DescribeKey(
+        "Female+Backpack", "appearance", "a young woman carrying a backpack, wearing a dress"
+    ),
+]
 
 
 def _keys(count):
@@ -31,9 +34,19 @@ def _keys(count):
 
 def _cfg(url, **overrides):
     cfg = describe.default_describe_config()
-    cfg.update(backend="openai", base_url=url, model="fake-chat", per_key=2,
-               samples_per_request=2, concurrency=1, timeout_s=5.0, max_retries=4,
-               backoff_s=0.01, max_backoff_s=0.05, extra_rounds=2)
+    cfg.update(
+        backend="openai",
+        base_url=url,
+        model="fake-chat",
+        per_key=2,
+        samples_per_request=2,
+        concurrency=1,
+        timeout_s=5.0,
+        max_retries=4,
+        backoff_s=0.01,
+        max_backoff_s=0.05,
+        extra_rounds=2,
+    )
     cfg.update(overrides)
     return cfg
 
@@ -63,29 +76,50 @@ def _without_time(records):
 # Cleaning.
 
 
-@pytest.mark.parametrize("raw, expected", [
-    (('Sure! Here is a detailed description of the movements:\n\n"A person walks forward, '
-      'swinging the arms."\n\nI hope this helps!'), "A person walks forward, swinging the arms."),
-    ("Description: The person bends at the waist and reaches down.",
-     "The person bends at the waist and reaches down."),
-    ("**Jumping**\n- The knees bend deeply\n- The arms swing up as the feet leave the ground",
-     "The knees bend deeply. The arms swing up as the feet leave the ground."),
-    ("Here\u2019s a paraphrase: \u201cThe person kicks with the right leg.\u201d",
-     "The person kicks with the right leg."),
-    ("A person squats low. Then the person rises slowly and the arms", "A person squats low."),
-    ("The feet shuffle. The feet shuffle. The arms stay still.",
-     "The feet shuffle. The arms stay still."),
-])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        (
+            (
+                'Sure! Here is a detailed description of the movements:\n\n"A person walks forward, '
+                'swinging the arms."\n\nI hope this helps!'
+            ),
+            "A person walks forward, swinging the arms.",
+        ),
+        (
+            "Description: The person bends at the waist and reaches down.",
+            "The person bends at the waist and reaches down.",
+        ),
+        (
+            "**Jumping**\n- The knees bend deeply\n- The arms swing up as the feet leave the ground",
+            "The knees bend deeply. The arms swing up as the feet leave the ground.",
+        ),
+        (
+            "Here\u2019s a paraphrase: \u201cThe person kicks with the right leg.\u201d",
+            "The person kicks with the right leg.",
+        ),
+        ("A person squats low. Then the person rises slowly and the arms", "A person squats low."),
+        (
+            "The feet shuffle. The feet shuffle. The arms stay still.",
+            "The feet shuffle. The arms stay still.",
+        ),
+    ],
+)
 def test_clean_strips_chat_artefacts(raw, expected):
     assert cleaning.clean(raw, 10, 500) == (expected, cleaning.KEPT)
 
 
-@pytest.mark.parametrize("raw, reason", [
-    ("I'm sorry, but I can't describe that.", "refusal"),
-    ("As an AI language model, I do not have a body, but a person walks.", "refusal"),
-    ("  \n ", "empty"), (None, "empty"), ("Walks.", "too_short"),
-    ("A" * 600, "too_long"),
-])
+@pytest.mark.parametrize(
+    "raw, reason",
+    [
+        ("I'm sorry, but I can't describe that.", "refusal"),
+        ("As an AI language model, I do not have a body, but a person walks.", "refusal"),
+        ("  \n ", "empty"),
+        (None, "empty"),
+        ("Walks.", "too_short"),
+        ("A" * 600, "too_long"),
+    ],
+)
 def test_clean_drops_what_cannot_be_rescued(raw, reason):
     assert cleaning.clean(raw, 10, 500) == ("", reason)
 
@@ -93,7 +127,9 @@ def test_clean_drops_what_cannot_be_rescued(raw, reason):
 def test_clean_cuts_long_texts_after_a_whole_sentence():
     text, outcome = cleaning.clean("The person walks on. " * 40, 10, 100)
     assert outcome == cleaning.KEPT and text == "The person walks on."  # repeats removed too
-    text, outcome = cleaning.clean(" ".join(f"Step {i} moves the foot." for i in range(40)), 10, 100)
+    text, outcome = cleaning.clean(
+        " ".join(f"Step {i} moves the foot." for i in range(40)), 10, 100
+    )
     assert outcome == cleaning.KEPT and len(text) <= 100 and text.endswith("foot.")
 
 
@@ -217,6 +253,7 @@ def test_restarted_run_requests_only_missing_indices_and_is_deterministic(tmp_pa
         assert len(server.log) == len(KEYS) * 3
         describe.describe(KEYS, cfg, str(tmp_path / "b"))
         assert len(server.log) == len(KEYS) * 6
+
     def texts(workdir):
         return sorted((r["key"], r["index"], r["text"]) for r in _records(workdir))
 
@@ -227,10 +264,12 @@ def test_api_key_comes_from_the_named_env_var(tmp_path, monkeypatch):
     monkeypatch.setenv("WAT_JAX_TEST_KEY", "sk-test")
     monkeypatch.delenv("WAT_JAX_NO_SUCH_KEY", raising=False)
     with FakeLLMServer() as server:
-        describe.describe(KEYS[:1], _cfg(server.url, api_key_env="WAT_JAX_TEST_KEY"),
-                          str(tmp_path / "a"))
-        describe.describe(KEYS[:1], _cfg(server.url, api_key_env="WAT_JAX_NO_SUCH_KEY"),
-                          str(tmp_path / "b"))
+        describe.describe(
+            KEYS[:1], _cfg(server.url, api_key_env="WAT_JAX_TEST_KEY"), str(tmp_path / "a")
+        )
+        describe.describe(
+            KEYS[:1], _cfg(server.url, api_key_env="WAT_JAX_NO_SUCH_KEY"), str(tmp_path / "b")
+        )
         assert [e["auth"] for e in server.log] == ["Bearer sk-test", None]
 
 
@@ -249,12 +288,27 @@ def test_kill_9_mid_run_loses_nothing_and_repeats_no_request(tmp_path):
     keys, per_key, answered = _keys(6), 4, 9
     store = tmp_path / describe.STORE_FILE
     with FakeLLMServer(hang_after=answered) as server:
-        cfg = _cfg(server.url, per_key=per_key, samples_per_request=1, concurrency=2,
-                   timeout_s=60.0, max_retries=0)
+        cfg = _cfg(
+            server.url,
+            per_key=per_key,
+            samples_per_request=1,
+            concurrency=2,
+            timeout_s=60.0,
+            max_retries=0,
+        )
         child = subprocess.Popen(
-            [sys.executable, "-c", _CHILD, cfg.to_json(),
-             json.dumps([dataclasses.asdict(k) for k in keys]), str(tmp_path)],
-            cwd=REPO, env={**os.environ, "PYTHONPATH": REPO}, stderr=subprocess.PIPE)
+            [
+                sys.executable,
+                "-c",
+                _CHILD,
+                cfg.to_json(),
+                json.dumps([dataclasses.asdict(k) for k in keys]),
+                str(tmp_path),
+            ],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": REPO},
+            stderr=subprocess.PIPE,
+        )
         deadline = time.monotonic() + 30
         while not (store.exists() and store.read_text().count("\n") >= answered):
             assert child.poll() is None, child.stderr.read().decode()[-2000:]
@@ -274,8 +328,11 @@ def test_kill_9_mid_run_loses_nothing_and_repeats_no_request(tmp_path):
 
     _assert_complete(tmp_path, keys, per_key)
     assert len(_records(tmp_path)) == len(keys) * per_key
-    seed_of = {describe.request_seed(cfg.seed, k.key, i, 0): (k.key, i)
-               for k in keys for i in range(per_key)}
+    seed_of = {
+        describe.request_seed(cfg.seed, k.key, i, 0): (k.key, i)
+        for k in keys
+        for i in range(per_key)
+    }
     asked = [seed_of[e["seed"]] for e in restart]
     assert not set(asked) & before
     assert len(asked) == len(set(asked)) == len(keys) * per_key - answered
@@ -337,9 +394,11 @@ def test_prompt_file_without_its_placeholder_names_the_file(tmp_path):
 
 
 def test_shipped_prompts_are_valid():
-    for role, name in [("action", "action_description.txt"),
-                       ("appearance", "appearance_description.txt"),
-                       ("paraphrase", "paraphrase.txt")]:
+    for role, name in [
+        ("action", "action_description.txt"),
+        ("appearance", "appearance_description.txt"),
+        ("paraphrase", "paraphrase.txt"),
+    ]:
         prompt = prompts.load_prompt(name, role)
         assert "{" not in prompt.render("X") and "X" in prompt.render("X")
 
@@ -371,12 +430,21 @@ def test_store_from_another_backend_or_prompt_is_not_mixed_in(tmp_path):
         describe.describe(KEYS, cfg, str(tmp_path))
 
 
-@pytest.mark.skipif(not os.environ.get("WAT_JAX_LLM_URL"),
-                    reason="integration: set WAT_JAX_LLM_URL (and WAT_JAX_LLM_MODEL) to a real "
-                    "OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1")
+@pytest.mark.skipif(
+    not os.environ.get("WAT_JAX_LLM_URL"),
+    reason="integration: set WAT_JAX_LLM_URL (and WAT_JAX_LLM_MODEL) to a real "
+    "OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1",
+)
 def test_integration_real_server(tmp_path):
-    cfg = _cfg(os.environ["WAT_JAX_LLM_URL"], model=os.environ.get("WAT_JAX_LLM_MODEL", "default"),
-               timeout_s=300.0, backoff_s=1.0, max_backoff_s=30.0, per_key=2, concurrency=2)
+    cfg = _cfg(
+        os.environ["WAT_JAX_LLM_URL"],
+        model=os.environ.get("WAT_JAX_LLM_MODEL", "default"),
+        timeout_s=300.0,
+        backoff_s=1.0,
+        max_backoff_s=30.0,
+        per_key=2,
+        concurrency=2,
+    )
     describe.describe(KEYS, cfg, str(tmp_path))
     records = _assert_complete(tmp_path, KEYS, 2)
     assert all(len(r["text"]) >= cfg.min_chars for r in records)

@@ -12,8 +12,11 @@ import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXPERIMENTS = sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "experiments"))
-                     if f.endswith(".py") and not f.startswith("_"))
+EXPERIMENTS = sorted(
+    f[:-3]
+    for f in os.listdir(os.path.join(ROOT, "experiments"))
+    if f.endswith(".py") and not f.startswith("_")
+)
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
@@ -24,8 +27,17 @@ def test_every_config_variant_loads(name):
     for variant in variants:
         config = module.get_config(variant)
         assert config.task and config.batch_size > 0 and config.total_steps > 0
-        for key in ("seed", "checkpoint_every_steps", "data", "model", "text", "describe",
-                    "optim", "loss", "eval"):
+        for key in (
+            "seed",
+            "checkpoint_every_steps",
+            "data",
+            "model",
+            "text",
+            "describe",
+            "optim",
+            "loss",
+            "eval",
+        ):
             assert key in config, (name, variant, key)
     with pytest.raises(ValueError):
         module.get_config("nope")
@@ -37,7 +49,11 @@ def test_paper_variants_carry_the_papers_settings():
     b = babel60.get_config("paper")
     assert (b.model.width, b.model.layers, b.model.heads, b.model.mlp_dim) == (768, 8, 4, 1024)
     assert (b.data.window_frames, b.batch_size, b.optim.lr, b.optim.weight_decay) == (
-        60, 80, 2e-4, 0.1)
+        60,
+        80,
+        2e-4,
+        0.1,
+    )
     assert b.text.encoder == "hf:WhereIsAI/UAE-Large-V1" and b.text.pooling == "mean"
     assert b.loss.name == "mse" and tuple(b.text.targets) == ("name", "centroid")
     assert b.model.pooling == "first" and not b.model.pre_norm and b.seed == 10
@@ -48,10 +64,18 @@ def test_paper_variants_carry_the_papers_settings():
 
 
 def _main(workdir, config, *overrides):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-               JAX_PLATFORMS="cpu")
-    cmd = [sys.executable, "-m", "wat_jax.main", f"--config={config}",
-           f"--workdir={workdir}", "--mode=all", *overrides]
+    env = dict(
+        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu"
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "wat_jax.main",
+        f"--config={config}",
+        f"--workdir={workdir}",
+        "--mode=all",
+        *overrides,
+    ]
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -88,8 +112,12 @@ def test_babel60_smoke_end_to_end(tmp_path):
 
 
 def test_babel60_names_only_ablation_and_zero_shot(tmp_path):
-    proc = _main(tmp_path, "experiments/babel60.py:smoke", "--config.describe.backend=names",
-                 "--config.eval.zero_shot_classes=('wave',)")
+    proc = _main(
+        tmp_path,
+        "experiments/babel60.py:smoke",
+        "--config.describe.backend=names",
+        "--config.eval.zero_shot_classes=('wave',)",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert not (tmp_path / "descriptions.jsonl").exists()
     result, _ = _eval(tmp_path)
@@ -98,13 +126,23 @@ def test_babel60_names_only_ablation_and_zero_shot(tmp_path):
 
 
 def test_babel60_paper_variant_shrunk(tmp_path):
-    proc = _main(tmp_path, "experiments/babel60.py:paper", "--config.data.source=synthetic",
-                 "--config.data.synthetic.num_train=8", "--config.data.synthetic.num_val=4",
-                 "--config.text.encoder=minilm", "--config.describe.backend=template",
-                 "--config.describe.per_key=2", "--config.model.width=32",
-                 "--config.model.layers=2", "--config.model.mlp_dim=64",
-                 "--config.batch_size=16", "--config.total_steps=4",
-                 "--config.checkpoint_every_steps=4", "--config.log_every_steps=2")
+    proc = _main(
+        tmp_path,
+        "experiments/babel60.py:paper",
+        "--config.data.source=synthetic",
+        "--config.data.synthetic.num_train=8",
+        "--config.data.synthetic.num_val=4",
+        "--config.text.encoder=minilm",
+        "--config.describe.backend=template",
+        "--config.describe.per_key=2",
+        "--config.model.width=32",
+        "--config.model.layers=2",
+        "--config.model.mlp_dim=64",
+        "--config.batch_size=16",
+        "--config.total_steps=4",
+        "--config.checkpoint_every_steps=4",
+        "--config.log_every_steps=2",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     config = json.load(open(tmp_path / "config.json"))
     assert config["loss"]["name"] == "mse" and config["model"]["pooling"] == "first"
@@ -125,12 +163,21 @@ def test_densegait_smoke_end_to_end(tmp_path):
 
 
 def test_densegait_paper_variant_shrunk(tmp_path):
-    proc = _main(tmp_path, "experiments/densegait.py:paper", "--config.data.source=synthetic",
-                 "--config.data.synthetic.num_tracks=40", "--config.text.encoder=minilm",
-                 "--config.describe.backend=template", "--config.describe.per_key=1",
-                 "--config.model.width=32", "--config.model.layers=2",
-                 "--config.model.mlp_dim=64", "--config.batch_size=16",
-                 "--config.total_steps=4", "--config.checkpoint_every_steps=4")
+    proc = _main(
+        tmp_path,
+        "experiments/densegait.py:paper",
+        "--config.data.source=synthetic",
+        "--config.data.synthetic.num_tracks=40",
+        "--config.text.encoder=minilm",
+        "--config.describe.backend=template",
+        "--config.describe.per_key=1",
+        "--config.model.width=32",
+        "--config.model.layers=2",
+        "--config.model.mlp_dim=64",
+        "--config.batch_size=16",
+        "--config.total_steps=4",
+        "--config.checkpoint_every_steps=4",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     config = json.load(open(tmp_path / "config.json"))
     assert config["loss"]["name"] == "triplet" and config["loss"]["margin"] == 10.0
@@ -139,9 +186,12 @@ def test_densegait_paper_variant_shrunk(tmp_path):
 
 
 def test_bad_data_is_one_clear_line(tmp_path):
-    proc = _main(tmp_path, "experiments/babel60.py:paper",
-                 f"--config.data.amass_root={tmp_path}/missing",
-                 f"--config.data.babel_dir={tmp_path}/missing")
+    proc = _main(
+        tmp_path,
+        "experiments/babel60.py:paper",
+        f"--config.data.amass_root={tmp_path}/missing",
+        f"--config.data.babel_dir={tmp_path}/missing",
+    )
     assert proc.returncode == 2
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "missing" in last and "Traceback" not in proc.stderr

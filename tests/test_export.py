@@ -17,8 +17,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _toy_config():
-    spec = importlib.util.spec_from_file_location("toy_cfg", os.path.join(ROOT, "experiments",
-                                                                          "toy.py"))
+    spec = importlib.util.spec_from_file_location(
+        "toy_cfg", os.path.join(ROOT, "experiments", "toy.py")
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     config = module.get_config("smoke")
@@ -33,8 +34,11 @@ def exported(tmp_path_factory):
     config = _toy_config()
     io.write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
     mesh = parallel.make_mesh(1)
-    example = tasks.get_task("toy").train_batcher(
-        config, workdir, parallel.process_rows(config.batch_size, mesh)).batch(0)
+    example = (
+        tasks.get_task("toy")
+        .train_batcher(config, workdir, parallel.process_rows(config.batch_size, mesh))
+        .batch(0)
+    )
     model = train.create_model(config, example["text"].shape[-1], example["labels"].shape[-1])
     tx = train.make_optimizer(config.optim, config.total_steps)
     state = jax.jit(lambda: train.create_train_state(model, tx, config.seed, example))()
@@ -102,10 +106,17 @@ def test_loader_needs_only_jax_and_numpy(exported, tmp_path):
         f"np.save({str(tmp_path / 'out.npy')!r}, out)\n"
         "heavy = [m for m in sys.modules if m.split('.')[0] in ('flax', 'optax', 'orbax')\n"
         "         or m.startswith('wat_jax.') and m != 'wat_jax.export']\n"
-        "assert not heavy, heavy\n")
+        "assert not heavy, heavy\n"
+    )
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, atol=1e-6)
 
@@ -123,8 +134,14 @@ def test_loader_rejects_the_wrong_window_shape(exported):
 def test_cli_without_checkpoint_is_one_line(tmp_path):
     io.write_json(str(tmp_path / "config.json"), json.loads(_toy_config().to_json()))
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-m", "wat_jax.export", f"--workdir={tmp_path}"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "wat_jax.export", f"--workdir={tmp_path}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "no checkpoint" in errors[0] and "Traceback" not in proc.stderr

@@ -44,9 +44,7 @@ def ref_mse(motion, targets, mask):
     per_sample = []
     for i in range(motion.shape[0]):
         errors = [
-            np.mean((motion[i] - targets[i, k]) ** 2)
-            for k in range(targets.shape[1])
-            if mask[i, k]
+            np.mean((motion[i] - targets[i, k]) ** 2) for k in range(targets.shape[1]) if mask[i, k]
         ]
         if errors:
             per_sample.append(np.mean(errors))
@@ -169,9 +167,7 @@ def test_label_sets_and_jaccard_match_reference():
 @pytest.mark.parametrize("mode", losses.TARGET_MODES)
 def test_contrastive_targets_match_reference(mode):
     data = _batch()
-    got = np.asarray(
-        losses.contrastive_targets(data["labels"][LOCAL], data["labels"], LOCAL, mode)
-    )
+    got = np.asarray(losses.contrastive_targets(data["labels"][LOCAL], data["labels"], LOCAL, mode))
     expected = ref_targets(data["labels"][LOCAL], data["labels"], LOCAL, mode)
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(got.sum(axis=1), 1.0, rtol=1e-6)
@@ -187,7 +183,12 @@ def test_unknown_modes_are_input_errors():
         losses.contrastive_targets(data["labels"], data["labels"], np.arange(N), "clip")
     with pytest.raises(InputError, match="mining"):
         losses.triplet_loss(
-            data["motion"], data["text"], data["text"], data["labels"], data["labels"], 1.0,
+            data["motion"],
+            data["text"],
+            data["text"],
+            data["labels"],
+            data["labels"],
+            1.0,
             mining="semi",
         )
 
@@ -213,8 +214,12 @@ def test_siglip_matches_reference():
 def test_triplet_matches_reference(mining):
     data = _batch()
     args = (
-        data["motion"][LOCAL], data["text"][LOCAL], data["text"], data["labels"][LOCAL],
-        data["labels"], 3.0,
+        data["motion"][LOCAL],
+        data["text"][LOCAL],
+        data["text"],
+        data["labels"][LOCAL],
+        data["labels"],
+        3.0,
     )
     got = losses.triplet_loss(*args, mining=mining)
     np.testing.assert_allclose(got, ref_triplet(*args, mining), rtol=RTOL, atol=ATOL)
@@ -234,7 +239,9 @@ def test_triplet_without_valid_negatives():
     same[::2] = 0.0
     np.testing.assert_allclose(
         losses.triplet_loss(*args[:3], same[LOCAL], same, 2.0),
-        ref_triplet(*args[:3], same[LOCAL], same, 2.0, "all"), rtol=RTOL, atol=ATOL,
+        ref_triplet(*args[:3], same[LOCAL], same, 2.0, "all"),
+        rtol=RTOL,
+        atol=ATOL,
     )
 
 
@@ -281,9 +288,11 @@ def test_terms_summed_over_eight_shards_equal_full_batch():
         np.testing.assert_allclose(total / count, value, rtol=RTOL, err_msg=name)
     # The mean forms agree with the terms on the full batch.
     np.testing.assert_allclose(
-        losses.triplet_loss(data["motion"], data["text"], data["text"], data["labels"],
-                            data["labels"], 4.0),
-        full["triplet_all"], rtol=RTOL,
+        losses.triplet_loss(
+            data["motion"], data["text"], data["text"], data["labels"], data["labels"], 4.0
+        ),
+        full["triplet_all"],
+        rtol=RTOL,
     )
 
 
@@ -330,7 +339,10 @@ def test_bfloat16_inputs_compute_in_float32():
     low = losses.triplet_loss(motion, text, text, data["labels"], data["labels"], 3.0)
     assert low.dtype == jnp.float32
     upcast = ref_triplet(
-        *(np.asarray(x, np.float32) for x in (motion, text, text)), data["labels"],
-        data["labels"], 3.0, "all",
+        *(np.asarray(x, np.float32) for x in (motion, text, text)),
+        data["labels"],
+        data["labels"],
+        3.0,
+        "all",
     )
     np.testing.assert_allclose(low, upcast, rtol=RTOL, atol=ATOL)

@@ -75,13 +75,15 @@ def _classification_example():
     # w2 [.2 .3 .1 .4] -> 3, 1, 0, 2    {2}       miss   miss    hit
     # w3 [.5 .5 .1 .1] -> 0, 1, 2, 3    {1}       miss   hit     hit   (tie: gallery order)
     # w4 anything                       {}        excluded
-    scores = np.array([
-        [0.1, 0.7, 0.2, 0.0],
-        [0.9, 0.1, 0.3, 0.2],
-        [0.2, 0.3, 0.1, 0.4],
-        [0.5, 0.5, 0.1, 0.1],
-        [0.9, 0.0, 0.0, 0.0],
-    ])
+    scores = np.array(
+        [
+            [0.1, 0.7, 0.2, 0.0],
+            [0.9, 0.1, 0.3, 0.2],
+            [0.2, 0.3, 0.1, 0.4],
+            [0.5, 0.5, 0.1, 0.1],
+            [0.9, 0.0, 0.0, 0.0],
+        ]
+    )
     labels = np.zeros((5, 4), bool)
     labels[0, [0, 2]] = labels[1, 0] = labels[2, 2] = labels[3, 1] = True
     return scores, labels
@@ -166,10 +168,12 @@ def ref_ndcg(scores, gains, k):
 
 
 def ref_recall(scores, relevant, k):
-    return np.array([
-        float(any(rel[j] for j in _ranking(row)[:k])) if rel.any() else np.nan
-        for row, rel in zip(scores, relevant)
-    ])
+    return np.array(
+        [
+            float(any(rel[j] for j in _ranking(row)[:k])) if rel.any() else np.nan
+            for row, rel in zip(scores, relevant)
+        ]
+    )
 
 
 def ref_per_class_top1(scores, labels):
@@ -200,11 +204,18 @@ def test_random_inputs_match_slow_references(monkeypatch, chunk_elements):
     sets_q = rng.random((9, 5)) < 0.4
     sets_g = rng.random((41, 5)) < 0.4
     gains = metrics.jaccard_gains(sets_q, sets_g)
-    np.testing.assert_allclose(gains, [
-        [len(set(np.flatnonzero(q)) & set(np.flatnonzero(g)))
-         / max(len(set(np.flatnonzero(q)) | set(np.flatnonzero(g))), 1) for g in sets_g]
-        for q in sets_q
-    ], rtol=1e-6)
+    np.testing.assert_allclose(
+        gains,
+        [
+            [
+                len(set(np.flatnonzero(q)) & set(np.flatnonzero(g)))
+                / max(len(set(np.flatnonzero(q)) | set(np.flatnonzero(g))), 1)
+                for g in sets_g
+            ]
+            for q in sets_q
+        ],
+        rtol=1e-6,
+    )
 
     np.testing.assert_allclose(
         metrics.average_precision(scores, relevant), ref_average_precision(scores, relevant)

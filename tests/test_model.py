@@ -20,9 +20,17 @@ def _inputs(batch=3, frames=12, joints=5, feats=6, seed=0):
 @pytest.mark.parametrize("pre_norm", [True, False])
 @pytest.mark.parametrize("positions", ["sinusoidal", "learned"])
 def test_padded_frames_never_change_the_embedding(pooling, pre_norm, positions):
-    model = SkeletonTransformer(width=16, layers=2, heads=2, mlp_dim=32, dropout=0.0,
-                                pre_norm=pre_norm, positions=positions, pooling=pooling,
-                                max_len=16)
+    model = SkeletonTransformer(
+        width=16,
+        layers=2,
+        heads=2,
+        mlp_dim=32,
+        dropout=0.0,
+        pre_norm=pre_norm,
+        positions=positions,
+        pooling=pooling,
+        max_len=16,
+    )
     motion, mask = _inputs()
     params = model.init(jax.random.key(0), motion, mask)
     emb = model.apply(params, motion, mask)
@@ -48,9 +56,13 @@ def test_sinusoidal_table_matches_formula():
 
 
 def test_motion_text_model_heads_and_dtype():
-    model = MotionTextModel(encoder=dict(width=16, layers=1, heads=2, mlp_dim=32, dropout=0.1),
-                            embed_dim=8, text_projection="head", num_classes=4,
-                            dtype=jnp.bfloat16)
+    model = MotionTextModel(
+        encoder=dict(width=16, layers=1, heads=2, mlp_dim=32, dropout=0.1),
+        embed_dim=8,
+        text_projection="head",
+        num_classes=4,
+        dtype=jnp.bfloat16,
+    )
     motion, mask = _inputs()
     text = np.ones((3, 2, 5), np.float32)
     variables = model.init(jax.random.key(0), motion, mask, text)
@@ -60,14 +72,23 @@ def test_motion_text_model_heads_and_dtype():
     assert m.shape == (3, 8) and t.shape == (3, 2, 8) and logits.shape == (3, 4)
     assert m.dtype == jnp.float32
     # Dropout is active in training and needs a key; outputs differ from eval.
-    m_train = model.apply(variables, motion, mask, method="embed_motion", train=True,
-                          rngs={"dropout": jax.random.key(1)})
+    m_train = model.apply(
+        variables,
+        motion,
+        mask,
+        method="embed_motion",
+        train=True,
+        rngs={"dropout": jax.random.key(1)},
+    )
     assert np.abs(np.asarray(m_train) - np.asarray(m)).max() > 1e-4
 
 
 def test_identity_text_projection_keeps_vectors():
-    model = MotionTextModel(encoder=dict(width=16, layers=1, heads=2, mlp_dim=32),
-                            embed_dim=5, text_projection="identity")
+    model = MotionTextModel(
+        encoder=dict(width=16, layers=1, heads=2, mlp_dim=32),
+        embed_dim=5,
+        text_projection="identity",
+    )
     motion, mask = _inputs()
     text = np.random.default_rng(0).standard_normal((3, 2, 5)).astype(np.float32)
     variables = model.init(jax.random.key(0), motion, mask, text)

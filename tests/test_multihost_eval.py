@@ -24,8 +24,16 @@ def _env(devices):
 
 
 def _main(workdir, mode, *extra):
-    return [sys.executable, "-m", "wat_jax.main", f"--config={CONFIG}",
-            f"--workdir={workdir}", f"--mode={mode}", *EVAL, *extra]
+    return [
+        sys.executable,
+        "-m",
+        "wat_jax.main",
+        f"--config={CONFIG}",
+        f"--workdir={workdir}",
+        f"--mode={mode}",
+        *EVAL,
+        *extra,
+    ]
 
 
 def _free_port():
@@ -50,16 +58,23 @@ def trained(tmp_path_factory):
     """A toy workdir trained once, through launch/single_host.sh on CPU."""
     workdir = tmp_path_factory.mktemp("trained")
     env = dict(_env(8), WAT_JAX_SKIP_SETUP="1", WAT_JAX_PYTHON=sys.executable)
-    proc = subprocess.run(["bash", "launch/single_host.sh", CONFIG, str(workdir), "train"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        ["bash", "launch/single_host.sh", CONFIG, str(workdir), "train"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return workdir
 
 
 def test_launch_scripts_parse():
     for name in ("single_host.sh", "slurm.sh", "tpu_vm.sh", "bench.sh"):
-        proc = subprocess.run(["bash", "-n", os.path.join(ROOT, "launch", name)],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            ["bash", "-n", os.path.join(ROOT, "launch", name)], capture_output=True, text=True
+        )
         assert proc.returncode == 0, f"{name}: {proc.stderr}"
 
 
@@ -70,8 +85,9 @@ def test_single_host_launcher_trained_a_checkpoint(trained):
 
 
 def test_two_process_eval_equals_one_process(trained):
-    single = subprocess.run(_main(trained, "eval"), cwd=ROOT, env=_env(8),
-                            capture_output=True, text=True, timeout=300)
+    single = subprocess.run(
+        _main(trained, "eval"), cwd=ROOT, env=_env(8), capture_output=True, text=True, timeout=300
+    )
     assert single.returncode == 0, single.stderr[-3000:]
     path = trained / "eval" / "step_20.json"
     with open(path) as f:
@@ -79,11 +95,23 @@ def test_two_process_eval_equals_one_process(trained):
     os.unlink(path)
 
     port = _free_port()
-    procs = [subprocess.Popen(
-        _main(trained, "eval", f"--coordinator_address=127.0.0.1:{port}",
-              "--num_processes=2", f"--process_id={i}"),
-        cwd=ROOT, env=_env(4), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            _main(
+                trained,
+                "eval",
+                f"--coordinator_address=127.0.0.1:{port}",
+                "--num_processes=2",
+                f"--process_id={i}",
+            ),
+            cwd=ROOT,
+            env=_env(4),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     outputs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], "\n".join(e[-2000:] for _, e in outputs)
     with open(path) as f:

@@ -36,8 +36,9 @@ def write_init_checkpoint(config, workdir: str, step: int = 3) -> None:
     io.write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
     mesh = parallel.make_mesh(1)
     task = tasks.get_task(config.task)
-    example = task.train_batcher(config, workdir,
-                                 parallel.process_rows(config.batch_size, mesh)).batch(0)
+    example = task.train_batcher(
+        config, workdir, parallel.process_rows(config.batch_size, mesh)
+    ).batch(0)
     model = train.create_model(config, example["text"].shape[-1], example["labels"].shape[-1])
     tx = train.make_optimizer(config.optim, config.total_steps)
     state = jax.jit(lambda: train.create_train_state(model, tx, config.seed, example))()
@@ -63,12 +64,27 @@ def _crafted_index(n=50, dim=16, seed=0):
     rng = np.random.default_rng(seed)
     emb = rng.standard_normal((n, dim)).astype(np.float32)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    rows = [{"row": i, "source": f"clip{i}", "start_s": i * 0.5, "start_frame": i * 15,
-             "labels": [f"c{i % 3}"]} for i in range(n)]
+    rows = [
+        {
+            "row": i,
+            "source": f"clip{i}",
+            "start_s": i * 0.5,
+            "start_frame": i * 15,
+            "labels": [f"c{i % 3}"],
+        }
+        for i in range(n)
+    ]
     texts = rng.standard_normal((4, dim)).astype(np.float32)
     texts /= np.linalg.norm(texts, axis=1, keepdims=True)
-    return search.Index(emb, np.zeros((n, 3), np.float32), rows, texts,
-                        ["k0", "k1", "k2", "k3"], ["p0", "p1", "p2", "p3"], {})
+    return search.Index(
+        emb,
+        np.zeros((n, 3), np.float32),
+        rows,
+        texts,
+        ["k0", "k1", "k2", "k3"],
+        ["p0", "p1", "p2", "p3"],
+        {},
+    )
 
 
 def test_search_returns_the_known_nearest_window_first():
@@ -84,8 +100,9 @@ def test_search_returns_the_known_nearest_window_first():
         assert [x["rank"] for x in h] == [1, 2, 3, 4, 5]
         assert all(a["score"] >= b["score"] for a, b in zip(h, h[1:]))
     cos = (queries / np.linalg.norm(queries, axis=1, keepdims=True)) @ index.embeddings.T
-    np.testing.assert_array_equal([[x["row"] for x in h] for h in hits],
-                                  np.argsort(-cos, axis=1)[:, :5])
+    np.testing.assert_array_equal(
+        [[x["row"] for x in h] for h in hits], np.argsort(-cos, axis=1)[:, :5]
+    )
 
 
 def test_top_k_breaks_ties_by_row_and_caps_k():
@@ -152,8 +169,9 @@ def test_text_queries_rank_by_cosine_to_the_encoded_query(babel_workdir):
     for q, result in enumerate(answer["results"]):
         assert result["query"] == queries[q]
         assert [h["row"] for h in result["hits"]] == list(np.argsort(-scores[q])[:4])
-        np.testing.assert_allclose([h["score"] for h in result["hits"]],
-                                   np.sort(scores[q])[::-1][:4], atol=1e-5)
+        np.testing.assert_allclose(
+            [h["score"] for h in result["hits"]], np.sort(scores[q])[::-1][:4], atol=1e-5
+        )
     assert answer["timings_ms"]["rank"] < 1000
 
 
@@ -170,8 +188,9 @@ def test_motion_query_finds_the_text_nearest_its_window(babel_workdir, tmp_path)
     expected = index.nearest_texts(index.embeddings[[row]], k=3)[0]
     assert [h["key"] for h in hits] == [h["key"] for h in expected]
     assert all(h["key"] in gallery.classes and h["phrase"] == h["key"] for h in hits)
-    np.testing.assert_allclose([h["score"] for h in hits], [h["score"] for h in expected],
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        [h["score"] for h in hits], [h["score"] for h in expected], atol=1e-5
+    )
 
 
 def test_densegait_keys_read_as_phrases():
@@ -207,8 +226,14 @@ def test_bad_input_raises_input_error(babel_workdir, tmp_path):
 
 def _cli(*args):
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    return subprocess.run([sys.executable, "-m", "wat_jax.search", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "wat_jax.search", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def _one_error_line(proc) -> str:

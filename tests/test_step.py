@@ -36,20 +36,22 @@ def _run(loss_name, num_devices, steps=3, **loss_overrides):
     config, mesh, batcher, state, step = _setup(loss_name, num_devices, **loss_overrides)
     losses = []
     for i in range(steps):
-        batch = parallel.shard_batch(batcher.batch(i * config.batch_size), mesh,
-                                     config.batch_size)
+        batch = parallel.shard_batch(batcher.batch(i * config.batch_size), mesh, config.batch_size)
         state, metrics = step(state, batch)
         losses.append(float(metrics["loss"]))
     return jax.tree.map(np.asarray, state.params), losses
 
 
-@pytest.mark.parametrize("loss_name,overrides", [
-    ("infonce", dict(targets="soft")),
-    ("infonce", dict(targets="multi_positive")),
-    ("siglip", dict(targets="multi_positive")),
-    ("triplet", dict(margin=1.0)),
-    ("mse", dict(ce_weight=1.0, weight=0.4)),
-])
+@pytest.mark.parametrize(
+    "loss_name,overrides",
+    [
+        ("infonce", dict(targets="soft")),
+        ("infonce", dict(targets="multi_positive")),
+        ("siglip", dict(targets="multi_positive")),
+        ("triplet", dict(margin=1.0)),
+        ("mse", dict(ce_weight=1.0, weight=0.4)),
+    ],
+)
 def test_eight_devices_equal_one_device(loss_name, overrides):
     params8, losses8 = _run(loss_name, 8, **overrides)
     params1, losses1 = _run(loss_name, 1, **overrides)
@@ -59,8 +61,10 @@ def test_eight_devices_equal_one_device(loss_name, overrides):
     assert worst <= 1e-5, worst
     # The parameters moved, so the equality above says something.
     _, _, _, init_state, _ = _setup(loss_name, 1, **overrides)
-    moved = max(float(np.abs(a - np.asarray(b)).max())
-                for a, b in zip(flat1, jax.tree.leaves(init_state.params)))
+    moved = max(
+        float(np.abs(a - np.asarray(b)).max())
+        for a, b in zip(flat1, jax.tree.leaves(init_state.params))
+    )
     assert moved > 1e-4
 
 

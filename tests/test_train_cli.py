@@ -19,8 +19,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _cmd(workdir, mode="train", *overrides, config="experiments/toy.py:smoke"):
-    return [sys.executable, "-m", "wat_jax.main", f"--config={config}",
-            f"--workdir={workdir}", f"--mode={mode}", *overrides]
+    return [
+        sys.executable,
+        "-m",
+        "wat_jax.main",
+        f"--config={config}",
+        f"--workdir={workdir}",
+        f"--mode={mode}",
+        *overrides,
+    ]
 
 
 def _env(devices=8):
@@ -31,8 +38,14 @@ def _env(devices=8):
 
 
 def _run(workdir, mode="train", *overrides, check=True, devices=8):
-    proc = subprocess.run(_cmd(workdir, mode, *overrides), cwd=ROOT, env=_env(devices),
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        _cmd(workdir, mode, *overrides),
+        cwd=ROOT,
+        env=_env(devices),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if check and proc.returncode != 0:
         raise AssertionError(proc.stderr[-3000:])
     return proc
@@ -66,13 +79,22 @@ def test_train_then_eval_writes_the_contract_files(tmp_path):
 
 
 def test_resume_after_kill_minus_9_is_exact(tmp_path):
-    steps = ["--config.total_steps=40", "--config.checkpoint_every_steps=1",
-             "--config.keep_checkpoints=100", "--config.log_every_steps=1"]
+    steps = [
+        "--config.total_steps=40",
+        "--config.checkpoint_every_steps=1",
+        "--config.keep_checkpoints=100",
+        "--config.log_every_steps=1",
+    ]
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     _run(straight, "train", *steps)
 
-    proc = subprocess.Popen(_cmd(killed, "train", *steps), cwd=ROOT, env=_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _cmd(killed, "train", *steps),
+        cwd=ROOT,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     ckpt_dir = killed / "checkpoints"
     deadline = time.time() + 240
     while time.time() < deadline:
@@ -92,10 +114,19 @@ def test_resume_after_kill_minus_9_is_exact(tmp_path):
 
 
 def test_sigterm_saves_and_exits_zero(tmp_path):
-    steps = ["--config.total_steps=100000", "--config.checkpoint_every_steps=0",
-             "--config.log_every_steps=1000000"]
-    proc = subprocess.Popen(_cmd(tmp_path, "train", *steps), cwd=ROOT, env=_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    steps = [
+        "--config.total_steps=100000",
+        "--config.checkpoint_every_steps=0",
+        "--config.log_every_steps=1000000",
+    ]
+    proc = subprocess.Popen(
+        _cmd(tmp_path, "train", *steps),
+        cwd=ROOT,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and "stage train" not in (line := proc.stderr.readline()):
         pass
@@ -114,32 +145,56 @@ def _free_port():
 
 
 def test_two_processes_match_one_process(tmp_path):
-    steps = ["--config.total_steps=6", "--config.log_every_steps=1",
-             "--config.checkpoint_every_steps=0", "--config.model.dropout=0.0",
-             "--config.loss.name=infonce", "--config.text.targets=('description',)",
-             "--config.optim.eps=1e-3"]
+    steps = [
+        "--config.total_steps=6",
+        "--config.log_every_steps=1",
+        "--config.checkpoint_every_steps=0",
+        "--config.model.dropout=0.0",
+        "--config.loss.name=infonce",
+        "--config.text.targets=('description',)",
+        "--config.optim.eps=1e-3",
+    ]
     single = tmp_path / "single"
     _run(single, "train", *steps)
     multi = tmp_path / "multi"
     port = _free_port()
-    procs = [subprocess.Popen(
-        _cmd(multi, "train", *steps, f"--coordinator_address=127.0.0.1:{port}",
-             "--num_processes=2", f"--process_id={i}"),
-        cwd=ROOT, env=_env(devices=4), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        text=True) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            _cmd(
+                multi,
+                "train",
+                *steps,
+                f"--coordinator_address=127.0.0.1:{port}",
+                "--num_processes=2",
+                f"--process_id={i}",
+            ),
+            cwd=ROOT,
+            env=_env(devices=4),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     errors = [p.communicate(timeout=300)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], errors[0][-2000:] + errors[1][-2000:]
     a, b = _metrics(single), _metrics(multi)
-    np.testing.assert_allclose([a[s]["train/loss"] for s in range(1, 7)],
-                               [b[s]["train/loss"] for s in range(1, 7)], rtol=1e-5)
+    np.testing.assert_allclose(
+        [a[s]["train/loss"] for s in range(1, 7)],
+        [b[s]["train/loss"] for s in range(1, 7)],
+        rtol=1e-5,
+    )
     for x, y in zip(jax.tree.leaves(_params(single, 6)), jax.tree.leaves(_params(multi, 6))):
         np.testing.assert_allclose(x, y, atol=1e-5)
 
 
-@pytest.mark.parametrize("overrides,message", [
-    (["--config.batch_size=12"], "config.batch_size=12 is not divisible by the 8 devices"),
-    (["--config.modle.width=8"], "modle"),
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["--config.batch_size=12"], "config.batch_size=12 is not divisible by the 8 devices"),
+        (["--config.modle.width=8"], "modle"),
+    ],
+)
 def test_bad_config_is_one_clear_line(tmp_path, overrides, message):
     proc = _run(tmp_path, "train", *overrides, check=False)
     assert proc.returncode != 0
@@ -158,8 +213,7 @@ def test_unwritable_workdir_is_one_clear_line(tmp_path):
 
 def test_checkpoint_of_a_different_model_shape_is_refused(tmp_path):
     _run(tmp_path, "train", "--config.total_steps=2")
-    proc = _run(tmp_path, "train", "--config.total_steps=4", "--config.model.width=48",
-                check=False)
+    proc = _run(tmp_path, "train", "--config.total_steps=4", "--config.model.width=48", check=False)
     assert proc.returncode == 2
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "different model shape" in last

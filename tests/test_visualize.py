@@ -21,8 +21,9 @@ RED = np.array([214, 39, 40])  # tab:red, the right side
 
 
 def _experiment(name: str, variant: str = "smoke"):
-    spec = importlib.util.spec_from_file_location(f"{name}_cfg", os.path.join(
-        ROOT, "experiments", f"{name}.py"))
+    spec = importlib.util.spec_from_file_location(
+        f"{name}_cfg", os.path.join(ROOT, "experiments", f"{name}.py")
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config(variant)
@@ -65,10 +66,29 @@ def _pixels_near(rgb, colour, tol=40):
 
 def _openpose_walk(frames=20):
     """A stick figure whose legs swing: [T, 18, 3] (x, y up, confidence)."""
-    base = np.array([[0, 1.3], [0, 1], [-0.3, 1], [-0.4, 0.5], [-0.4, 0.1], [0.3, 1],
-                     [0.4, 0.5], [0.4, 0.1], [-0.15, 0], [-0.2, -0.5], [-0.2, -1], [0.15, 0],
-                     [0.2, -0.5], [0.2, -1], [-0.05, 1.35], [0.05, 1.35], [-0.1, 1.3],
-                     [0.1, 1.3]], np.float64)
+    base = np.array(
+        [
+            [0, 1.3],
+            [0, 1],
+            [-0.3, 1],
+            [-0.4, 0.5],
+            [-0.4, 0.1],
+            [0.3, 1],
+            [0.4, 0.5],
+            [0.4, 0.1],
+            [-0.15, 0],
+            [-0.2, -0.5],
+            [-0.2, -1],
+            [0.15, 0],
+            [0.2, -0.5],
+            [0.2, -1],
+            [-0.05, 1.35],
+            [0.05, 1.35],
+            [-0.1, 1.3],
+            [0.1, 1.3],
+        ],
+        np.float64,
+    )
     motion = np.zeros((frames, 18, 3), np.float32)
     for t in range(frames):
         pose = base.copy()
@@ -117,14 +137,18 @@ def test_forward_kinematics_of_the_rest_pose_and_a_rotated_root():
     assert joints[15, 1] > joints[12, 1] > joints[0, 1] > joints[4, 1] > joints[7, 1]
     assert joints[16, 0] > 0 > joints[17, 0]  # SMPL: +x is the body's left
     for j, parent in enumerate(visualize.SMPL_PARENTS[1:], 1):
-        np.testing.assert_allclose(np.linalg.norm(joints[j] - joints[parent]),
-                                   np.linalg.norm(visualize.SMPL_OFFSETS[j]), atol=1e-6)
+        np.testing.assert_allclose(
+            np.linalg.norm(joints[j] - joints[parent]),
+            np.linalg.norm(visualize.SMPL_OFFSETS[j]),
+            atol=1e-6,
+        )
 
     # AMASS stores bodies z-up: a +90 degree root turn about x maps y-up to z-up,
     # and the translation row moves every joint.
     feats = _identity_features()
-    feats[0, 0] = rotations.matrix_to_rot6d(rotations.axis_angle_to_matrix(
-        np.array([np.pi / 2, 0, 0])))
+    feats[0, 0] = rotations.matrix_to_rot6d(
+        rotations.axis_angle_to_matrix(np.array([np.pi / 2, 0, 0]))
+    )
     feats[0, 24, :3] = [1.0, 2.0, 0.5]
     turned = visualize.babel_joints(feats)[0]
     np.testing.assert_allclose(turned[0], [1.0, 2.0, 0.5], atol=1e-6)
@@ -172,10 +196,11 @@ def test_embedding_png_and_eval_pictures(tmp_path):
     centres = rng.standard_normal((len(classes), 16))
     labels = np.eye(len(classes), dtype=np.float32)[rng.integers(0, len(classes), 64)]
     motion_emb = labels @ centres + 0.2 * rng.standard_normal((64, 16))
-    paths = visualize.eval_pictures(config, workdir, None, 7, motion_emb, labels, classes,
-                                    centres)
-    assert paths == [os.path.join(workdir, "eval", "embedding_step_7.png"),
-                     os.path.join(workdir, "eval", "example_step_7.gif")]
+    paths = visualize.eval_pictures(config, workdir, None, 7, motion_emb, labels, classes, centres)
+    assert paths == [
+        os.path.join(workdir, "eval", "embedding_step_7.png"),
+        os.path.join(workdir, "eval", "example_step_7.gif"),
+    ]
     png = _frames(paths[0])[0]
     assert png.shape[0] > 300 and png.shape[1] > 300
     _assert_not_blank(png, min_colours=len(classes) + 2)
@@ -186,10 +211,21 @@ def test_embedding_png_and_eval_pictures(tmp_path):
 def test_cli_bad_index_is_one_line(tmp_path):
     io.write_json(str(tmp_path / "config.json"), json.loads(_toy_config().to_json()))
     out = tmp_path / "x.gif"
-    proc = subprocess.run([sys.executable, "-m", "wat_jax.visualize", f"--workdir={tmp_path}",
-                           "--index=999", f"--output={out}"], cwd=ROOT,
-                          env=dict(os.environ, JAX_PLATFORMS="cpu"), capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wat_jax.visualize",
+            f"--workdir={tmp_path}",
+            "--index=999",
+            f"--output={out}",
+        ],
+        cwd=ROOT,
+        env=dict(os.environ, JAX_PLATFORMS="cpu"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: --index") and "999" in lines[0]
@@ -226,6 +262,7 @@ def test_densegait_embedding_picture_colours_by_viewpoint(tmp_path):
     view = labels[:, columns]
     expect = np.where(view.max(1) > config.data.threshold, view.argmax(1), -1)
     np.testing.assert_array_equal(ids, expect)
-    path = plots.embedding_png(emb, ids, names, str(tmp_path / "e.png"), "t", protos[columns],
-                               np.arange(3), names)
+    path = plots.embedding_png(
+        emb, ids, names, str(tmp_path / "e.png"), "t", protos[columns], np.arange(3), names
+    )
     _assert_not_blank(_frames(path)[0], min_colours=5)

@@ -21,8 +21,17 @@ from torch import nn
 class ReferenceMotionEncoder(nn.Module):
     """Motion [B, T, J, F] -> embedding [B, embed_dim], the reference's layout."""
 
-    def __init__(self, in_dim: int, width: int, layers: int, heads: int, mlp_dim: int,
-                 embed_dim: int, max_len: int = 512, dropout: float = 0.1):
+    def __init__(
+        self,
+        in_dim: int,
+        width: int,
+        layers: int,
+        heads: int,
+        mlp_dim: int,
+        embed_dim: int,
+        max_len: int = 512,
+        dropout: float = 0.1,
+    ):
         super().__init__()
         self.frame_embed = nn.Linear(in_dim, width)
         position = torch.arange(max_len)[:, None]
@@ -32,8 +41,9 @@ class ReferenceMotionEncoder(nn.Module):
         table[:, 1::2] = torch.cos(position * div)
         self.register_buffer("positions", table)
         self.dropout = nn.Dropout(dropout)
-        layer = nn.TransformerEncoderLayer(width, heads, mlp_dim, dropout, activation="gelu",
-                                           batch_first=True, norm_first=False)
+        layer = nn.TransformerEncoderLayer(
+            width, heads, mlp_dim, dropout, activation="gelu", batch_first=True, norm_first=False
+        )
         # nested tensors only matter with a padding mask, which the reference has none of
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.proj = nn.Linear(width, embed_dim)
@@ -62,9 +72,19 @@ class TorchStep:
       seed: torch seed for init and dropout.
     """
 
-    def __init__(self, batch: dict, width: int, layers: int, heads: int, mlp_dim: int,
-                 dropout: float = 0.1, lr: float = 2e-4, weight_decay: float = 0.1,
-                 threads: int = 0, seed: int = 0):
+    def __init__(
+        self,
+        batch: dict,
+        width: int,
+        layers: int,
+        heads: int,
+        mlp_dim: int,
+        dropout: float = 0.1,
+        lr: float = 2e-4,
+        weight_decay: float = 0.1,
+        threads: int = 0,
+        seed: int = 0,
+    ):
         if threads:
             torch.set_num_threads(threads)
         torch.manual_seed(seed)
@@ -72,11 +92,13 @@ class TorchStep:
         self.motion = torch.from_numpy(motion)
         self.targets = torch.from_numpy(np.asarray(batch["text"], np.float32))  # [B, K, E]
         in_dim = int(np.prod(motion.shape[2:]))
-        self.model = ReferenceMotionEncoder(in_dim, width, layers, heads, mlp_dim,
-                                            self.targets.shape[-1], dropout=dropout)
+        self.model = ReferenceMotionEncoder(
+            in_dim, width, layers, heads, mlp_dim, self.targets.shape[-1], dropout=dropout
+        )
         self.model.train()
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=lr,
-                                           weight_decay=weight_decay)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=lr, weight_decay=weight_decay
+        )
 
     @property
     def threads(self) -> int:

@@ -71,9 +71,15 @@ def step_config(shape: Shape):
     """The experiment config of the benchmarked step (base config, paper model, MSE)."""
     c = configs.base_config()
     c.batch_size = shape.batch_size
-    c.model.update(width=shape.width, layers=shape.layers, heads=shape.heads,
-                   mlp_dim=shape.mlp_dim, dropout=shape.dropout, dtype=shape.dtype,
-                   max_len=max(shape.frames, 1))
+    c.model.update(
+        width=shape.width,
+        layers=shape.layers,
+        heads=shape.heads,
+        mlp_dim=shape.mlp_dim,
+        dropout=shape.dropout,
+        dtype=shape.dtype,
+        max_len=max(shape.frames, 1),
+    )
     c.loss.name = "mse"
     return c
 
@@ -133,8 +139,7 @@ class JaxStep:
         parallel.check_batch_size(shape.batch_size, self.mesh)
         model = train.create_model(config, shape.text_dim, shape.num_classes)
         tx = train.make_optimizer(config.optim, config.total_steps)
-        self.state = parallel.replicate(train.create_train_state(model, tx, seed, batch),
-                                        self.mesh)
+        self.state = parallel.replicate(train.create_train_state(model, tx, seed, batch), self.mesh)
         self.batch = parallel.shard_batch(batch, self.mesh, shape.batch_size)
         jitted = train.make_train_step(model, tx, config.loss, self.mesh, shape.batch_size)
         start = time.perf_counter()
@@ -159,13 +164,24 @@ class JaxStep:
 
 def _summary(times: list[float], batch_size: int) -> dict:
     median = statistics.median(times)
-    return {"steps": len(times), "median_step_s": median, "min_step_s": min(times),
-            "mean_step_s": statistics.fmean(times), "sequences_per_sec": batch_size / median,
-            "step_times_s": [round(t, 6) for t in times]}
+    return {
+        "steps": len(times),
+        "median_step_s": median,
+        "min_step_s": min(times),
+        "mean_step_s": statistics.fmean(times),
+        "sequences_per_sec": batch_size / median,
+        "step_times_s": [round(t, 6) for t in times],
+    }
 
 
-def benchmark_step(shape: Shape, steps: int = 20, warmup: int = 2, compare: str = "",
-                   block: int = 5, threads: int = 0) -> list[dict]:
+def benchmark_step(
+    shape: Shape,
+    steps: int = 20,
+    warmup: int = 2,
+    compare: str = "",
+    block: int = 5,
+    threads: int = 0,
+) -> list[dict]:
     """Times our train step (and the torch reference when `compare="torch"`).
 
     Args:
@@ -186,8 +202,14 @@ def benchmark_step(shape: Shape, steps: int = 20, warmup: int = 2, compare: str 
         from wat_jax import bench_torch
 
         runners["torch"] = bench_torch.TorchStep(
-            batch, shape.width, shape.layers, shape.heads, shape.mlp_dim, shape.dropout,
-            threads=threads or _cores())
+            batch,
+            shape.width,
+            shape.layers,
+            shape.heads,
+            shape.mlp_dim,
+            shape.dropout,
+            threads=threads or _cores(),
+        )
     elif compare:
         raise ValueError(f"--compare must be '' or 'torch', got {compare!r}")
     for runner in runners.values():
@@ -205,38 +227,57 @@ def benchmark_step(shape: Shape, steps: int = 20, warmup: int = 2, compare: str 
     peak = peak_flops(device.device_kind, shape.dtype)
     records = []
     for name, runner in runners.items():
-        record = {"what": "step", "impl": name, "batch_size": shape.batch_size,
-                  "dtype": shape.dtype, **_summary(times[name], shape.batch_size)}
+        record = {
+            "what": "step",
+            "impl": name,
+            "batch_size": shape.batch_size,
+            "dtype": shape.dtype,
+            **_summary(times[name], shape.batch_size),
+        }
         if name == "wat_jax":
             flops = ours.xla_flops or model
             median = record["median_step_s"]
             record.update(
-                devices=ours.mesh.devices.size, device_kind=device.device_kind,
-                compile_s=ours.compile_s, loss=ours.loss, flops_per_step=flops,
+                devices=ours.mesh.devices.size,
+                device_kind=device.device_kind,
+                compile_s=ours.compile_s,
+                loss=ours.loss,
+                flops_per_step=flops,
                 flops_source="xla_cost_analysis" if ours.xla_flops else "analytic",
-                model_flops_per_step=model, achieved_model_flops_per_sec=model / median,
+                model_flops_per_step=model,
+                achieved_model_flops_per_sec=model / median,
                 peak_flops_per_device=peak,
-                mfu=model / median / (peak * ours.mesh.devices.size) if peak else None)
+                mfu=model / median / (peak * ours.mesh.devices.size) if peak else None,
+            )
         else:
-            record.update(threads=runner.threads, torch_version=_torch_version(),
-                          model_flops_per_step=model)
+            record.update(
+                threads=runner.threads, torch_version=_torch_version(), model_flops_per_step=model
+            )
         records.append(record)
     if compare:
         # Neighbouring blocks share the machine's load; their ratios are the fairest view.
-        paired = [statistics.median(b) / statistics.median(a)
-                  for a, b in zip(blocks["wat_jax"], blocks[compare])]
+        paired = [
+            statistics.median(b) / statistics.median(a)
+            for a, b in zip(blocks["wat_jax"], blocks[compare])
+        ]
         ratio = statistics.median(paired)
-        records.append({
-            "what": "compare", "against": compare, "torch_over_wat_jax_step_time": ratio,
-            "block_ratios": paired,
-            "median_ratio": records[1]["median_step_s"] / records[0]["median_step_s"],
-            "min_ratio": records[1]["min_step_s"] / records[0]["min_step_s"],
-            "wat_jax_faster": ratio >= 1.0})
+        records.append(
+            {
+                "what": "compare",
+                "against": compare,
+                "torch_over_wat_jax_step_time": ratio,
+                "block_ratios": paired,
+                "median_ratio": records[1]["median_step_s"] / records[0]["median_step_s"],
+                "min_ratio": records[1]["min_step_s"] / records[0]["min_step_s"],
+                "wat_jax_faster": ratio >= 1.0,
+            }
+        )
     return records
 
 
-def benchmark_data(shape: Shape, windows: int = 2048, batches: int = 200,
-                   descriptions_per_class: int = 16) -> dict:
+def benchmark_data(
+    shape: Shape, windows: int = 2048, batches: int = 200, descriptions_per_class: int = 16
+) -> dict:
     """Windows/s of Batcher.batch over a synthetic prepared split of `shape`.
 
     The split is written with prepared.write_split into a temporary directory
@@ -249,23 +290,36 @@ def benchmark_data(shape: Shape, windows: int = 2048, batches: int = 200,
     labels[rng.random(windows) < 0.2, rng.integers(0, c)] = 1.0
     lengths = rng.integers(shape.frames // 2, shape.frames + 1, windows)
     split = prepared.PreparedSplit(
-        motion=rng.standard_normal(
-            (windows, shape.frames, shape.joints, shape.features)).astype(np.float32),
+        motion=rng.standard_normal((windows, shape.frames, shape.joints, shape.features)).astype(
+            np.float32
+        ),
         mask=np.arange(shape.frames)[None] < lengths[:, None],
-        labels=labels, classes=[f"class_{i}" for i in range(c)],
-        index=[{"source": "bench", "start_s": 0.0, "start_frame": 0}] * windows)
-    bank = TextBank([f"class_{i}" for i in range(c)],
-                    rng.standard_normal((c, d)).astype(np.float32),
-                    rng.standard_normal((c * descriptions_per_class, d)).astype(np.float32),
-                    np.arange(c + 1) * descriptions_per_class)
+        labels=labels,
+        classes=[f"class_{i}" for i in range(c)],
+        index=[{"source": "bench", "start_s": 0.0, "start_frame": 0}] * windows,
+    )
+    bank = TextBank(
+        [f"class_{i}" for i in range(c)],
+        rng.standard_normal((c, d)).astype(np.float32),
+        rng.standard_normal((c * descriptions_per_class, d)).astype(np.float32),
+        np.arange(c + 1) * descriptions_per_class,
+    )
     order = np.argsort(-labels, axis=1, kind="stable")  # each window's classes first
     keys = np.where(np.take_along_axis(labels, order, 1) > 0.5, order, -1)
     with tempfile.TemporaryDirectory(prefix="wat_jax_bench_") as workdir:
         prepared.write_split(workdir, "train", split)
         data = prepared.read_split(workdir, "train")
-        batcher = Batcher(data.motion, data.mask, data.labels, keys, bank,
-                          ("name", "centroid"), shape.batch_size,
-                          slice(0, shape.batch_size), seed=0)
+        batcher = Batcher(
+            data.motion,
+            data.mask,
+            data.labels,
+            keys,
+            bank,
+            ("name", "centroid"),
+            shape.batch_size,
+            slice(0, shape.batch_size),
+            seed=0,
+        )
         batcher.batch(0)
         times = []
         for i in range(1, batches + 1):
@@ -273,9 +327,14 @@ def benchmark_data(shape: Shape, windows: int = 2048, batches: int = 200,
             batcher.batch(i * shape.batch_size)
             times.append(time.perf_counter() - start)
     median = statistics.median(times)
-    return {"what": "data", "windows": windows, "batches": batches,
-            "batch_size": shape.batch_size, "median_batch_s": median,
-            "windows_per_sec": shape.batch_size * len(times) / sum(times)}
+    return {
+        "what": "data",
+        "windows": windows,
+        "batches": batches,
+        "batch_size": shape.batch_size,
+        "median_batch_s": median,
+        "windows_per_sec": shape.batch_size * len(times) / sum(times),
+    }
 
 
 def benchmark_text(batch_size: int, sentences: int = 256, compare: str = "") -> dict:
@@ -284,8 +343,11 @@ def benchmark_text(batch_size: int, sentences: int = 256, compare: str = "") -> 
         return {"what": "text", "skipped": "wat_jax.text.bench is not in this checkout"}
     from wat_jax.text import bench
 
-    wanted = {"batch_size": batch_size, "num_sentences": sentences,
-              "compare_torch": compare == "torch"}
+    wanted = {
+        "batch_size": batch_size,
+        "num_sentences": sentences,
+        "compare_torch": compare == "torch",
+    }
     accepted = inspect.signature(bench.benchmark_text_encoder).parameters
     try:
         result = bench.benchmark_text_encoder(**{k: v for k, v in wanted.items() if k in accepted})
@@ -312,12 +374,16 @@ def precision_report(shape: Shape) -> dict:
     _count_dtypes(closed.jaxpr, counts)
     new_state, metrics = jax.eval_shape(step, state, batch)
     return {
-        "what": "precision", "dtype": shape.dtype,
+        "what": "precision",
+        "dtype": shape.dtype,
         "param_dtypes": sorted({str(x.dtype) for x in jax.tree.leaves(new_state.params)}),
         "loss_dtype": str(metrics["loss"].dtype),
-        "dot_general": counts.get("dot_general", {}), "exp": counts.get("exp", {}),
-        "erfc": counts.get("erfc", {}), "rsqrt": counts.get("rsqrt", {}),
-        "reduce_max": counts.get("reduce_max", {})}
+        "dot_general": counts.get("dot_general", {}),
+        "exp": counts.get("exp", {}),
+        "erfc": counts.get("erfc", {}),
+        "rsqrt": counts.get("rsqrt", {}),
+        "reduce_max": counts.get("reduce_max", {}),
+    }
 
 
 def _count_dtypes(jaxpr, counts: dict) -> None:
@@ -336,10 +402,16 @@ def _count_dtypes(jaxpr, counts: dict) -> None:
 def machine_record() -> dict:
     """Where the numbers come from."""
     device = jax.devices()[0]
-    return {"what": "machine", "platform": device.platform, "device_kind": device.device_kind,
-            "local_devices": jax.local_device_count(), "cpu_cores": _cores(),
-            "jax_version": jax.__version__, "python": sys.version.split()[0],
-            "xla_flags": os.environ.get("XLA_FLAGS", "")}
+    return {
+        "what": "machine",
+        "platform": device.platform,
+        "device_kind": device.device_kind,
+        "local_devices": jax.local_device_count(),
+        "cpu_cores": _cores(),
+        "jax_version": jax.__version__,
+        "python": sys.version.split()[0],
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    }
 
 
 def _cores() -> int:
@@ -356,9 +428,18 @@ def main(argv):
 
     del argv
     f = flags.FLAGS
-    shape = Shape(batch_size=f.batch_size, frames=f.frames, joints=f.joints,
-                  features=f.features, text_dim=f.text_dim, width=f.width, layers=f.layers,
-                  heads=f.heads, mlp_dim=f.mlp_dim, dtype=f.dtype)
+    shape = Shape(
+        batch_size=f.batch_size,
+        frames=f.frames,
+        joints=f.joints,
+        features=f.features,
+        text_dim=f.text_dim,
+        width=f.width,
+        layers=f.layers,
+        heads=f.heads,
+        mlp_dim=f.mlp_dim,
+        dtype=f.dtype,
+    )
     what = [w.strip() for w in f.what.split(",") if w.strip()]
     unknown = set(what) - {"step", "text", "data", "precision"}
     if unknown:
@@ -396,8 +477,9 @@ def _define_flags():
     flags.DEFINE_integer("block", 5, "Steps per block when alternating with --compare.")
     flags.DEFINE_enum("compare", "", ["", "torch"], "Also time the PyTorch reference.")
     flags.DEFINE_integer("threads", 0, "Torch intra-op threads; 0: the machine's cores.")
-    for name, default in dict(width=768, layers=8, heads=4, mlp_dim=1024, frames=60,
-                              joints=25, features=6, text_dim=1024).items():
+    for name, default in dict(
+        width=768, layers=8, heads=4, mlp_dim=1024, frames=60, joints=25, features=6, text_dim=1024
+    ).items():
         flags.DEFINE_integer(name, default, f"Model/batch size: {name}.")
     flags.DEFINE_integer("data_windows", 2048, "Windows in the synthetic prepared split.")
     flags.DEFINE_integer("data_batches", 200, "Batches timed for the data pipeline.")

@@ -32,11 +32,15 @@ class Checkpointer:
 
     def __init__(self, workdir: str, every_steps: int, keep: int, read_only: bool = False):
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=not read_only, read_only=read_only,
-            enable_async_checkpointing=not read_only)
+            max_to_keep=keep,
+            create=not read_only,
+            read_only=read_only,
+            enable_async_checkpointing=not read_only,
+        )
         self._every = every_steps
         self._manager = ocp.CheckpointManager(
-            checkpoint_dir(workdir), item_names=("state", "meta"), options=options)
+            checkpoint_dir(workdir), item_names=("state", "meta"), options=options
+        )
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
@@ -50,8 +54,13 @@ class Checkpointer:
     def save(self, step: int, state, meta: dict) -> None:
         """Starts an async save of `state` at `step` (waits for the previous one)."""
         meta = dict(meta, shapes=shape_signature(state.params))
-        self._manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
+        self._manager.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
+            ),
+            force=True,
+        )
 
     def read_meta(self, step: int) -> dict:
         out = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
@@ -68,14 +77,20 @@ class Checkpointer:
         have = meta.get("shapes", {})
         if have and have != want:
             diff = sorted(set(want) ^ set(have)) or sorted(
-                k for k in want if want[k] != have.get(k))
+                k for k in want if want[k] != have.get(k)
+            )
             key = diff[0]
             raise InputError(
                 f"{checkpoint_dir_of(self._manager)}/{step}: checkpoint has a different model "
                 f"shape at {key} (checkpoint {have.get(key)}, config {want.get(key)}); "
-                "use a fresh --workdir or the config it was trained with")
-        restored = self._manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+                "use a fresh --workdir or the config it was trained with"
+            )
+        restored = self._manager.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()
+            ),
+        )
         logging.info("restored checkpoint step %d", step)
         return restored["state"], restored["meta"]
 

@@ -30,9 +30,15 @@ class Embedder:
         def motion_fn(params, motion, mask):
             return model.apply({"params": params}, motion, mask, method="embed_motion")
 
-        self._motion = jax.jit(jax.shard_map(
-            motion_fn, mesh=mesh, in_specs=(P(), P(parallel.AXIS), P(parallel.AXIS)),
-            out_specs=P(parallel.AXIS), check_vma=False))
+        self._motion = jax.jit(
+            jax.shard_map(
+                motion_fn,
+                mesh=mesh,
+                in_specs=(P(), P(parallel.AXIS), P(parallel.AXIS)),
+                out_specs=P(parallel.AXIS),
+                check_vma=False,
+            )
+        )
         self._text = jax.jit(lambda p, t: model.apply({"params": p}, t, method="embed_text"))
 
     def motion(self, motion: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -50,8 +56,8 @@ class Embedder:
             idx = np.where(valid, idx, 0)[rows]
             local_mask = np.asarray(mask[idx], bool) & valid[rows][:, None]
             batch = parallel.shard_batch(
-                {"motion": np.asarray(motion[idx], np.float32), "mask": local_mask},
-                self.mesh, b)
+                {"motion": np.asarray(motion[idx], np.float32), "mask": local_mask}, self.mesh, b
+            )
             emb = self._motion(self.params, batch["motion"], batch["mask"])
             out.append(parallel.to_host(emb)[valid])
             if (start // b) % 50 == 49:
@@ -71,20 +77,26 @@ def restore_embedder(config, workdir: str, task, step: int | None = None):
     ckpt = checkpointing.Checkpointer(workdir, 0, None, read_only=True)
     steps = ckpt.all_steps()
     if not steps:
-        raise InputError(f"{checkpointing.checkpoint_dir(workdir)}: no checkpoint to evaluate; "
-                         "run --mode=train first")
+        raise InputError(
+            f"{checkpointing.checkpoint_dir(workdir)}: no checkpoint to evaluate; "
+            "run --mode=train first"
+        )
     step = max(steps) if step is None or step < 0 else step
     if step not in steps:
-        raise InputError(f"{checkpointing.checkpoint_dir(workdir)}: no checkpoint at step "
-                         f"{step}; have {sorted(steps)}")
-    example = task.train_batcher(config, workdir, parallel.process_rows(
-        config.batch_size, mesh)).batch(0)
+        raise InputError(
+            f"{checkpointing.checkpoint_dir(workdir)}: no checkpoint at step "
+            f"{step}; have {sorted(steps)}"
+        )
+    example = task.train_batcher(
+        config, workdir, parallel.process_rows(config.batch_size, mesh)
+    ).batch(0)
     model = train.create_model(config, example["text"].shape[-1], example["labels"].shape[-1])
     tx = train.make_optimizer(config.optim, config.total_steps)
     abstract = jax.eval_shape(lambda: train.create_train_state(model, tx, config.seed, example))
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=parallel.replicated(mesh)),
-        abstract)
+        abstract,
+    )
     state, _ = ckpt.restore(step, abstract)
     ckpt.close()
     return Embedder(model, state.params, mesh, batch_size), step

@@ -43,8 +43,7 @@ def tower_params(params: dict) -> dict:
     return {k: v for k, v in params.items() if k in keep}
 
 
-def export_tower(model, params: dict, frames: int, joints: int, features: int,
-                 platforms=PLATFORMS):
+def export_tower(model, params: dict, frames: int, joints: int, features: int, platforms=PLATFORMS):
     """Exports `model.embed_motion` with a symbolic batch dimension.
 
     Args:
@@ -86,11 +85,15 @@ def save(exported, leaves, names, path: str, meta: dict | None = None) -> str:
     io.atomic_write(params_path(path), lambda f: np.savez(f, **arrays))
     io.atomic_write(path, lambda f: f.write(exported.serialize()))
     motion, mask = exported.in_avals[-2:]
-    info = dict(meta or {}, motion_shape=[str(d) for d in motion.shape],
-                mask_shape=[str(d) for d in mask.shape],
-                embed_dim=int(exported.out_avals[0].shape[-1]),
-                platforms=list(exported.platforms), num_params=int(sum(x.size for x in leaves)),
-                params_file=os.path.basename(params_path(path)))
+    info = dict(
+        meta or {},
+        motion_shape=[str(d) for d in motion.shape],
+        mask_shape=[str(d) for d in mask.shape],
+        embed_dim=int(exported.out_avals[0].shape[-1]),
+        platforms=list(exported.platforms),
+        num_params=int(sum(x.size for x in leaves)),
+        params_file=os.path.basename(params_path(path)),
+    )
     io.write_json(os.path.splitext(path)[0] + ".json", info)
     return path
 
@@ -118,8 +121,10 @@ def load_motion_tower(path: str):
         motion = np.asarray(motion, np.float32)
         mask = np.asarray(mask, bool)
         if motion.ndim != 4 or motion.shape[1:] != window or mask.shape != motion.shape[:2]:
-            raise ValueError(f"{path}: expects motion [B, {', '.join(map(str, window))}] and "
-                             f"mask [B, {window[0]}], got {motion.shape} and {mask.shape}")
+            raise ValueError(
+                f"{path}: expects motion [B, {', '.join(map(str, window))}] and "
+                f"mask [B, {window[0]}], got {motion.shape} and {mask.shape}"
+            )
         return np.array(call(leaves, motion, mask))  # a writable host copy
 
     embed_motion.window = window
@@ -127,8 +132,9 @@ def load_motion_tower(path: str):
     return embed_motion
 
 
-def export_motion_tower(config, workdir: str, step: int | None = None,
-                        output: str | None = None) -> str:
+def export_motion_tower(
+    config, workdir: str, step: int | None = None, output: str | None = None
+) -> str:
     """Restores a checkpoint and exports its motion tower.
 
     Args:
@@ -150,8 +156,13 @@ def export_motion_tower(config, workdir: str, step: int | None = None,
     params = jax.tree.map(np.asarray, jax.device_get(embedder.params))
     exported, leaves, names = export_tower(embedder.model, params, *window)
     output = output or os.path.join(workdir, "export", "motion_tower.bin")
-    save(exported, leaves, names, output, meta=dict(step=step, task=config.task,
-                                                    workdir=os.path.abspath(workdir)))
+    save(
+        exported,
+        leaves,
+        names,
+        output,
+        meta=dict(step=step, task=config.task, workdir=os.path.abspath(workdir)),
+    )
     logging.info("exported the motion tower of step %d to %s", step, output)
     return output
 
@@ -180,8 +191,10 @@ def main(argv):
         sys.exit(2)
     with open(os.path.splitext(path)[0] + ".json") as f:
         info = json.load(f)
-    print(f"{path}: step {info['step']}, motion {info['motion_shape']} -> "
-          f"[b, {info['embed_dim']}], {info['num_params']} params, {info['platforms']}")
+    print(
+        f"{path}: step {info['step']}, motion {info['motion_shape']} -> "
+        f"[b, {info['embed_dim']}], {info['num_params']} params, {info['platforms']}"
+    )
 
 
 if __name__ == "__main__":

@@ -236,7 +236,13 @@ def _safe_sqrt(x):
 
 
 def triplet_loss_terms(
-    motion_local, text_local, text_all, labels_local, labels_all, margin, threshold=0.5,
+    motion_local,
+    text_local,
+    text_all,
+    labels_local,
+    labels_all,
+    margin,
+    threshold=0.5,
     mining="all",
 ):
     """(sum, count) form of `triplet_loss`: count is the number of anchors with a valid negative."""
@@ -275,7 +281,13 @@ def triplet_loss_terms(
 
 
 def triplet_loss(
-    motion_local, text_local, text_all, labels_local, labels_all, margin, threshold=0.5,
+    motion_local,
+    text_local,
+    text_all,
+    labels_local,
+    labels_all,
+    margin,
+    threshold=0.5,
     mining="all",
 ):
     """Triplet loss on raw (unnormalised) embeddings with label-aware negatives.
@@ -303,7 +315,13 @@ def triplet_loss(
     """
     return _mean(
         triplet_loss_terms(
-            motion_local, text_local, text_all, labels_local, labels_all, margin, threshold,
+            motion_local,
+            text_local,
+            text_all,
+            labels_local,
+            labels_all,
+            margin,
+            threshold,
             mining,
         )
     )

@@ -16,8 +16,9 @@ from wat_jax.errors import InputError
 
 MODES = ("prepare", "describe", "embed", "train", "eval", "all")
 
-config_flags.DEFINE_config_file("config", None, "Experiment config file[:variant].",
-                                lock_config=True)
+config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file[:variant].", lock_config=True
+)
 flags.DEFINE_string("workdir", None, "Directory for data, checkpoints, metrics and results.")
 flags.DEFINE_enum("mode", "all", MODES, "Which stage to run; `all` runs them in order.")
 flags.DEFINE_string("coordinator_address", "", "Multi-host: host:port of process 0.")
@@ -46,7 +47,8 @@ def run(config, workdir: str, mode: str) -> None:
     from wat_jax import evaluate, io, parallel, tasks, train
 
     parallel.maybe_initialize_distributed(
-        FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+        FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id
+    )
     _check_workdir(workdir)
     task = tasks.get_task(config.task)
     if jax.process_index() == 0:

@@ -39,10 +39,12 @@ def objective_terms(model, params, batch, rng, loss_cfg, *, train=True):
     """
     variables = {"params": params}
     rngs = {"dropout": rng}
-    motion_emb = model.apply(variables, batch["motion"], batch["mask"], train=train,
-                             rngs=rngs, method="embed_motion")  # [b, E]
-    text_emb = model.apply(variables, batch["text"], train=train, rngs=rngs,
-                           method="embed_text")  # [b, K, E]
+    motion_emb = model.apply(
+        variables, batch["motion"], batch["mask"], train=train, rngs=rngs, method="embed_motion"
+    )  # [b, E]
+    text_emb = model.apply(
+        variables, batch["text"], train=train, rngs=rngs, method="embed_text"
+    )  # [b, K, E]
     rows = motion_emb.shape[0]
     labels = batch["labels"]
     terms, aux = {}, {}
@@ -65,21 +67,36 @@ def objective_terms(model, params, batch, rng, loss_cfg, *, train=True):
         log_scale = jnp.minimum(params["log_scale"], MAX_LOG_SCALE)
         aux["temperature"] = jnp.exp(-log_scale)
         if name == "infonce":
-            targets = losses.contrastive_targets(labels, labels_all, index,
-                                                 loss_cfg.targets, threshold)
-            value = losses.info_nce_loss(motion_emb, text_local, motion_all, text_all,
-                                         targets, log_scale)
+            targets = losses.contrastive_targets(
+                labels, labels_all, index, loss_cfg.targets, threshold
+            )
+            value = losses.info_nce_loss(
+                motion_emb, text_local, motion_all, text_all, targets, log_scale
+            )
             terms["infonce"] = _row_terms(value, rows)
         elif name == "siglip":
-            targets = losses.contrastive_targets(labels, labels_all, index,
-                                                 loss_cfg.targets, threshold)
-            value = losses.siglip_loss(motion_emb, text_all, (targets > 0).astype(jnp.float32),
-                                       log_scale, params["logit_bias"])
+            targets = losses.contrastive_targets(
+                labels, labels_all, index, loss_cfg.targets, threshold
+            )
+            value = losses.siglip_loss(
+                motion_emb,
+                text_all,
+                (targets > 0).astype(jnp.float32),
+                log_scale,
+                params["logit_bias"],
+            )
             terms["siglip"] = _row_terms(value, rows)
         else:
             terms["triplet"] = losses.triplet_loss_terms(
-                motion_emb, text_local, text_all, labels, labels_all, loss_cfg.margin,
-                threshold, loss_cfg.get("mining", "all"))
+                motion_emb,
+                text_local,
+                text_all,
+                labels,
+                labels_all,
+                loss_cfg.margin,
+                threshold,
+                loss_cfg.get("mining", "all"),
+            )
 
     if loss_cfg.get("ce_weight", 0.0) > 0:
         logits = model.apply(variables, motion_emb, method="classify")

@@ -39,13 +39,19 @@ def maybe_initialize_distributed(
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     kwargs = {}
     if explicit:
-        kwargs = dict(coordinator_address=coordinator_address or None,
-                      num_processes=num_processes or None,
-                      process_id=process_id if process_id >= 0 else None)
+        kwargs = dict(
+            coordinator_address=coordinator_address or None,
+            num_processes=num_processes or None,
+            process_id=process_id if process_id >= 0 else None,
+        )
     jax.distributed.initialize(**kwargs)
-    logging.info("distributed: process %d of %d, %d local / %d global devices",
-                 jax.process_index(), jax.process_count(),
-                 jax.local_device_count(), jax.device_count())
+    logging.info(
+        "distributed: process %d of %d, %d local / %d global devices",
+        jax.process_index(),
+        jax.process_count(),
+        jax.local_device_count(),
+        jax.device_count(),
+    )
 
 
 def make_mesh(num_devices: int | None = None) -> jax.sharding.Mesh:
@@ -53,7 +59,9 @@ def make_mesh(num_devices: int | None = None) -> jax.sharding.Mesh:
     devices = jax.devices()
     if num_devices:
         if num_devices > len(devices):
-            raise InputError(f"config.num_devices={num_devices} but only {len(devices)} devices exist")
+            raise InputError(
+                f"config.num_devices={num_devices} but only {len(devices)} devices exist"
+            )
         devices = devices[:num_devices]
     return jax.sharding.Mesh(np.asarray(devices), (AXIS,))
 
@@ -65,7 +73,8 @@ def check_batch_size(global_batch: int, mesh: jax.sharding.Mesh, key: str = "bat
         lower = max(n, global_batch // n * n)
         raise InputError(
             f"config.{key}={global_batch} is not divisible by the {n} devices; "
-            f"use a multiple of {n} such as {lower} or {lower + n}")
+            f"use a multiple of {n} such as {lower} or {lower + n}"
+        )
     return global_batch // n
 
 
@@ -92,8 +101,7 @@ def shard_batch(local_batch: dict, mesh, global_batch: int) -> dict:
 
     def put(x):
         x = np.asarray(x)
-        return jax.make_array_from_process_local_data(
-            sharding, x, (global_batch,) + x.shape[1:])
+        return jax.make_array_from_process_local_data(sharding, x, (global_batch,) + x.shape[1:])
 
     return jax.tree.map(put, local_batch)
 
@@ -115,6 +123,7 @@ def global_row_index(local_rows: int):
 
 def to_host(tree):
     """Fully replicated or addressable arrays -> numpy on every process."""
+
     def fetch(x):
         if isinstance(x, jax.Array) and not x.is_fully_addressable:
             x = multihost_utils.process_allgather(x, tiled=True)

@@ -48,8 +48,13 @@ def bars_png(values: dict, path: str, title: str, xlabel: str, baseline: dict | 
     fig, ax = plt.subplots(figsize=(7, max(3.0, 0.25 * len(names) + 1)))
     ax.barh(y, [values[n] for n in names], height=0.4 if baseline else 0.8, label="model")
     if baseline:
-        ax.barh(y + 0.4, [baseline.get(n, np.nan) for n in names], height=0.4,
-                label="random", color="0.7")
+        ax.barh(
+            y + 0.4,
+            [baseline.get(n, np.nan) for n in names],
+            height=0.4,
+            label="random",
+            color="0.7",
+        )
         ax.legend(loc="lower right")
     ax.set_yticks(y + (0.2 if baseline else 0), names, fontsize=7)
     ax.invert_yaxis()
@@ -68,6 +73,7 @@ def pca_2d(points: np.ndarray, fit: np.ndarray | None = None) -> np.ndarray:
     Returns:
       [N, 2] coordinates.
     """
+
     def unit(x):
         x = np.asarray(x, np.float64)
         return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
@@ -89,10 +95,17 @@ def _palette(count: int):
     return [cmap(i % cmap.N if count <= 20 else i / count) for i in range(count)]
 
 
-def embedding_png(motion_emb: np.ndarray, groups: np.ndarray, group_names: list[str],
-                  path: str, title: str, prototypes: np.ndarray | None = None,
-                  prototype_groups: np.ndarray | None = None,
-                  prototype_names: list[str] | None = None, max_points: int = 3000) -> str:
+def embedding_png(
+    motion_emb: np.ndarray,
+    groups: np.ndarray,
+    group_names: list[str],
+    path: str,
+    title: str,
+    prototypes: np.ndarray | None = None,
+    prototype_groups: np.ndarray | None = None,
+    prototype_names: list[str] | None = None,
+    max_points: int = 3000,
+) -> str:
     """The embedding space: motion windows as dots coloured by group, texts as stars.
 
     Args:
@@ -123,15 +136,27 @@ def embedding_png(motion_emb: np.ndarray, groups: np.ndarray, group_names: list[
     for g, name in enumerate(group_names):
         sel = groups == g
         if sel.any():
-            ax.scatter(*xy[sel].T, s=10, color=colours[g], alpha=0.7,
-                       label=name if len(group_names) <= 20 else None)
+            ax.scatter(
+                *xy[sel].T,
+                s=10,
+                color=colours[g],
+                alpha=0.7,
+                label=name if len(group_names) <= 20 else None,
+            )
     if prototypes is not None and len(prototypes):
         pxy = pca_2d(prototypes, fit=motion_emb)
-        pg = (np.full(len(pxy), -1) if prototype_groups is None
-              else np.asarray(prototype_groups))
+        pg = np.full(len(pxy), -1) if prototype_groups is None else np.asarray(prototype_groups)
         face = [colours[g] if g >= 0 else "0.3" for g in pg]
-        ax.scatter(*pxy.T, s=160, marker="*", c=face, edgecolors="black", linewidths=0.8,
-                   zorder=3, label="text prototypes")
+        ax.scatter(
+            *pxy.T,
+            s=160,
+            marker="*",
+            c=face,
+            edgecolors="black",
+            linewidths=0.8,
+            zorder=3,
+            label="text prototypes",
+        )
         if prototype_names is not None and len(prototype_names) <= 60:
             for (x, y), name in zip(pxy, prototype_names):
                 ax.annotate(name, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")

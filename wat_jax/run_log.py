@@ -50,8 +50,16 @@ class Progress:
         rate = (count - self._last_count) / max(now - self._last_time, 1e-9)
         self._last_count, self._last_time = count, now
         eta = (self.total - count) / rate if rate > 0 else float("inf")
-        logging.info("%s: %d/%d %s, %.2f %s/s, ETA %s", self.name, count, self.total,
-                     self.unit, rate, self.unit, format_seconds(eta) if rate > 0 else "?")
+        logging.info(
+            "%s: %d/%d %s, %.2f %s/s, ETA %s",
+            self.name,
+            count,
+            self.total,
+            self.unit,
+            rate,
+            self.unit,
+            format_seconds(eta) if rate > 0 else "?",
+        )
         return rate
 
 
@@ -61,8 +69,9 @@ class _QuietLibraries:
     def filter(self, record) -> bool:
         if "/orbax/" not in record.pathname:
             return True
-        return record.levelno > 30 or (record.levelno > 20 and "read only" not in
-                                       str(record.msg).replace("_", " ").lower())
+        return record.levelno > 30 or (
+            record.levelno > 20 and "read only" not in str(record.msg).replace("_", " ").lower()
+        )
 
 
 def quiet_library_logs() -> None:

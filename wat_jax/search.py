@@ -32,8 +32,14 @@ from wat_jax import io
 from wat_jax.data import prepared
 from wat_jax.errors import fail
 
-INDEX_FILES = ("embeddings.npy", "labels.npy", "rows.jsonl", "texts.npy", "texts.json",
-               "text_proj.msgpack")
+INDEX_FILES = (
+    "embeddings.npy",
+    "labels.npy",
+    "rows.jsonl",
+    "texts.npy",
+    "texts.json",
+    "text_proj.msgpack",
+)
 
 
 def load_config(workdir: str):
@@ -42,8 +48,10 @@ def load_config(workdir: str):
 
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
-        raise fail(path, "no config here; train in this workdir first "
-                   "(python -m wat_jax.main --mode=train)")
+        raise fail(
+            path,
+            "no config here; train in this workdir first (python -m wat_jax.main --mode=train)",
+        )
     try:
         with open(path) as f:
             return ml_collections.ConfigDict(json.load(f))
@@ -59,8 +67,10 @@ def read_gallery(config, workdir: str, split: str) -> prepared.PreparedSplit:
         from wat_jax.tasks import toy
 
         motion, mask, labels = toy.make_data(config, config.seed, split)
-        rows = [{"source": f"toy/{split}/{i}", "start_s": 0.0, "start_frame": 0}
-                for i in range(len(motion))]
+        rows = [
+            {"source": f"toy/{split}/{i}", "start_s": 0.0, "start_frame": 0}
+            for i in range(len(motion))
+        ]
         classes = [f"class_{i}" for i in range(labels.shape[1])]
         return prepared.PreparedSplit(motion, mask, labels, classes, rows)
     return prepared.read_split(workdir, split)
@@ -89,8 +99,7 @@ def key_phrases(config, keys: list[str]) -> list[str]:
     for key in keys:  # attribute_set_key: column names joined by "+", or "none"
         names = [] if key == "none" else key.split("+")
         known = all(n in column for n in names)
-        phrases.append(densegait.describe_attributes([column[n] for n in names])
-                       if known else key)
+        phrases.append(densegait.describe_attributes([column[n] for n in names]) if known else key)
     return phrases
 
 
@@ -129,8 +138,10 @@ def fingerprint(config, workdir: str, split: str, step: int) -> str:
         "checkpoint": _stat_listing(os.path.join(checkpointing.checkpoint_dir(workdir), str(step))),
         "gallery": _stat_listing(prepared.split_dir(workdir, split)),
         "bank": [os.stat(bank).st_size, os.stat(bank).st_mtime_ns] if os.path.exists(bank) else [],
-        "config": {k: config.get(k).to_dict() if hasattr(config.get(k), "to_dict")
-                   else config.get(k) for k in ("task", "seed", "model", "text", "data", "eval")},
+        "config": {
+            k: config.get(k).to_dict() if hasattr(config.get(k), "to_dict") else config.get(k)
+            for k in ("task", "seed", "model", "text", "data", "eval")
+        },
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -191,16 +202,27 @@ class Index:
         """
         scores = _normalize(query_emb) @ self.embeddings.T  # [Q, N]
         hits = top_k(scores, k)
-        return [[dict(self.rows[r], rank=i + 1, score=float(scores[q, r]))
-                 for i, r in enumerate(ids)] for q, ids in enumerate(hits)]
+        return [
+            [dict(self.rows[r], rank=i + 1, score=float(scores[q, r])) for i, r in enumerate(ids)]
+            for q, ids in enumerate(hits)
+        ]
 
     def nearest_texts(self, motion_emb: np.ndarray, k: int = 10) -> list[list[dict]]:
         """Ranks the bank's texts (classes or attribute sets) for each motion embedding [Q, E]."""
         scores = _normalize(motion_emb) @ self.text_emb.T  # [Q, K]
         hits = top_k(scores, k)
-        return [[dict(rank=i + 1, score=float(scores[q, t]), key=self.text_keys[t],
-                      phrase=self.text_phrases[t]) for i, t in enumerate(ids)]
-                for q, ids in enumerate(hits)]
+        return [
+            [
+                dict(
+                    rank=i + 1,
+                    score=float(scores[q, t]),
+                    key=self.text_keys[t],
+                    phrase=self.text_phrases[t],
+                )
+                for i, t in enumerate(ids)
+            ]
+            for q, ids in enumerate(hits)
+        ]
 
     def save(self, path: str) -> None:
         from flax import serialization
@@ -209,8 +231,9 @@ class Index:
         io.write_npy(os.path.join(path, "labels.npy"), np.asarray(self.labels, np.float32))
         io.write_jsonl(os.path.join(path, "rows.jsonl"), self.rows)
         io.write_npy(os.path.join(path, "texts.npy"), self.text_emb)
-        io.write_json(os.path.join(path, "texts.json"),
-                      {"keys": self.text_keys, "phrases": self.text_phrases})
+        io.write_json(
+            os.path.join(path, "texts.json"), {"keys": self.text_keys, "phrases": self.text_phrases}
+        )
         blob = serialization.msgpack_serialize(self.text_params or {})
         io.atomic_write(os.path.join(path, "text_proj.msgpack"), lambda f: f.write(blob))
         io.write_json(os.path.join(path, "meta.json"), self.meta)  # last: marks it complete
@@ -227,10 +250,17 @@ class Index:
             texts = json.load(f)
         with open(os.path.join(path, "text_proj.msgpack"), "rb") as f:
             text_params = serialization.msgpack_restore(f.read())
-        return cls(np.load(os.path.join(path, "embeddings.npy")),
-                   np.load(os.path.join(path, "labels.npy"), mmap_mode="r"), rows,
-                   np.load(os.path.join(path, "texts.npy")), texts["keys"], texts["phrases"],
-                   meta, text_params, path)
+        return cls(
+            np.load(os.path.join(path, "embeddings.npy")),
+            np.load(os.path.join(path, "labels.npy"), mmap_mode="r"),
+            rows,
+            np.load(os.path.join(path, "texts.npy")),
+            texts["keys"],
+            texts["phrases"],
+            meta,
+            text_params,
+            path,
+        )
 
 
 def _text_params(params) -> dict:
@@ -238,12 +268,12 @@ def _text_params(params) -> dict:
     import jax
 
     keep = ("text_proj", "log_scale", "logit_bias")
-    return {k: jax.tree.map(np.asarray, jax.device_get(v)) for k, v in params.items()
-            if k in keep}
+    return {k: jax.tree.map(np.asarray, jax.device_get(v)) for k, v in params.items() if k in keep}
 
 
-def build_index(config, workdir: str, split: str = "val", step: int | None = None,
-                fp: str | None = None) -> Index:
+def build_index(
+    config, workdir: str, split: str = "val", step: int | None = None, fp: str | None = None
+) -> Index:
     """Embeds the gallery with checkpoint `step` (latest when None) and saves the index.
 
     Args:
@@ -270,28 +300,58 @@ def build_index(config, workdir: str, split: str = "val", step: int | None = Non
     rows = []
     for i, (row, present) in enumerate(zip(gallery.index, labels > threshold)):
         names = [c for c, on in zip(gallery.classes, present) if on]
-        rows.append({"row": i, "source": row.get("source"), "start_s": row.get("start_s"),
-                     "start_frame": row.get("start_frame"), "labels": names})
+        rows.append(
+            {
+                "row": i,
+                "source": row.get("source"),
+                "start_s": row.get("start_s"),
+                "start_frame": row.get("start_frame"),
+                "labels": names,
+            }
+        )
     meta = {
-        "step": int(step), "split": split,
+        "step": int(step),
+        "split": split,
         "fingerprint": fp or fingerprint(config, workdir, split, step),
-        "num_windows": int(len(rows)), "embed_dim": int(motion_emb.shape[1]),
-        "window": list(gallery.motion.shape[1:]), "classes": list(gallery.classes),
+        "num_windows": int(len(rows)),
+        "embed_dim": int(motion_emb.shape[1]),
+        "window": list(gallery.motion.shape[1:]),
+        "classes": list(gallery.classes),
         "prototype": config.eval.get("prototype", "centroid"),
         "build_seconds": round(time.perf_counter() - start, 3),
     }
-    index = Index(motion_emb, labels, rows, text_emb, list(bank.keys),
-                  key_phrases(config, list(bank.keys)), meta, _text_params(embedder.params))
+    index = Index(
+        motion_emb,
+        labels,
+        rows,
+        text_emb,
+        list(bank.keys),
+        key_phrases(config, list(bank.keys)),
+        meta,
+        _text_params(embedder.params),
+    )
     path = index_dir(workdir, split, step)
     index.save(path)
     index.path = path
-    logging.info("indexed %d %s windows at step %d in %.1fs: %s", len(rows), split, step,
-                 meta["build_seconds"], path)
+    logging.info(
+        "indexed %d %s windows at step %d in %.1fs: %s",
+        len(rows),
+        split,
+        step,
+        meta["build_seconds"],
+        path,
+    )
     return index
 
 
-def load_or_build_index(config, workdir: str, split: str = "val", step: int | None = None,
-                        rebuild: bool = False, timings: dict | None = None) -> Index:
+def load_or_build_index(
+    config,
+    workdir: str,
+    split: str = "val",
+    step: int | None = None,
+    rebuild: bool = False,
+    timings: dict | None = None,
+) -> Index:
     """The saved index for (split, step) when its fingerprint still matches; else builds it.
 
     `timings`, when given, receives milliseconds spent listing checkpoints and
@@ -304,8 +364,10 @@ def load_or_build_index(config, workdir: str, split: str = "val", step: int | No
     if not steps:
         from wat_jax import checkpointing
 
-        raise fail(checkpointing.checkpoint_dir(workdir), "no checkpoint to search with; "
-                   "run --mode=train first")
+        raise fail(
+            checkpointing.checkpoint_dir(workdir),
+            "no checkpoint to search with; run --mode=train first",
+        )
     step = steps[-1] if step is None or step < 0 else step
     if step not in steps:
         raise fail("--step", f"no checkpoint at step {step}; have {steps}")
@@ -330,16 +392,20 @@ def project_texts(config, index: Index, text_vectors: np.ndarray) -> np.ndarray:
     from wat_jax import train
 
     model = train.create_model(config, int(text_vectors.shape[1]), 0)
-    out = model.apply({"params": index.text_params}, np.asarray(text_vectors, np.float32),
-                      method="embed_text")
+    out = model.apply(
+        {"params": index.text_params}, np.asarray(text_vectors, np.float32), method="embed_text"
+    )
     return np.asarray(out)
 
 
 def encode_queries(config, queries: list[str]) -> np.ndarray:
     """Query strings -> frozen text vectors [Q, D] with the run's text encoder."""
     if config.task == "toy":
-        raise fail("--query", "the toy task has no text encoder (its text vectors are random); "
-                   "search it with vectors through the Python API")
+        raise fail(
+            "--query",
+            "the toy task has no text encoder (its text vectors are random); "
+            "search it with vectors through the Python API",
+        )
     from wat_jax.tasks import common
 
     return common.encode(queries, config)
@@ -361,11 +427,16 @@ def read_motion_query(path: str, window: tuple) -> tuple[np.ndarray, np.ndarray]
         motion = motion[0]
     frames, joints, features = window
     if motion.ndim != 3 or motion.shape[1:] != (joints, features) or motion.shape[0] < 1:
-        raise fail(path, f"motion must be [T, {joints}, {features}] or [1, T, {joints}, "
-                   f"{features}] like the gallery, got shape {list(motion.shape)}")
+        raise fail(
+            path,
+            f"motion must be [T, {joints}, {features}] or [1, T, {joints}, "
+            f"{features}] like the gallery, got shape {list(motion.shape)}",
+        )
     if motion.shape[0] > frames:
-        raise fail(path, f"motion has {motion.shape[0]} frames; the model was trained on "
-                   f"windows of {frames}")
+        raise fail(
+            path,
+            f"motion has {motion.shape[0]} frames; the model was trained on windows of {frames}",
+        )
     if not np.issubdtype(motion.dtype, np.number) or not np.isfinite(motion).all():
         raise fail(path, "motion must be finite numbers")
     t = motion.shape[0]
@@ -376,9 +447,15 @@ def read_motion_query(path: str, window: tuple) -> tuple[np.ndarray, np.ndarray]
     return padded, mask
 
 
-def run_search(workdir: str, queries: list[str] | None = None, motion_path: str | None = None,
-               k: int = 10, split: str = "val", step: int | None = None,
-               rebuild: bool = False) -> dict:
+def run_search(
+    workdir: str,
+    queries: list[str] | None = None,
+    motion_path: str | None = None,
+    k: int = 10,
+    split: str = "val",
+    step: int | None = None,
+    rebuild: bool = False,
+) -> dict:
     """What the CLI does: text queries -> gallery windows, or a motion window -> texts.
 
     Args:
@@ -398,8 +475,7 @@ def run_search(workdir: str, queries: list[str] | None = None, motion_path: str 
         raise fail("wat_jax.search", "give --query/--queries (text search) or --motion, not both")
     if queries is not None:
         if not queries or any(not q.strip() for q in queries):
-            raise fail("--query", "empty query; give a sentence such as "
-                       "'a person walking slowly'")
+            raise fail("--query", "empty query; give a sentence such as 'a person walking slowly'")
     if k < 1:
         raise fail("--top_k", f"must be at least 1, got {k}")
     config = load_config(workdir)
@@ -423,15 +499,22 @@ def run_search(workdir: str, queries: list[str] | None = None, motion_path: str 
 
         start = time.perf_counter()
         embedder, _ = evaluate.restore_embedder(
-            config, workdir, tasks.get_task(config.task), index.meta["step"])
+            config, workdir, tasks.get_task(config.task), index.meta["step"]
+        )
         motion_emb = embedder.motion(motion, mask)  # [1, E]
         timings["embed_motion"] = _ms(start)
         start = time.perf_counter()
         hits = index.nearest_texts(motion_emb, k)
         timings["rank"] = _ms(start)
         results = [{"motion": motion_path, "frames": int(mask.sum()), "hits": hits[0]}]
-    return {"index": index.path, "step": index.meta["step"], "split": split,
-            "num_windows": index.meta["num_windows"], "results": results, "timings_ms": timings}
+    return {
+        "index": index.path,
+        "step": index.meta["step"],
+        "split": split,
+        "num_windows": index.meta["num_windows"],
+        "results": results,
+        "timings_ms": timings,
+    }
 
 
 def format_table(answer: dict) -> str:
@@ -439,17 +522,22 @@ def format_table(answer: dict) -> str:
     lines = []
     for result in answer["results"]:
         if "query" in result:
-            lines.append(f"query: {result['query']!r}  ({answer['num_windows']} {answer['split']} "
-                         f"windows, step {answer['step']})")
+            lines.append(
+                f"query: {result['query']!r}  ({answer['num_windows']} {answer['split']} "
+                f"windows, step {answer['step']})"
+            )
             width = max([len(str(h["source"])) for h in result["hits"]] + [6])
             lines.append(f"{'rank':>4}  {'score':>7}  {'source':<{width}}  {'start_s':>8}  labels")
             for h in result["hits"]:
                 start = h["start_s"] if h["start_s"] is not None else float("nan")
-                lines.append(f"{h['rank']:>4}  {h['score']:7.4f}  {str(h['source']):<{width}}  "
-                             f"{start:8.2f}  {', '.join(h['labels']) or '-'}")
+                lines.append(
+                    f"{h['rank']:>4}  {h['score']:7.4f}  {str(h['source']):<{width}}  "
+                    f"{start:8.2f}  {', '.join(h['labels']) or '-'}"
+                )
         else:
-            lines.append(f"motion: {result['motion']} ({result['frames']} frames, step "
-                         f"{answer['step']})")
+            lines.append(
+                f"motion: {result['motion']} ({result['frames']} frames, step {answer['step']})"
+            )
             lines.append(f"{'rank':>4}  {'score':>7}  text")
             for h in result["hits"]:  # the phrase; --json also gives the bank key
                 lines.append(f"{h['rank']:>4}  {h['score']:7.4f}  {h['phrase']}")
@@ -487,8 +575,15 @@ def main(argv):
             queries = _read_queries(FLAGS.queries)
         if FLAGS.query is not None:
             queries = (queries or []) + [FLAGS.query]
-        answer = run_search(FLAGS.workdir, queries, FLAGS.motion or None, FLAGS.top_k,
-                            FLAGS.split, FLAGS.step if FLAGS.step >= 0 else None, FLAGS.rebuild)
+        answer = run_search(
+            FLAGS.workdir,
+            queries,
+            FLAGS.motion or None,
+            FLAGS.top_k,
+            FLAGS.split,
+            FLAGS.step if FLAGS.step >= 0 else None,
+            FLAGS.rebuild,
+        )
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -34,20 +34,34 @@ class TrainState(flax.struct.PyTreeNode):
 def create_model(config: ml_collections.ConfigDict, text_dim: int, num_classes: int = 0):
     """Builds the model from config.model; embed_dim defaults to the text dim."""
     m = config.model
-    encoder = dict(width=m.width, layers=m.layers, heads=m.heads, mlp_dim=m.mlp_dim,
-                   dropout=m.dropout, pre_norm=m.pre_norm, positions=m.positions,
-                   pooling=m.pooling, max_len=m.max_len)
+    encoder = dict(
+        width=m.width,
+        layers=m.layers,
+        heads=m.heads,
+        mlp_dim=m.mlp_dim,
+        dropout=m.dropout,
+        pre_norm=m.pre_norm,
+        positions=m.positions,
+        pooling=m.pooling,
+        max_len=m.max_len,
+    )
     embed_dim = m.embed_dim or text_dim
     if m.text_projection == "identity" and embed_dim != text_dim:
-        raise InputError(f"config.model.embed_dim={embed_dim} must equal the text encoder's "
-                         f"dimension {text_dim} when model.text_projection='identity'")
+        raise InputError(
+            f"config.model.embed_dim={embed_dim} must equal the text encoder's "
+            f"dimension {text_dim} when model.text_projection='identity'"
+        )
     init_scale = {"siglip": np.log(10.0)}.get(config.loss.name, np.log(1 / 0.07))
     return MotionTextModel(
-        encoder=encoder, embed_dim=embed_dim, text_projection=m.text_projection,
-        head_dropout=m.dropout, num_classes=num_classes if config.loss.ce_weight > 0 else 0,
+        encoder=encoder,
+        embed_dim=embed_dim,
+        text_projection=m.text_projection,
+        head_dropout=m.dropout,
+        num_classes=num_classes if config.loss.ce_weight > 0 else 0,
         log_scale_init=float(init_scale),
         logit_bias_init=-10.0 if config.loss.name == "siglip" else 0.0,
-        dtype=jnp.bfloat16 if m.dtype == "bfloat16" else jnp.float32)
+        dtype=jnp.bfloat16 if m.dtype == "bfloat16" else jnp.float32,
+    )
 
 
 def make_optimizer(optim: ml_collections.ConfigDict, total_steps: int):
@@ -61,27 +75,42 @@ def make_optimizer(optim: ml_collections.ConfigDict, total_steps: int):
         schedule = optax.constant_schedule(optim.lr)
     elif optim.schedule == "cosine":
         schedule = optax.warmup_cosine_decay_schedule(
-            0.0, optim.lr, warmup, max(total_steps, warmup + 1), optim.lr * optim.final_lr_fraction)
+            0.0, optim.lr, warmup, max(total_steps, warmup + 1), optim.lr * optim.final_lr_fraction
+        )
     else:
         raise InputError(f"config.optim.schedule must be constant|cosine, got {optim.schedule!r}")
     decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)
     return optax.chain(
         optax.clip_by_global_norm(optim.grad_clip) if optim.grad_clip > 0 else optax.identity(),
-        optax.adamw(schedule, b1=optim.b1, b2=optim.b2, eps=optim.eps, weight_decay=optim.weight_decay,
-                    mask=decay_mask))
+        optax.adamw(
+            schedule,
+            b1=optim.b1,
+            b2=optim.b2,
+            eps=optim.eps,
+            weight_decay=optim.weight_decay,
+            mask=decay_mask,
+        ),
+    )
 
 
 def create_train_state(model, tx, seed: int, example: dict) -> TrainState:
     """Initialises params and optimizer state from an example batch's shapes."""
     init_key, train_key = jax.random.split(jax.random.key(seed))
-    params = model.init(init_key, example["motion"][:1], example["mask"][:1],
-                        example["text"][:1])["params"]
+    params = model.init(init_key, example["motion"][:1], example["mask"][:1], example["text"][:1])[
+        "params"
+    ]
     # Distinct buffers per counter: the step donates the state, and XLA refuses
     # to donate one buffer twice.
     zero = lambda: jnp.zeros((), jnp.int32)
-    return TrainState(step=zero(), params=params, opt_state=tx.init(params),
-                      rng=jax.random.key_data(train_key), skipped=zero(),
-                      consecutive_skips=zero(), position=zero())
+    return TrainState(
+        step=zero(),
+        params=params,
+        opt_state=tx.init(params),
+        rng=jax.random.key_data(train_key),
+        skipped=zero(),
+        consecutive_skips=zero(),
+        position=zero(),
+    )
 
 
 def _all_finite(tree) -> jax.Array:
@@ -102,7 +131,8 @@ def make_train_step(model, tx, loss_cfg, mesh, global_batch: int):
         key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
         key = jax.random.fold_in(key, jax.lax.axis_index(parallel.AXIS))
         grad_fn = jax.value_and_grad(
-            lambda p: objectives.device_loss(model, p, batch, key, loss_cfg), has_aux=True)
+            lambda p: objectives.device_loss(model, p, batch, key, loss_cfg), has_aux=True
+        )
         (loss, metrics), grads = grad_fn(state.params)
         grads = jax.lax.pmean(grads, parallel.AXIS)
         loss = jax.lax.pmean(loss, parallel.AXIS)
@@ -119,13 +149,20 @@ def make_train_step(model, tx, loss_cfg, mesh, global_batch: int):
             opt_state=keep(new_opt, state.opt_state),
             skipped=state.skipped + skipped,
             consecutive_skips=jnp.where(ok, 0, state.consecutive_skips + 1),
-            position=state.position + global_batch)
-        metrics = dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads),
-                       skipped_steps=new_state.skipped)
+            position=state.position + global_batch,
+        )
+        metrics = dict(
+            metrics, loss=loss, grad_norm=optax.tree.norm(grads), skipped_steps=new_state.skipped
+        )
         return new_state, metrics
 
-    step = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(parallel.AXIS)),
-                         out_specs=(P(), P()), check_vma=False)
+    step = jax.shard_map(
+        per_device,
+        mesh=mesh,
+        in_specs=(P(), P(parallel.AXIS)),
+        out_specs=(P(), P()),
+        check_vma=False,
+    )
     return jax.jit(step, donate_argnums=(0,))
 
 
@@ -181,8 +218,9 @@ def _train(config, workdir: str, task) -> TrainState:
     model = create_model(config, example["text"].shape[-1], example["labels"].shape[-1])
     tx = make_optimizer(config.optim, config.total_steps)
     make_state = lambda: create_train_state(model, tx, config.seed, example)
-    ckpt = checkpointing.Checkpointer(workdir, config.checkpoint_every_steps,
-                                      config.keep_checkpoints)
+    ckpt = checkpointing.Checkpointer(
+        workdir, config.checkpoint_every_steps, config.keep_checkpoints
+    )
 
     # Restore, in this order: 1) the latest checkpoint in the workdir,
     # 2) config.init_from (another run's checkpoint dir, params only),
@@ -190,7 +228,8 @@ def _train(config, workdir: str, task) -> TrainState:
     abstract = jax.eval_shape(make_state)
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=parallel.replicated(mesh)),
-        abstract)
+        abstract,
+    )
     latest = ckpt.latest_step()
     if latest is not None:
         state, _ = ckpt.restore(latest, abstract)
@@ -221,14 +260,16 @@ def _train(config, workdir: str, task) -> TrainState:
             if step % config.log_every_steps == 0 or last or _Stop.requested:
                 host = jax.tree.map(float, parallel.to_host(metrics))
                 rate = progress.update(step)
-                writer.write(step, {f"train/{k}": v for k, v in host.items()}
-                             | {"train/steps_per_sec": rate})
+                writer.write(
+                    step, {f"train/{k}": v for k, v in host.items()} | {"train/steps_per_sec": rate}
+                )
                 if int(state.consecutive_skips) >= max_skips:
                     ckpt.close()
                     raise FloatingPointError(
                         f"{int(state.consecutive_skips)} consecutive steps had a non-finite "
                         f"loss or gradient (limit config.optim.max_consecutive_skips="
-                        f"{max_skips}); lower optim.lr or check the data")
+                        f"{max_skips}); lower optim.lr or check the data"
+                    )
             if ckpt.should_save(step, config.total_steps) or _Stop.requested:
                 ckpt.save(step, state, {"position": position, "step": step})
             if _Stop.requested:

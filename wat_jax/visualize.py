@@ -25,28 +25,56 @@ from wat_jax.errors import fail
 SMPL_PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21)
 # Approximate rest-pose offset of each joint from its parent: y up, z forward, x to the
 # body's left. Eyeballed from a mean adult; the drawing needs proportions, not precision.
-SMPL_OFFSETS = np.array([
-    [0.0, 0.0, 0.0],  # 0 pelvis
-    [0.06, -0.09, 0.0], [-0.06, -0.09, 0.0],  # 1, 2 hips
-    [0.0, 0.11, -0.02],  # 3 spine1
-    [0.04, -0.38, 0.0], [-0.04, -0.38, 0.0],  # 4, 5 knees
-    [0.0, 0.13, 0.01],  # 6 spine2
-    [-0.01, -0.40, -0.04], [0.01, -0.40, -0.04],  # 7, 8 ankles
-    [0.0, 0.05, 0.02],  # 9 spine3
-    [0.03, -0.06, 0.12], [-0.03, -0.06, 0.12],  # 10, 11 feet
-    [0.0, 0.21, -0.03],  # 12 neck
-    [0.08, 0.12, -0.01], [-0.08, 0.12, -0.01],  # 13, 14 collars
-    [0.0, 0.09, 0.05],  # 15 head
-    [0.12, 0.04, -0.02], [-0.12, 0.04, -0.02],  # 16, 17 shoulders
-    [0.26, -0.01, -0.02], [-0.26, -0.01, -0.02],  # 18, 19 elbows
-    [0.25, 0.01, 0.0], [-0.25, 0.01, 0.0],  # 20, 21 wrists
-    [0.08, -0.01, -0.01], [-0.08, -0.01, -0.01],  # 22, 23 hands
-])
+SMPL_OFFSETS = np.array(
+    [
+        [0.0, 0.0, 0.0],  # 0 pelvis
+        [0.06, -0.09, 0.0],
+        [-0.06, -0.09, 0.0],  # 1, 2 hips
+        [0.0, 0.11, -0.02],  # 3 spine1
+        [0.04, -0.38, 0.0],
+        [-0.04, -0.38, 0.0],  # 4, 5 knees
+        [0.0, 0.13, 0.01],  # 6 spine2
+        [-0.01, -0.40, -0.04],
+        [0.01, -0.40, -0.04],  # 7, 8 ankles
+        [0.0, 0.05, 0.02],  # 9 spine3
+        [0.03, -0.06, 0.12],
+        [-0.03, -0.06, 0.12],  # 10, 11 feet
+        [0.0, 0.21, -0.03],  # 12 neck
+        [0.08, 0.12, -0.01],
+        [-0.08, 0.12, -0.01],  # 13, 14 collars
+        [0.0, 0.09, 0.05],  # 15 head
+        [0.12, 0.04, -0.02],
+        [-0.12, 0.04, -0.02],  # 16, 17 shoulders
+        [0.26, -0.01, -0.02],
+        [-0.26, -0.01, -0.02],  # 18, 19 elbows
+        [0.25, 0.01, 0.0],
+        [-0.25, 0.01, 0.0],  # 20, 21 wrists
+        [0.08, -0.01, -0.01],
+        [-0.08, -0.01, -0.01],  # 22, 23 hands
+    ]
+)
 SMPL_LEFT = (1, 4, 7, 10, 13, 16, 18, 20, 22)
 SMPL_RIGHT = (2, 5, 8, 11, 14, 17, 19, 21, 23)
 
-OPENPOSE_BONES = ((1, 2), (2, 3), (3, 4), (1, 5), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10),
-                  (1, 11), (11, 12), (12, 13), (1, 0), (0, 14), (14, 16), (0, 15), (15, 17))
+OPENPOSE_BONES = (
+    (1, 2),
+    (2, 3),
+    (3, 4),
+    (1, 5),
+    (5, 6),
+    (6, 7),
+    (1, 8),
+    (8, 9),
+    (9, 10),
+    (1, 11),
+    (11, 12),
+    (12, 13),
+    (1, 0),
+    (0, 14),
+    (14, 16),
+    (0, 15),
+    (15, 17),
+)
 OPENPOSE_LEFT = (5, 6, 7, 11, 12, 13, 15, 17)
 OPENPOSE_RIGHT = (2, 3, 4, 8, 9, 10, 14, 16)
 SIDE_COLOURS = {"left": "tab:blue", "right": "tab:red", "centre": "black"}
@@ -95,20 +123,37 @@ def skeleton_frames(motion: np.ndarray):
     frames, joints, features = motion.shape
     if (joints, features) == (18, 3):
         visible = motion[..., 2] > 0
-        return motion[..., :2], visible, OPENPOSE_BONES, _sides(
-            18, OPENPOSE_LEFT, OPENPOSE_RIGHT), "openpose18"
+        return (
+            motion[..., :2],
+            visible,
+            OPENPOSE_BONES,
+            _sides(18, OPENPOSE_LEFT, OPENPOSE_RIGHT),
+            "openpose18",
+        )
     if (joints, features) == (25, 6):
         points = project_side_view(babel_joints(motion))
         bones = [(p, j) for j, p in enumerate(SMPL_PARENTS) if p >= 0]
-        return points, np.ones((frames, 24), bool), bones, _sides(
-            24, SMPL_LEFT, SMPL_RIGHT), "smpl24"
+        return (
+            points,
+            np.ones((frames, 24), bool),
+            bones,
+            _sides(24, SMPL_LEFT, SMPL_RIGHT),
+            "smpl24",
+        )
     if features < 2:
         raise fail("motion", f"cannot draw features of shape {motion.shape}; need F >= 2")
     return motion[..., :2], np.ones((frames, joints), bool), (), ["centre"] * joints, "points"
 
 
-def skeleton_gif(motion: np.ndarray, mask: np.ndarray | None, path: str, title: str = "",
-                 fps: float = 15.0, size: int = 320, max_frames: int = 60) -> str:
+def skeleton_gif(
+    motion: np.ndarray,
+    mask: np.ndarray | None,
+    path: str,
+    title: str = "",
+    fps: float = 15.0,
+    size: int = 320,
+    max_frames: int = 60,
+) -> str:
     """Animates one window [T, J, F] (real frames by `mask` [T]) into a GIF of size x size px.
 
     Args:
@@ -169,8 +214,12 @@ def skeleton_gif(motion: np.ndarray, mask: np.ndarray | None, path: str, title: 
         images.append(Image.fromarray(np.ascontiguousarray(rgb)))
     plt.close(fig)
     duration = int(round(1000 / fps))
-    io.atomic_write(path, lambda f: images[0].save(
-        f, format="GIF", save_all=True, append_images=images[1:], duration=duration, loop=0))
+    io.atomic_write(
+        path,
+        lambda f: images[0].save(
+            f, format="GIF", save_all=True, append_images=images[1:], duration=duration, loop=0
+        ),
+    )
     return path
 
 
@@ -184,19 +233,30 @@ def _groups(config, labels: np.ndarray, class_names: list[str]):
     if config.task == "densegait":
         from wat_jax.data import densegait
 
-        columns = [class_names.index(a[0]) for a in densegait.ATTRIBUTES
-                   if a[1] == PICTURE_GROUP and a[0] in class_names]
+        columns = [
+            class_names.index(a[0])
+            for a in densegait.ATTRIBUTES
+            if a[1] == PICTURE_GROUP and a[0] in class_names
+        ]
     else:
         columns = list(range(len(class_names)))
     sub = labels[:, columns]  # [N, G]
-    ids = np.where(sub.max(1) > threshold, sub.argmax(1), -1) if columns else np.full(
-        len(labels), -1)
+    ids = (
+        np.where(sub.max(1) > threshold, sub.argmax(1), -1) if columns else np.full(len(labels), -1)
+    )
     return ids, [class_names[c] for c in columns], columns
 
 
-def eval_pictures(config, workdir: str, embedder, step: int, motion_emb: np.ndarray,
-                  labels: np.ndarray, class_names: list[str],
-                  prototypes: np.ndarray | None) -> list[str]:
+def eval_pictures(
+    config,
+    workdir: str,
+    embedder,
+    step: int,
+    motion_emb: np.ndarray,
+    labels: np.ndarray,
+    class_names: list[str],
+    prototypes: np.ndarray | None,
+) -> list[str]:
     """Writes the embedding-space PNG and one example GIF into WORKDIR/eval/.
 
     Args:
@@ -226,13 +286,27 @@ def eval_pictures(config, workdir: str, embedder, step: int, motion_emb: np.ndar
         prototypes, proto_groups = prototypes[shown], proto_groups[shown]
         proto_names = [class_names[c] for c in np.flatnonzero(shown)]
     coloured_by = f"by {PICTURE_GROUP}" if config.task == "densegait" else "by class"
-    paths = [plots.embedding_png(
-        motion_emb, ids, names, os.path.join(out, f"embedding_step_{step}.png"),
-        f"val embeddings (PCA), {coloured_by}, step {step}", prototypes, proto_groups,
-        proto_names)]
+    paths = [
+        plots.embedding_png(
+            motion_emb,
+            ids,
+            names,
+            os.path.join(out, f"embedding_step_{step}.png"),
+            f"val embeddings (PCA), {coloured_by}, step {step}",
+            prototypes,
+            proto_groups,
+            proto_names,
+        )
+    ]
     gallery = search.read_gallery(config, workdir, "val")
-    paths.append(window_gif(gallery, 0, os.path.join(out, f"example_step_{step}.gif"),
-                            float(config.data.get("threshold", 0.5))))
+    paths.append(
+        window_gif(
+            gallery,
+            0,
+            os.path.join(out, f"example_step_{step}.gif"),
+            float(config.data.get("threshold", 0.5)),
+        )
+    )
     return paths
 
 
@@ -243,8 +317,9 @@ def window_gif(gallery, index: int, path: str, threshold: float = 0.5, fps: floa
     row = gallery.index[index]
     names = [c for c, v in zip(gallery.classes, np.asarray(gallery.labels[index])) if v > threshold]
     title = f"{row.get('source')} @ {row.get('start_s', 0):.1f}s: {', '.join(names[:4]) or '-'}"
-    return skeleton_gif(np.asarray(gallery.motion[index]), np.asarray(gallery.mask[index]),
-                        path, title, fps)
+    return skeleton_gif(
+        np.asarray(gallery.motion[index]), np.asarray(gallery.mask[index]), path, title, fps
+    )
 
 
 def main(argv):
@@ -263,15 +338,21 @@ def main(argv):
                 raise fail(FLAGS.motion, "no such file")
             motion = np.load(FLAGS.motion, allow_pickle=False)
             motion = motion[0] if motion.ndim == 4 and motion.shape[0] == 1 else motion
-            path = skeleton_gif(motion, None, FLAGS.output, os.path.basename(FLAGS.motion),
-                                FLAGS.fps)
+            path = skeleton_gif(
+                motion, None, FLAGS.output, os.path.basename(FLAGS.motion), FLAGS.fps
+            )
         elif FLAGS.workdir:
             from wat_jax import search
 
             config = search.load_config(FLAGS.workdir)
             gallery = search.read_gallery(config, FLAGS.workdir, FLAGS.split)
-            path = window_gif(gallery, FLAGS.index, FLAGS.output,
-                              float(config.data.get("threshold", 0.5)), FLAGS.fps)
+            path = window_gif(
+                gallery,
+                FLAGS.index,
+                FLAGS.output,
+                float(config.data.get("threshold", 0.5)),
+                FLAGS.fps,
+            )
         else:
             raise fail("wat_jax.visualize", "give --workdir (with --split, --index) or --motion")
     except InputError as e:

@@ -32,9 +32,26 @@ from absl import logging
 from wat_jax.data import prepared
 from wat_jax.errors import fail
 
-JOINTS = ("nose", "neck", "r_shoulder", "r_elbow", "r_wrist", "l_shoulder", "l_elbow",
-          "l_wrist", "r_hip", "r_knee", "r_ankle", "l_hip", "l_knee", "l_ankle", "r_eye",
-          "l_eye", "r_ear", "l_ear")
+JOINTS = (
+    "nose",
+    "neck",
+    "r_shoulder",
+    "r_elbow",
+    "r_wrist",
+    "l_shoulder",
+    "l_elbow",
+    "l_wrist",
+    "r_hip",
+    "r_knee",
+    "r_ankle",
+    "l_hip",
+    "l_knee",
+    "l_ankle",
+    "r_eye",
+    "l_eye",
+    "r_ear",
+    "l_ear",
+)
 NOSE, NECK, R_HIP, L_HIP = 0, 1, 8, 11
 TRACK_COLUMN, FILE_COLUMN = "track_id", "file_name"
 
@@ -89,13 +106,20 @@ COLUMNS = tuple(a[0] for a in ATTRIBUTES)
 _INDEX = {name: i for i, name in enumerate(COLUMNS)}
 
 # How describe_attributes composes a set into one sentence.
-_AGE = {"AgeChild": ("child", "girl", "boy"), "AgeYoungAdult": ("young adult", "young woman",
-        "young man"), "AgeMediumAdult": ("adult", "woman", "man"),
-        "AgeOldAdult": ("middle-aged person", "middle-aged woman", "middle-aged man"),
-        "AgeSenior": ("elderly person", "elderly woman", "elderly man")}
+_AGE = {
+    "AgeChild": ("child", "girl", "boy"),
+    "AgeYoungAdult": ("young adult", "young woman", "young man"),
+    "AgeMediumAdult": ("adult", "woman", "man"),
+    "AgeOldAdult": ("middle-aged person", "middle-aged woman", "middle-aged man"),
+    "AgeSenior": ("elderly person", "elderly woman", "elderly man"),
+}
 _BUILD = {"BodyThin": "thin", "BodyNormal": "normal", "BodyFat": "heavy"}
-_CARRIED = {"Backpack": "a backpack", "Bag": "a bag", "OtherAttchment": "some other attachment",
-            "CarryingOther": "something else"}
+_CARRIED = {
+    "Backpack": "a backpack",
+    "Bag": "a bag",
+    "OtherAttchment": "some other attachment",
+    "CarryingOther": "something else",
+}
 
 
 def attribute_set(labels_row: np.ndarray, threshold: float) -> tuple[int, ...]:
@@ -145,14 +169,22 @@ def describe_attributes(indices, male_if_not_female: bool = False) -> str:
         first += " carrying " + _join(carried)
     elif on & {"No accessory", "No carrying"}:
         first += " carrying nothing"
-    worn = [ATTRIBUTES[_INDEX[n]][2].removeprefix("wearing ") for n in COLUMNS
-            if n in on and ATTRIBUTES[_INDEX[n]][1] in ("footwear", "clothing")
-            and n != "CarryingOther" and not (n == "Trousers" and "LongTrousers" in on)]
+    worn = [
+        ATTRIBUTES[_INDEX[n]][2].removeprefix("wearing ")
+        for n in COLUMNS
+        if n in on
+        and ATTRIBUTES[_INDEX[n]][1] in ("footwear", "clothing")
+        and n != "CarryingOther"
+        and not (n == "Trousers" and "LongTrousers" in on)
+    ]
     parts = [first]
     if worn:
         parts.append("wearing " + _join(worn))
-    actions = [ATTRIBUTES[_INDEX[n]][2] for n in COLUMNS
-               if n in on and ATTRIBUTES[_INDEX[n]][1] == "action"]
+    actions = [
+        ATTRIBUTES[_INDEX[n]][2]
+        for n in COLUMNS
+        if n in on and ATTRIBUTES[_INDEX[n]][1] == "action"
+    ]
     if actions:
         parts.append(_join(actions))
     views = [v.lower() for v in ("Front", "Side", "Back") if v in on]
@@ -175,16 +207,33 @@ def _join(items: list[str]) -> str:
 
 def default_data_config(variant: str) -> ml_collections.ConfigDict:
     """config.data for experiments/densegait.py: smoke (tiny synthetic), demo, paper (real)."""
-    c = ml_collections.ConfigDict(dict(
-        source="synthetic",  # synthetic | densegait
-        annotations="", tracklets_dir="",  # the real data (source=densegait)
-        window_frames=60, fps=30.0, threshold=0.5, min_confidence=0.1,
-        val_fraction=0.2, train_windows_per_track=2,
-        missing="error",  # error | skip: a file named in the CSV but absent
-        max_tracks=0,  # 0: every CSV row
-        synthetic=ml_collections.ConfigDict(dict(
-            num_tracks=2500, min_frames=20, max_frames=150, keypoint_noise=0.006,
-            drop_prob=0.02, label_confidence=2.6, flip_prob=0.03, view_jitter_deg=20.0))))
+    c = ml_collections.ConfigDict(
+        dict(
+            source="synthetic",  # synthetic | densegait
+            annotations="",
+            tracklets_dir="",  # the real data (source=densegait)
+            window_frames=60,
+            fps=30.0,
+            threshold=0.5,
+            min_confidence=0.1,
+            val_fraction=0.2,
+            train_windows_per_track=2,
+            missing="error",  # error | skip: a file named in the CSV but absent
+            max_tracks=0,  # 0: every CSV row
+            synthetic=ml_collections.ConfigDict(
+                dict(
+                    num_tracks=2500,
+                    min_frames=20,
+                    max_frames=150,
+                    keypoint_noise=0.006,
+                    drop_prob=0.02,
+                    label_confidence=2.6,
+                    flip_prob=0.03,
+                    view_jitter_deg=20.0,
+                )
+            ),
+        )
+    )
     if variant == "smoke":
         c.synthetic.num_tracks, c.val_fraction, c.train_windows_per_track = 48, 0.25, 1
     elif variant == "paper":
@@ -226,8 +275,9 @@ def read_annotations(path: str, max_tracks: int = 0):
                 raise fail(path, problem) from None
             for c, v in zip(COLUMNS, values, strict=True):
                 if not 0.0 <= v <= 1.0:  # also rejects NaN
-                    raise fail(path, f"line {line}, column {c!r}: {v} is not a probability "
-                               "in [0, 1]")
+                    raise fail(
+                        path, f"line {line}, column {c!r}: {v} is not a probability in [0, 1]"
+                    )
             track_ids.append(row[TRACK_COLUMN])
             files.append(row[FILE_COLUMN])
             rows.append(values)
@@ -249,8 +299,11 @@ def tracklet_length(path: str) -> int:
     try:
         with open(path, "rb") as f:
             version = np.lib.format.read_magic(f)
-            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                    else np.lib.format.read_array_header_2_0)
+            read = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
             shape, _, dtype = read(f)
     except (OSError, ValueError) as e:
         raise fail(path, f"not a readable .npy file ({e})") from e
@@ -298,7 +351,8 @@ def normalize(windows: np.ndarray, valid: np.ndarray, min_confidence: float) -> 
     hips = seen[..., [R_HIP, L_HIP]]
     n_hips = hips.sum(-1)
     mid_hip = (xy[..., [R_HIP, L_HIP], :] * hips[..., None]).sum(-2) / np.maximum(n_hips, 1)[
-        ..., None]  # [B, W, 2]
+        ..., None
+    ]  # [B, W, 2]
     neck = xy[..., NECK, :]
     both = (n_hips > 0) & seen[..., NECK]
     offset = neck - mid_hip
@@ -307,15 +361,19 @@ def normalize(windows: np.ndarray, valid: np.ndarray, min_confidence: float) -> 
     n_seen = seen.sum(-1)
     mean_seen = (xy * seen[..., None]).sum(-2) / np.maximum(n_seen, 1)[..., None]
     from_neck = neck - np.nan_to_num(off_med)[:, None]
-    centre = np.where((n_hips > 0)[..., None], mid_hip,
-                      np.where(seen[..., NECK, None], from_neck, mean_seen))
+    centre = np.where(
+        (n_hips > 0)[..., None], mid_hip, np.where(seen[..., NECK, None], from_neck, mean_seen)
+    )
 
     ys = np.where(seen, xy[..., 1], np.nan)
     with np.errstate(invalid="ignore"):
         height = np.fmax.reduce(ys, -1, initial=-np.inf) - np.fmin.reduce(ys, -1, initial=np.inf)
     fallback = _masked_median(np.where(n_seen >= 2, height, 0.0), n_seen >= 2) / 2.8
-    scale = np.where(np.isfinite(torso) & (torso > 1e-6), torso,
-                     np.where(np.isfinite(fallback) & (fallback > 1e-6), fallback, 1.0))
+    scale = np.where(
+        np.isfinite(torso) & (torso > 1e-6),
+        torso,
+        np.where(np.isfinite(fallback) & (fallback > 1e-6), fallback, 1.0),
+    )
     out_xy = (xy - centre[..., None, :]) / scale[:, None, None, None]
     out = np.concatenate([out_xy, conf[..., None]], -1)
     return np.where(seen[..., None], out, 0.0).astype(np.float32)
@@ -344,9 +402,9 @@ def window_starts(length: int, window: int, count: int, rng) -> list[int]:
 
 def cut_window(tracklet: np.ndarray, start: int, window: int):
     """([W, 18, 3] frames from `start`, zero-padded; [W] real-frame mask)."""
-    clip = tracklet[start:start + window]
+    clip = tracklet[start : start + window]
     out = np.zeros((window,) + tracklet.shape[1:], np.float32)
-    out[:len(clip)] = clip
+    out[: len(clip)] = clip
     return out, np.arange(window) < len(clip)
 
 
@@ -354,7 +412,6 @@ def in_val(track_id: str, val_fraction: float) -> bool:
     """Deterministic, seed-independent split: a hash of the track id."""
     h = int.from_bytes(hashlib.sha1(str(track_id).encode()).digest()[:8], "big")
     return h / 2.0**64 < val_fraction
-
 
 
 def prepare(data_cfg, workdir: str, seed: int) -> dict:
@@ -390,8 +447,11 @@ def prepare(data_cfg, workdir: str, seed: int) -> dict:
             if d.missing == "skip":
                 skipped += 1
                 continue
-            raise fail(path, f"tracklet named in {csv_path} line {lines[row]} is absent "
-                       "(set config.data.missing=skip to leave such rows out)")
+            raise fail(
+                path,
+                f"tracklet named in {csv_path} line {lines[row]} is absent "
+                "(set config.data.missing=skip to leave such rows out)",
+            )
         length = tracklet_length(path)
         short += length < window
         split = "val" if in_val(track_ids[row], d.val_fraction) else "train"
@@ -399,13 +459,16 @@ def prepare(data_cfg, workdir: str, seed: int) -> dict:
         for start in window_starts(length, window, d.train_windows_per_track, rng):
             plans[split].append((row, path, start))
     if skipped:
-        logging.warning("densegait: %s tracklets named in %s are absent; skipped", skipped,
-                        csv_path)
+        logging.warning(
+            "densegait: %s tracklets named in %s are absent; skipped", skipped, csv_path
+        )
     counts = {"skipped_missing": skipped, "short_tracks": int(short)}
     for split, plan in plans.items():
         if not plan:
-            raise fail("config.data.val_fraction", f"no tracklet landed in {split} "
-                       f"({len(files)} rows, val_fraction={d.val_fraction})")
+            raise fail(
+                "config.data.val_fraction",
+                f"no tracklet landed in {split} ({len(files)} rows, val_fraction={d.val_fraction})",
+            )
         counts[f"{split}_tracks"] = len({track_ids[r] for r, _, _ in plan})
         counts[f"{split}_windows"] = len(plan)
     # Pass 2, val first: it is the smaller split, so a bad file surfaces sooner.
@@ -441,16 +504,30 @@ def _write_split(workdir, split, plan, track_ids, files, labels, d, chunk: int =
             if loaded[0] != path:  # a track's windows are consecutive in the plan
                 loaded = (path, load_tracklet(path))
             raw[i % chunk], mask[i] = cut_window(loaded[1], start, window)
-            index.append({"source": track_ids[row], "file": files[row],
-                          "start_frame": start, "start_s": start / d.fps})
+            index.append(
+                {
+                    "source": track_ids[row],
+                    "file": files[row],
+                    "start_frame": start,
+                    "start_s": start / d.fps,
+                }
+            )
             if (i + 1) % chunk == 0 or i + 1 == n:
                 lo = i - i % chunk
-                motion[lo:i + 1] = normalize(raw[:i + 1 - lo], mask[lo:i + 1], d.min_confidence)
+                motion[lo : i + 1] = normalize(
+                    raw[: i + 1 - lo], mask[lo : i + 1], d.min_confidence
+                )
             if time.time() - last_log > 10:
                 last_log = time.time()
                 rate = (i + 1) / (last_log - t0)
-                logging.info("densegait prepare %s: %s/%s windows, %.0f/s, ETA %.0fs", split,
-                             i + 1, n, rate, (n - i - 1) / rate)
+                logging.info(
+                    "densegait prepare %s: %s/%s windows, %.0f/s, ETA %.0fs",
+                    split,
+                    i + 1,
+                    n,
+                    rate,
+                    (n - i - 1) / rate,
+                )
         motion.flush()
         rows = np.asarray([row for row, _, _ in plan], np.int64)
         data = prepared.PreparedSplit(motion, mask, labels[rows], list(COLUMNS), index)

@@ -43,7 +43,7 @@ class TextBank:
         """[K, D] mean description per key (the name where a key has none)."""
         out = self.names.copy()
         for k in range(len(self.keys)):
-            rows = self.descriptions[self.offsets[k]:self.offsets[k + 1]]
+            rows = self.descriptions[self.offsets[k] : self.offsets[k + 1]]
             if len(rows):
                 out[k] = rows.mean(0)
         if normalize:
@@ -51,8 +51,12 @@ class TextBank:
         return out
 
     def save(self, path: str) -> None:
-        arrays = dict(keys=np.asarray(self.keys), names=self.names,
-                      descriptions=self.descriptions, offsets=self.offsets)
+        arrays = dict(
+            keys=np.asarray(self.keys),
+            names=self.names,
+            descriptions=self.descriptions,
+            offsets=self.offsets,
+        )
         io.atomic_write(path, lambda f: np.savez(f, **arrays))
 
     @classmethod
@@ -60,8 +64,12 @@ class TextBank:
         if not os.path.exists(path):
             raise fail(path, "no text embeddings here; run --mode=embed first")
         with np.load(path, allow_pickle=False) as z:
-            return cls([str(k) for k in z["keys"]], z["names"].astype(np.float32),
-                       z["descriptions"].astype(np.float32), z["offsets"].astype(np.int64))
+            return cls(
+                [str(k) for k in z["keys"]],
+                z["names"].astype(np.float32),
+                z["descriptions"].astype(np.float32),
+                z["offsets"].astype(np.int64),
+            )
 
 
 @dataclasses.dataclass
@@ -102,8 +110,9 @@ class Batcher:
 
     def _perm(self, epoch: int) -> np.ndarray:
         if epoch not in self._perm_cache:
-            self._perm_cache = {epoch: np.random.default_rng([self.seed, epoch]).permutation(
-                self.num_examples)}
+            self._perm_cache = {
+                epoch: np.random.default_rng([self.seed, epoch]).permutation(self.num_examples)
+            }
         return self._perm_cache[epoch]
 
     def indices(self, position: int) -> np.ndarray:

@@ -56,7 +56,7 @@ def validate(split: PreparedSplit, where: str) -> None:
     if len(split.index) != n:
         raise fail(where, f"index has {len(split.index)} rows for {n} windows")
     for start in range(0, n, 4096):  # chunked: the real sets are memory-mapped GBs
-        if not np.isfinite(m[start:start + 4096]).all():
+        if not np.isfinite(m[start : start + 4096]).all():
             raise fail(where, "motion contains NaN or inf")
     if not np.isfinite(y).all() or (y < 0).any() or (y > 1).any():
         raise fail(where, "labels must be finite values in [0, 1]")

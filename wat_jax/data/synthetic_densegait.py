@@ -36,16 +36,24 @@ from wat_jax.data import densegait as dg
 
 _COL = {name: i for i, name in enumerate(dg.COLUMNS)}
 _GROUPS = {  # exclusive groups: (columns, probabilities)
-    "age": (("AgeChild", "AgeYoungAdult", "AgeMediumAdult", "AgeOldAdult", "AgeSenior"),
-            (0.1, 0.28, 0.28, 0.19, 0.15)),
+    "age": (
+        ("AgeChild", "AgeYoungAdult", "AgeMediumAdult", "AgeOldAdult", "AgeSenior"),
+        (0.1, 0.28, 0.28, 0.19, 0.15),
+    ),
     "body": (("BodyThin", "BodyNormal", "BodyFat"), (0.25, 0.5, 0.25)),
     "view": (("Front", "Side", "Back"), (1 / 3, 1 / 3, 1 / 3)),
-    "foot": (("Sandals", "Shoes", "LeatherShoes", "SportShoes", "Boots", "Sneaker",
-              "ClothShoes"), (0.08, 0.2, 0.14, 0.14, 0.1, 0.26, 0.08)),
-    "carry": (("Backpack", "Bag", "HandTrunk", "OtherAttchment", "none"),
-              (0.22, 0.2, 0.07, 0.06, 0.45)),
-    "arm": (("none", "Calling", "Holding", "CarryingbyArm", "CarryingbyHand",
-             "HoldObjectsInFront"), (0.6, 0.08, 0.07, 0.07, 0.09, 0.09)),
+    "foot": (
+        ("Sandals", "Shoes", "LeatherShoes", "SportShoes", "Boots", "Sneaker", "ClothShoes"),
+        (0.08, 0.2, 0.14, 0.14, 0.1, 0.26, 0.08),
+    ),
+    "carry": (
+        ("Backpack", "Bag", "HandTrunk", "OtherAttchment", "none"),
+        (0.22, 0.2, 0.07, 0.06, 0.45),
+    ),
+    "arm": (
+        ("none", "Calling", "Holding", "CarryingbyArm", "CarryingbyHand", "HoldObjectsInFront"),
+        (0.6, 0.08, 0.07, 0.07, 0.09, 0.09),
+    ),
 }
 _DEG = np.pi / 180
 
@@ -64,8 +72,10 @@ def write_synthetic(out_dir: str, cfg, seed: int) -> tuple[str, str]:
       (annotations_csv, tracklets_dir).
     """
     s = cfg.synthetic
-    csv_path, tracklets_dir = (os.path.join(out_dir, "annotations.csv"),
-                               os.path.join(out_dir, "tracklets"))
+    csv_path, tracklets_dir = (
+        os.path.join(out_dir, "annotations.csv"),
+        os.path.join(out_dir, "tracklets"),
+    )
     stamp_path = os.path.join(out_dir, "synthetic.json")
     stamp = {"seed": seed, "fps": cfg.fps, "synthetic": s.to_dict()}
     if os.path.exists(csv_path) and os.path.exists(stamp_path):
@@ -94,8 +104,13 @@ def write_synthetic(out_dir: str, cfg, seed: int) -> tuple[str, str]:
             writer.writerow([100000 + k, name, *(f"{p:.4f}" for p in probs)])
             if time.time() - last_log > 10:
                 last_log, rate = time.time(), (k + 1) / (time.time() - t0)
-                logging.info("synthetic densegait: %s/%s tracklets, %.0f/s, ETA %.0fs", k + 1,
-                             s.num_tracks, rate, (s.num_tracks - k - 1) / rate)
+                logging.info(
+                    "synthetic densegait: %s/%s tracklets, %.0f/s, ETA %.0fs",
+                    k + 1,
+                    s.num_tracks,
+                    rate,
+                    (s.num_tracks - k - 1) / rate,
+                )
         if os.path.exists(tracklets_dir):
             shutil.rmtree(tracklets_dir)
         os.replace(tmp_dir, tracklets_dir)
@@ -203,8 +218,11 @@ def walk(truth: np.ndarray, length: int, fps: float, s, rng) -> np.ndarray:
         phase = psi + np.pi * side
         hip = pelvis + [sign * hip_w, 0, 0]
         thigh = stride * np.sin(phase) + knee_bias * 0.5
-        knee_flex = 5 * _DEG + knee_bias + 60 * _DEG * (stride / (24 * _DEG)) * np.maximum(
-            0, np.cos(phase)) ** 2
+        knee_flex = (
+            5 * _DEG
+            + knee_bias
+            + 60 * _DEG * (stride / (24 * _DEG)) * np.maximum(0, np.cos(phase)) ** 2
+        )
         knee = hip + 0.245 * _dir(thigh, 0)
         pos[:, hip_j], pos[:, hip_j + 1] = hip, knee
         pos[:, hip_j + 2] = knee + 0.245 * _dir(thigh - knee_flex, 0)
@@ -232,8 +250,14 @@ def walk(truth: np.ndarray, length: int, fps: float, s, rng) -> np.ndarray:
 def _dir(flex, abduct) -> np.ndarray:
     """Unit limb direction hanging down, flexed forward by `flex`, out sideways by `abduct`."""
     flex = np.asarray(flex) + 0 * np.asarray(abduct)
-    return np.stack([np.sin(abduct) * np.cos(flex), -np.cos(abduct) * np.cos(flex),
-                     np.sin(flex) + 0 * np.asarray(abduct)], -1)
+    return np.stack(
+        [
+            np.sin(abduct) * np.cos(flex),
+            -np.cos(abduct) * np.cos(flex),
+            np.sin(flex) + 0 * np.asarray(abduct),
+        ],
+        -1,
+    )
 
 
 def _project(pos, truth, t, speed, s, rng) -> np.ndarray:

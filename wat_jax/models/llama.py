@@ -78,29 +78,33 @@ class Attention(nn.Module):
         q = dense(cfg.num_heads * cfg.head_dim, name="q")(x)
         k = dense(cfg.num_kv_heads * cfg.head_dim, name="k")(x)
         v = dense(cfg.num_kv_heads * cfg.head_dim, name="v")(x)
-        q = rotary(q.reshape(batch, length, cfg.num_heads, cfg.head_dim), positions,
-                   cfg.rope_theta)
-        k = rotary(k.reshape(batch, length, cfg.num_kv_heads, cfg.head_dim), positions,
-                   cfg.rope_theta)
+        q = rotary(q.reshape(batch, length, cfg.num_heads, cfg.head_dim), positions, cfg.rope_theta)
+        k = rotary(
+            k.reshape(batch, length, cfg.num_kv_heads, cfg.head_dim), positions, cfg.rope_theta
+        )
         v = v.reshape(batch, length, cfg.num_kv_heads, cfg.head_dim)
         # The cache is [B, KVH, S, D] so both attention matmuls read it without a
         # transposed copy (that copy dominated decode time at long cache lengths).
         cache_k, cache_v = layer_cache
         cache_k = jax.lax.dynamic_update_slice(
-            cache_k, k.transpose(0, 2, 1, 3).astype(cache_k.dtype), (0, 0, cache_index, 0))
+            cache_k, k.transpose(0, 2, 1, 3).astype(cache_k.dtype), (0, 0, cache_index, 0)
+        )
         cache_v = jax.lax.dynamic_update_slice(
-            cache_v, v.transpose(0, 2, 1, 3).astype(cache_v.dtype), (0, 0, cache_index, 0))
+            cache_v, v.transpose(0, 2, 1, 3).astype(cache_v.dtype), (0, 0, cache_index, 0)
+        )
         # Grouped-query attention: each of the KVH key heads serves G query heads.
         groups = cfg.num_heads // cfg.num_kv_heads
         q = q.reshape(batch, length, cfg.num_kv_heads, groups, cfg.head_dim)
-        q = q.transpose(0, 2, 3, 1, 4).reshape(batch, cfg.num_kv_heads, groups * length,
-                                               cfg.head_dim)  # [B, KVH, G*T, D]
+        q = q.transpose(0, 2, 3, 1, 4).reshape(
+            batch, cfg.num_kv_heads, groups * length, cfg.head_dim
+        )  # [B, KVH, G*T, D]
         scores = jnp.einsum("bkqd,bksd->bkqs", q, cache_k.astype(self.dtype))
         scores = scores.astype(jnp.float32) / jnp.sqrt(jnp.float32(cfg.head_dim))
         slots = jnp.arange(cache_k.shape[2])
         query_slots = cache_index + jnp.arange(length)
         visible = (slots[None, None, :] <= query_slots[None, :, None]) & (
-            slots[None, None, :] >= start[:, None, None])  # [B, T, S]
+            slots[None, None, :] >= start[:, None, None]
+        )  # [B, T, S]
         visible = jnp.tile(visible, (1, groups, 1))  # [B, G*T, S], rows ordered (g, t)
         scores = jnp.where(visible[:, None], scores, _MASK_VALUE)
         weights = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
@@ -130,11 +134,16 @@ class DecoderLayer(nn.Module):
     def __call__(self, x, positions, layer_cache, cache_index, start):
         eps = self.config.rms_norm_eps
         h, layer_cache = Attention(self.config, self.dtype, name="attn")(
-            RMSNorm(eps, self.dtype, name="attn_norm")(x), positions, layer_cache,
-            cache_index, start)
+            RMSNorm(eps, self.dtype, name="attn_norm")(x),
+            positions,
+            layer_cache,
+            cache_index,
+            start,
+        )
         x = x + h
         x = x + Mlp(self.config, self.dtype, name="mlp")(
-            RMSNorm(eps, self.dtype, name="mlp_norm")(x))
+            RMSNorm(eps, self.dtype, name="mlp_norm")(x)
+        )
         return x, layer_cache
 
 
@@ -166,7 +175,8 @@ class Llama(nn.Module):
         new_cache = []
         for i in range(cfg.num_layers):
             x, layer_cache = DecoderLayer(cfg, self.dtype, name=f"layer_{i}")(
-                x, positions, cache[i], cache_index, start)
+                x, positions, cache[i], cache_index, start
+            )
             new_cache.append(layer_cache)
         if last_only:
             x = x[:, -1:]
@@ -174,8 +184,7 @@ class Llama(nn.Module):
         if cfg.tie_word_embeddings:
             logits = embed.attend(x)
         else:
-            logits = nn.Dense(cfg.vocab_size, use_bias=False, dtype=self.dtype,
-                              name="lm_head")(x)
+            logits = nn.Dense(cfg.vocab_size, use_bias=False, dtype=self.dtype, name="lm_head")(x)
         return logits.astype(jnp.float32), new_cache
 
 
@@ -253,17 +262,20 @@ def _step_keys(keys, step):
 def prefill(params, cache, tokens, start, keys, temperature, top_p, *, config, dtype):
     """Runs the left-padded prompts [B, P] from slot 0; returns (logits [B, V], token, cache)."""
     logits, cache = Llama(config, dtype).apply(
-        {"params": params}, tokens, cache, 0, start, last_only=True)
+        {"params": params}, tokens, cache, 0, start, last_only=True
+    )
     logits = logits[:, 0]
     return logits, sample_tokens(logits, _step_keys(keys, 0), temperature, top_p), cache
 
 
 @functools.partial(jax.jit, static_argnames=("config", "dtype"), donate_argnames=("cache",))
-def decode_step(params, cache, tokens, cache_index, start, keys, step, temperature, top_p, *,
-                config, dtype):
+def decode_step(
+    params, cache, tokens, cache_index, start, keys, step, temperature, top_p, *, config, dtype
+):
     """Feeds tokens [B] at slot cache_index; returns (next tokens [B], cache)."""
     logits, cache = Llama(config, dtype).apply(
-        {"params": params}, tokens[:, None], cache, cache_index, start)
+        {"params": params}, tokens[:, None], cache, cache_index, start
+    )
     return sample_tokens(logits[:, 0], _step_keys(keys, step), temperature, top_p), cache
 
 
@@ -271,9 +283,21 @@ def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
-def generate(params, config: LlamaConfig, prompts, *, max_new_tokens, temperature, top_p,
-             seeds, stop_ids, batch_size: int | None = None, dtype=jnp.float32,
-             prompt_bucket: int = 64, length_bucket: int = 32):
+def generate(
+    params,
+    config: LlamaConfig,
+    prompts,
+    *,
+    max_new_tokens,
+    temperature,
+    top_p,
+    seeds,
+    stop_ids,
+    batch_size: int | None = None,
+    dtype=jnp.float32,
+    prompt_bucket: int = 64,
+    length_bucket: int = 32,
+):
     """Generates continuations of a batch of prompts with one compiled step.
 
     Shapes are bucketed (batch to `batch_size`, prompt length to a multiple of
@@ -327,6 +351,7 @@ def generate(params, config: LlamaConfig, prompts, *, max_new_tokens, temperatur
                 done[row] = len(outputs[row]) >= limits[row]
         if all(done):
             break
-        token, cache = decode_step(params, cache, token, prompt_len + step, start, keys,
-                                   step + 1, temps, top_ps, **statics)
+        token, cache = decode_step(
+            params, cache, token, prompt_len + step, start, keys, step + 1, temps, top_ps, **statics
+        )
     return outputs

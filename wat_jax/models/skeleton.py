@@ -83,9 +83,13 @@ class EncoderLayer(nn.Module):
     def __call__(self, x, attn_mask, *, train: bool):
         def attention(h):
             h = nn.MultiHeadDotProductAttention(
-                num_heads=self.heads, dtype=self.dtype, dropout_rate=self.dropout,
-                deterministic=not train, force_fp32_for_softmax=True,
-                name="attn")(h, h, mask=attn_mask)
+                num_heads=self.heads,
+                dtype=self.dtype,
+                dropout_rate=self.dropout,
+                deterministic=not train,
+                force_fp32_for_softmax=True,
+                name="attn",
+            )(h, h, mask=attn_mask)
             return Dropout(self.dropout, deterministic=not train)(h)
 
         def feed_forward(h):
@@ -142,12 +146,15 @@ class SkeletonTransformer(nn.Module):
             table = jnp.asarray(sinusoidal_positions(self.max_len, self.width))
         else:
             table = self.param(
-                "pos_embed", nn.initializers.normal(0.02), (self.max_len, self.width))
+                "pos_embed", nn.initializers.normal(0.02), (self.max_len, self.width)
+            )
         x = x + table[:frames].astype(self.dtype)
 
         if self.pooling == "cls":
             cls = self.param("cls", nn.initializers.normal(0.02), (1, 1, self.width))
-            x = jnp.concatenate([jnp.broadcast_to(cls, (batch, 1, self.width)).astype(self.dtype), x], 1)
+            x = jnp.concatenate(
+                [jnp.broadcast_to(cls, (batch, 1, self.width)).astype(self.dtype), x], 1
+            )
             mask = jnp.concatenate([jnp.ones((batch, 1), bool), mask], 1)
         x = Dropout(self.dropout, deterministic=not train)(x)
 
@@ -155,8 +162,9 @@ class SkeletonTransformer(nn.Module):
         # but never pooled, so they cannot reach the embedding.
         attn_mask = nn.make_attention_mask(mask, mask)  # [B, 1, T', T']
         for i in range(self.layers):
-            x = EncoderLayer(self.heads, self.mlp_dim, self.dropout, self.pre_norm,
-                             self.dtype, name=f"layer_{i}")(x, attn_mask, train=train)
+            x = EncoderLayer(
+                self.heads, self.mlp_dim, self.dropout, self.pre_norm, self.dtype, name=f"layer_{i}"
+            )(x, attn_mask, train=train)
         if self.pre_norm:
             x = nn.LayerNorm(dtype=self.dtype, name="final_norm")(x)
 
@@ -223,13 +231,16 @@ class MotionTextModel(nn.Module):
         # Scalars of the contrastive losses live with the model so they train,
         # checkpoint and restore like any other parameter.
         self.log_scale = self.param("log_scale", nn.initializers.constant(self.log_scale_init), ())
-        self.logit_bias = self.param("logit_bias", nn.initializers.constant(self.logit_bias_init), ())
+        self.logit_bias = self.param(
+            "logit_bias", nn.initializers.constant(self.logit_bias_init), ()
+        )
         self.motion_encoder = SkeletonTransformer(**self.encoder, dtype=self.dtype)
         self.motion_head = ProjectionHead(self.embed_dim, self.head_dropout, self.dtype)
         self.text_proj = TextProjection(self.embed_dim, self.text_projection, self.head_dropout)
         if self.num_classes:
             self.classifier = nn.Sequential(
-                [nn.Dense(self.embed_dim), nn.gelu, nn.Dense(self.num_classes)])
+                [nn.Dense(self.embed_dim), nn.gelu, nn.Dense(self.num_classes)]
+            )
 
     def embed_motion(self, motion, mask, *, train: bool = False):
         """motion [B, T, J, F], mask [B, T] -> motion_emb [B, embed_dim]."""

@@ -66,11 +66,14 @@ def train_batcher(config, workdir, rows) -> Batcher:
     keep = ~(labels[:, _held_out(config, split.classes)].any(1))
     index = np.flatnonzero(keep)
     if len(index) < config.batch_size:
-        raise fail(prepared.split_dir(workdir, "train"),
-                   f"{len(index)} training windows, fewer than batch_size={config.batch_size}")
+        raise fail(
+            prepared.split_dir(workdir, "train"),
+            f"{len(index)} training windows, fewer than batch_size={config.batch_size}",
+        )
     if len(index) < len(labels):
-        logging.info("zero-shot: %d training windows with held-out classes removed",
-                     len(labels) - len(index))
+        logging.info(
+            "zero-shot: %d training windows with held-out classes removed", len(labels) - len(index)
+        )
     motion, mask = split.motion, split.mask
     if len(index) < len(labels):
         motion, mask = motion[index], mask[index]
@@ -78,8 +81,17 @@ def train_batcher(config, workdir, rows) -> Batcher:
     keys = np.where(labels, np.arange(labels.shape[1])[None], -1)
     keys = -np.sort(-keys, axis=1)  # each row's class ids first, then -1 padding
     bank = TextBank.load(common.bank_path(workdir))
-    return Batcher(motion, mask, labels.astype(np.float32), keys, bank,
-                   tuple(config.text.targets), config.batch_size, rows, config.seed)
+    return Batcher(
+        motion,
+        mask,
+        labels.astype(np.float32),
+        keys,
+        bank,
+        tuple(config.text.targets),
+        config.batch_size,
+        rows,
+        config.seed,
+    )
 
 
 def score(scores: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict:
@@ -99,16 +111,22 @@ def evaluate(config, workdir, embedder, step) -> dict:
     split = prepared.read_split(workdir, "val")
     bank = TextBank.load(common.bank_path(workdir))
     if bank.keys != split.classes:
-        raise fail(common.bank_path(workdir), "text bank classes differ from the prepared data; "
-                   "run --mode=embed again")
+        raise fail(
+            common.bank_path(workdir),
+            "text bank classes differ from the prepared data; run --mode=embed again",
+        )
     labels = np.asarray(split.labels) > 0.5
     motion_emb = embedder.motion(split.motion, split.mask)
     texts = {"name": bank.names, "centroid": bank.centroids(normalize=True)}
     main = config.eval.get("prototype", "centroid")
     if main not in PROTOTYPES:
         raise fail("config.eval.prototype", f"must be one of {PROTOTYPES}, got {main!r}")
-    results = {"by_prototype": {}, "num_windows": int(len(labels)),
-               "prototype": main, "describe_backend": config.describe.backend}
+    results = {
+        "by_prototype": {},
+        "num_windows": int(len(labels)),
+        "prototype": main,
+        "describe_backend": config.describe.backend,
+    }
     for kind, vectors in texts.items():
         scores = common.cosine(motion_emb, embedder.text(vectors))
         results["by_prototype"][kind] = score(scores, labels, split.classes)
@@ -116,8 +134,9 @@ def evaluate(config, workdir, embedder, step) -> dict:
             main_scores = scores
     results.update({k: v for k, v in results["by_prototype"][main].items()})
     rand = metrics.random_scores(main_scores.shape, config.seed)
-    results["random"] = {k: v for k, v in score(rand, labels, split.classes).items()
-                         if k != "per_class_top1"}
+    results["random"] = {
+        k: v for k, v in score(rand, labels, split.classes).items() if k != "per_class_top1"
+    }
 
     held = _held_out(config, split.classes)
     if held.any():
@@ -125,18 +144,36 @@ def evaluate(config, workdir, embedder, step) -> dict:
         results["zero_shot"] = {
             "classes": [c for c, h in zip(split.classes, held) if h],
             "num_windows": int(rows.sum()),
-            **{k: v for k, v in score(main_scores[rows], labels[rows], split.classes).items()
-               if k != "per_class_top1"}}
+            **{
+                k: v
+                for k, v in score(main_scores[rows], labels[rows], split.classes).items()
+                if k != "per_class_top1"
+            },
+        }
 
     if jax.process_index() == 0:  # every process has the numbers; one draws
-        visualize.eval_pictures(config, workdir, embedder, step, motion_emb, labels,
-                                split.classes, embedder.text(texts[main]))
+        visualize.eval_pictures(
+            config,
+            workdir,
+            embedder,
+            step,
+            motion_emb,
+            labels,
+            split.classes,
+            embedder.text(texts[main]),
+        )
         out = plots.eval_dir(workdir)
         matrix = metrics.confusion_matrix(main_scores, labels)
-        plots.confusion_png(matrix, split.classes,
-                            os.path.join(out, f"confusion_step_{step}.png"),
-                            f"BABEL val confusion ({main} prototypes), step {step}")
-        plots.bars_png(results["per_class_top1"],
-                       os.path.join(out, f"per_class_step_{step}.png"),
-                       f"Per-class top-1, step {step}", "top-1")
+        plots.confusion_png(
+            matrix,
+            split.classes,
+            os.path.join(out, f"confusion_step_{step}.png"),
+            f"BABEL val confusion ({main} prototypes), step {step}",
+        )
+        plots.bars_png(
+            results["per_class_top1"],
+            os.path.join(out, f"per_class_step_{step}.png"),
+            f"Per-class top-1, step {step}",
+            "top-1",
+        )
     return results

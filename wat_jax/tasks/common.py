@@ -28,9 +28,15 @@ def encode(texts, config) -> np.ndarray:
 
     t = config.text
     return encoder.embed_texts(
-        list(texts), encoder=t.encoder, pooling=t.pooling, normalize=t.normalize,
-        max_length=t.max_length or None, batch_size=t.batch_size,
-        cache_dir=t.cache_dir or None, dtype=t.dtype)
+        list(texts),
+        encoder=t.encoder,
+        pooling=t.pooling,
+        normalize=t.normalize,
+        max_length=t.max_length or None,
+        batch_size=t.batch_size,
+        cache_dir=t.cache_dir or None,
+        dtype=t.dtype,
+    )
 
 
 def build_bank(keys, config, workdir: str) -> TextBank:
@@ -49,19 +55,30 @@ def build_bank(keys, config, workdir: str) -> TextBank:
         by_key = describe.load_descriptions(store)
         missing = [k.key for k in keys if not by_key.get(k.key)]
         if missing:
-            raise fail(store, f"{len(missing)} keys have no descriptions, e.g. {missing[0]!r}; "
-                       "run --mode=describe again")
+            raise fail(
+                store,
+                f"{len(missing)} keys have no descriptions, e.g. {missing[0]!r}; "
+                "run --mode=describe again",
+            )
     phrases = [k.phrase for k in keys]
     texts, offsets = [], [0]
     for k in keys:
         texts.extend(by_key.get(k.key, []))
         offsets.append(len(texts))
-    logging.info("embedding %d phrases and %d descriptions with %s",
-                 len(phrases), len(texts), config.text.encoder)
+    logging.info(
+        "embedding %d phrases and %d descriptions with %s",
+        len(phrases),
+        len(texts),
+        config.text.encoder,
+    )
     names = encode(phrases, config)
     descriptions = encode(texts, config) if texts else np.zeros((0, names.shape[1]), np.float32)
-    bank = TextBank([k.key for k in keys], names.astype(np.float32),
-                    descriptions.astype(np.float32), np.asarray(offsets, np.int64))
+    bank = TextBank(
+        [k.key for k in keys],
+        names.astype(np.float32),
+        descriptions.astype(np.float32),
+        np.asarray(offsets, np.int64),
+    )
     bank.save(bank_path(workdir))
     return bank
 

@@ -45,8 +45,10 @@ def _keys(config, workdir):
     for split in prepared.SPLITS:
         for s in _sets(prepared.read_split(workdir, split).labels, config.data.threshold):
             seen.setdefault(densegait.attribute_set_key(s), s)
-    return [DescribeKey(key=k, kind="appearance", phrase=densegait.describe_attributes(s))
-            for k, s in seen.items()]
+    return [
+        DescribeKey(key=k, kind="appearance", phrase=densegait.describe_attributes(s))
+        for k, s in seen.items()
+    ]
 
 
 def describe(config, workdir):
@@ -73,10 +75,21 @@ def train_batcher(config, workdir, rows) -> Batcher:
     bank = TextBank.load(common.bank_path(workdir))
     ids = _key_ids(split.labels, config.data.threshold, bank)
     if (ids < 0).any():
-        raise fail(common.bank_path(workdir), "attribute sets missing from the text bank; "
-                   "run --mode=embed again")
-    return Batcher(split.motion, split.mask, np.asarray(split.labels, np.float32), ids[:, None],
-                   bank, tuple(config.text.targets), config.batch_size, rows, config.seed)
+        raise fail(
+            common.bank_path(workdir),
+            "attribute sets missing from the text bank; run --mode=embed again",
+        )
+    return Batcher(
+        split.motion,
+        split.mask,
+        np.asarray(split.labels, np.float32),
+        ids[:, None],
+        bank,
+        tuple(config.text.targets),
+        config.batch_size,
+        rows,
+        config.seed,
+    )
 
 
 def retrieval(scores: np.ndarray, gains: np.ndarray, relevant: np.ndarray) -> dict:
@@ -93,9 +106,11 @@ def retrieval(scores: np.ndarray, gains: np.ndarray, relevant: np.ndarray) -> di
 
 def _gait_to_text(scores: np.ndarray, gains: np.ndarray, relevant: np.ndarray) -> dict:
     """Each window [N] ranks the query texts [Q]."""
-    return {"R@1": common.finite_mean(metrics.recall_at_k(scores, relevant, 1)),
-            "R@5": common.finite_mean(metrics.recall_at_k(scores, relevant, 5)),
-            "ndcg@10": common.finite_mean(metrics.ndcg_at_k(scores, gains, 10))}
+    return {
+        "R@1": common.finite_mean(metrics.recall_at_k(scores, relevant, 1)),
+        "R@5": common.finite_mean(metrics.recall_at_k(scores, relevant, 5)),
+        "ndcg@10": common.finite_mean(metrics.ndcg_at_k(scores, gains, 10)),
+    }
 
 
 def _per_attribute(scores: np.ndarray, present: np.ndarray, names: list[str]) -> dict:
@@ -112,8 +127,10 @@ def evaluate(config, workdir, embedder, step) -> dict:
     gallery_sets = np.asarray(split.labels) > threshold  # [N, A]
     ids = _key_ids(split.labels, threshold, bank)
     if (ids < 0).any():
-        raise fail(common.bank_path(workdir), "val attribute sets missing from the text bank; "
-                   "run --mode=embed again")
+        raise fail(
+            common.bank_path(workdir),
+            "val attribute sets missing from the text bank; run --mode=embed again",
+        )
     query_ids = np.unique(ids)  # every attribute set present in the gallery
     max_q = config.eval.get("max_queries", 0)
     if max_q and len(query_ids) > max_q:  # a seeded subset bounds the [Q, N] score matrix
@@ -133,9 +150,13 @@ def evaluate(config, workdir, embedder, step) -> dict:
     text_emb = embedder.text(texts[query_ids])
     scores = common.cosine(text_emb, motion_emb)  # [Q, N]
     rand = metrics.random_scores(scores.shape, config.seed)
-    results = {**retrieval(scores, gains, relevant), "num_queries": int(len(query_ids)),
-               "num_gallery": int(len(ids)), "prototype": use,
-               "describe_backend": config.describe.backend}
+    results = {
+        **retrieval(scores, gains, relevant),
+        "num_queries": int(len(query_ids)),
+        "num_gallery": int(len(ids)),
+        "prototype": use,
+        "describe_backend": config.describe.backend,
+    }
     results["random"] = retrieval(rand, gains, relevant)
 
     # Gait-to-text: each window ranks the query texts.
@@ -144,8 +165,9 @@ def evaluate(config, workdir, embedder, step) -> dict:
 
     # Single-attribute queries: "a person carrying a backpack" against the gallery.
     names = [a[0] for a in densegait.ATTRIBUTES]
-    phrases = [f"a person {a[2]}" if not a[2].startswith("a ") else a[2]
-               for a in densegait.ATTRIBUTES]
+    phrases = [
+        f"a person {a[2]}" if not a[2].startswith("a ") else a[2] for a in densegait.ATTRIBUTES
+    ]
     single_text = embedder.text(common.encode(phrases, config))
     single = common.cosine(single_text, motion_emb)
     results["per_attribute"] = _per_attribute(single, gallery_sets, names)
@@ -153,10 +175,21 @@ def evaluate(config, workdir, embedder, step) -> dict:
     results["random"]["per_attribute"] = _per_attribute(rand_single, gallery_sets, names)
 
     if jax.process_index() == 0:  # every process has the numbers; one draws
-        visualize.eval_pictures(config, workdir, embedder, step, motion_emb,
-                                np.asarray(split.labels), split.classes, single_text)
-        plots.bars_png(results["per_attribute"],
-                       os.path.join(plots.eval_dir(workdir), f"per_attribute_step_{step}.png"),
-                       f"Single-attribute queries, NDCG@10, step {step}", "NDCG@10",
-                       baseline=results["random"]["per_attribute"])
+        visualize.eval_pictures(
+            config,
+            workdir,
+            embedder,
+            step,
+            motion_emb,
+            np.asarray(split.labels),
+            split.classes,
+            single_text,
+        )
+        plots.bars_png(
+            results["per_attribute"],
+            os.path.join(plots.eval_dir(workdir), f"per_attribute_step_{step}.png"),
+            f"Single-attribute queries, NDCG@10, step {step}",
+            "NDCG@10",
+            baseline=results["random"]["per_attribute"],
+        )
     return results

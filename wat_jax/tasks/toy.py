@@ -41,8 +41,9 @@ def make_bank(cfg, seed: int) -> TextBank:
     names = rng.standard_normal((c, dim)).astype(np.float32)
     names /= np.linalg.norm(names, axis=1, keepdims=True)
     desc = names[np.repeat(np.arange(c), per)] + 0.3 * rng.standard_normal((c * per, dim))
-    return TextBank([f"class_{i}" for i in range(c)], names, desc.astype(np.float32),
-                    np.arange(c + 1) * per)
+    return TextBank(
+        [f"class_{i}" for i in range(c)], names, desc.astype(np.float32), np.arange(c + 1) * per
+    )
 
 
 def sample_keys(labels: np.ndarray) -> np.ndarray:
@@ -68,8 +69,17 @@ def embed(config, workdir):
 
 def train_batcher(config, workdir, rows) -> Batcher:
     motion, mask, labels = make_data(config, config.seed, "train")
-    return Batcher(motion, mask, labels, sample_keys(labels), make_bank(config, config.seed),
-                   tuple(config.text.targets), config.batch_size, rows, config.seed)
+    return Batcher(
+        motion,
+        mask,
+        labels,
+        sample_keys(labels),
+        make_bank(config, config.seed),
+        tuple(config.text.targets),
+        config.batch_size,
+        rows,
+        config.seed,
+    )
 
 
 def evaluate(config, workdir, embedder, step) -> dict:
@@ -82,8 +92,10 @@ def evaluate(config, workdir, embedder, step) -> dict:
     scores = _cosine(motion_emb, prototypes)
     gt = labels > 0.5
     rand = metrics.random_scores(scores.shape, config.seed)
-    score = lambda s: {"top1": metrics.topk_accuracy(s, gt, 1),
-                       "top3": metrics.topk_accuracy(s, gt, 3)}
+    score = lambda s: {
+        "top1": metrics.topk_accuracy(s, gt, 1),
+        "top3": metrics.topk_accuracy(s, gt, 3),
+    }
     return dict(score(scores), random=score(rand))
 
 

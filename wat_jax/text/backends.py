@@ -78,8 +78,10 @@ class TemplateBackend:
         out = []
         for i in indices:
             if not 0 <= i < self.max_per_key:
-                raise fail("config.describe.per_key",
-                           f"the template backend writes at most {self.max_per_key} texts per key")
+                raise fail(
+                    "config.describe.per_key",
+                    f"the template backend writes at most {self.max_per_key} texts per key",
+                )
             text = templates[i % len(templates)].format(phrase=key.phrase)
             if i >= len(templates):
                 text += " " + _EXTRA_SENTENCES[i // len(templates) - 1]
@@ -115,10 +117,14 @@ def get_backend(cfg) -> ChatBackend:
         except ModuleNotFoundError as e:
             if e.name != "wat_jax.text.local_llm":
                 raise
-            raise fail("config.describe.backend",
-                       "'local' needs wat_jax/text/local_llm.py (the JAX decoder), which this "
-                       "install lacks; use backend=openai with a local server instead") from e
+            raise fail(
+                "config.describe.backend",
+                "'local' needs wat_jax/text/local_llm.py (the JAX decoder), which this "
+                "install lacks; use backend=openai with a local server instead",
+            ) from e
         logging.info("describe: local JAX decoder, model %s", cfg.local_model)
         return local_llm.LocalBackend(cfg)
-    raise fail("config.describe.backend",
-               f"unknown backend {cfg.backend!r}; choose one of {', '.join(BACKENDS)}")
+    raise fail(
+        "config.describe.backend",
+        f"unknown backend {cfg.backend!r}; choose one of {', '.join(BACKENDS)}",
+    )

@@ -20,21 +20,27 @@ _BOLD_TITLE = re.compile(r"^\s*(\*\*|__)[^*_]{1,80}(\*\*|__)\s*:?\s*$")
 _BULLET = re.compile(r"^\s*(?:[-*\u2022+]|\d{1,2}[.)])\s+")
 _AFFIRMATION = re.compile(
     r"^(?:sure|certainly|of course|absolutely|okay|ok|great|alright)(?:\s+thing)?\s*[!.,:]\s*",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 _INTRO = re.compile(
-    r"^(?:here(?:'s| is| are)|below is|the following is)\b[^:\n]{0,160}:\s*", re.IGNORECASE)
+    r"^(?:here(?:'s| is| are)|below is|the following is)\b[^:\n]{0,160}:\s*", re.IGNORECASE
+)
 _LABEL = re.compile(
     r"^(?:(?:rewritten|paraphrased|new|detailed|revised|final)\s+)?"
     r"(?:description|paraphrase|rewrite|version|text|answer|output|response)"
-    r"(?:\s*#?\d+)?\s*:\s*", re.IGNORECASE)
+    r"(?:\s*#?\d+)?\s*:\s*",
+    re.IGNORECASE,
+)
 _OUTRO = re.compile(
     r"^(?:i hope|hope this|let me know|feel free|note:|please note|this description|"
     r"this rewritten|this paraphrase|in this (?:description|version)|if you (?:need|want|would))",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 _REFUSAL = re.compile(
     r"\b(?:i'm sorry|i am sorry|i apologi[sz]e|as an ai\b|as a language model|i cannot|"
     r"i can't|i can not|i'm unable|i am unable|i'm not able|i am not able|i won't)",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 _SENTENCE_END = re.compile(r"[.!?][\"'\u201d)]?(?=\s|$)")
 _QUOTES = {'"': '"', "'": "'", "\u201c": "\u201d", "\u2018": "\u2019", "\u00ab": "\u00bb"}
 
@@ -53,7 +59,7 @@ def _strip_quotes(text: str) -> str:
 def _split_sentences(text: str) -> list[str]:
     pieces, start = [], 0
     for m in _SENTENCE_END.finditer(text):
-        pieces.append(text[start:m.end()].strip())
+        pieces.append(text[start : m.end()].strip())
         start = m.end()
     if text[start:].strip():
         pieces.append(text[start:].strip())
@@ -97,7 +103,7 @@ def _strip_chatter(text: str) -> str:
 def _cut_to_sentence(text: str, limit: int) -> str:
     """The longest prefix of whole sentences within `limit` characters ('' if none)."""
     ends = [m.end() for m in _SENTENCE_END.finditer(text) if m.end() <= limit]
-    return text[:ends[-1]].strip() if ends else ""
+    return text[: ends[-1]].strip() if ends else ""
 
 
 def clean(raw, min_chars: int, max_chars: int) -> tuple[str, str]:

@@ -51,23 +51,40 @@ class DescribeKey:
 
 def default_describe_config() -> ml_collections.ConfigDict:
     """Every config.describe key with its default (offline templates, K=4)."""
-    return ml_collections.ConfigDict(dict(
-        backend="template",  # names | template | openai | local
-        per_key=4,  # texts per key (names: always 1)
-        strategy="direct",  # direct | paraphrase (one description, then paraphrases of it)
-        # Sampling, recorded with every text.
-        temperature=0.7, top_p=0.95, max_tokens=256, seed=0,
-        samples_per_request=8,  # `n` of one request
-        # openai: any OpenAI-compatible server.
-        base_url="http://127.0.0.1:8080/v1", model="", api_key_env="OPENAI_API_KEY",
-        concurrency=4, timeout_s=120.0, max_retries=5, backoff_s=1.0, max_backoff_s=60.0,
-        # local: our JAX decoder.
-        local_model="smollm2", local_batch_size=8, local_dtype="float32",
-        # Prompts: relative to experiments/prompts unless absolute.
-        action_prompt="action_description.txt", appearance_prompt="appearance_description.txt",
-        paraphrase_prompt="paraphrase.txt",
-        # Cleaning, and rounds that re-ask for texts dropped by it.
-        min_chars=20, max_chars=1200, extra_rounds=3))
+    return ml_collections.ConfigDict(
+        dict(
+            backend="template",  # names | template | openai | local
+            per_key=4,  # texts per key (names: always 1)
+            strategy="direct",  # direct | paraphrase (one description, then paraphrases of it)
+            # Sampling, recorded with every text.
+            temperature=0.7,
+            top_p=0.95,
+            max_tokens=256,
+            seed=0,
+            samples_per_request=8,  # `n` of one request
+            # openai: any OpenAI-compatible server.
+            base_url="http://127.0.0.1:8080/v1",
+            model="",
+            api_key_env="OPENAI_API_KEY",
+            concurrency=4,
+            timeout_s=120.0,
+            max_retries=5,
+            backoff_s=1.0,
+            max_backoff_s=60.0,
+            # local: our JAX decoder.
+            local_model="smollm2",
+            local_batch_size=8,
+            local_dtype="float32",
+            # Prompts: relative to experiments/prompts unless absolute.
+            action_prompt="action_description.txt",
+            appearance_prompt="appearance_description.txt",
+            paraphrase_prompt="paraphrase.txt",
+            # Cleaning, and rounds that re-ask for texts dropped by it.
+            min_chars=20,
+            max_chars=1200,
+            extra_rounds=3,
+        )
+    )
 
 
 def request_seed(base_seed: int, key: str, index: int, round_: int) -> int:
@@ -82,8 +99,9 @@ def _read_store(path: str, repair: bool) -> list[dict]:
         data = f.read()
     complete, _, torn = data.rpartition(b"\n")
     if torn.strip():
-        logging.warning("%s: dropping a torn last line (%d bytes) left by an interrupted run",
-                        path, len(torn))
+        logging.warning(
+            "%s: dropping a torn last line (%d bytes) left by an interrupted run", path, len(torn)
+        )
         if repair:
             io.atomic_write(path, lambda f: f.write(complete + b"\n" if complete else b""))
     records = []
@@ -92,13 +110,18 @@ def _read_store(path: str, repair: bool) -> list[dict]:
             continue
         try:
             record = json.loads(line)
-            ok = (isinstance(record.get("key"), str) and isinstance(record.get("text"), str)
-                  and isinstance(record.get("index"), int))
+            ok = (
+                isinstance(record.get("key"), str)
+                and isinstance(record.get("text"), str)
+                and isinstance(record.get("index"), int)
+            )
         except (ValueError, AttributeError):
             ok = False
         if not ok:
-            raise fail(f"{path}:{number}", "not a description record (JSON with key, index, "
-                       "text); fix or move the file")
+            raise fail(
+                f"{path}:{number}",
+                "not a description record (JSON with key, index, text); fix or move the file",
+            )
         record["_line"] = number
         records.append(record)
     return records
@@ -128,7 +151,7 @@ def _append(path: str, rows: list[dict]) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -136,8 +159,10 @@ def _append(path: str, rows: list[dict]) -> None:
 
 def _check(keys: Sequence[DescribeKey], cfg) -> None:
     if cfg.backend not in backends.BACKENDS:
-        raise fail("config.describe.backend", f"unknown backend {cfg.backend!r}; choose one of "
-                   f"{', '.join(backends.BACKENDS)}")
+        raise fail(
+            "config.describe.backend",
+            f"unknown backend {cfg.backend!r}; choose one of {', '.join(backends.BACKENDS)}",
+        )
     if cfg.strategy not in STRATEGIES:
         raise fail("config.describe.strategy", f"{cfg.strategy!r}; choose direct or paraphrase")
     for name in ("per_key", "samples_per_request", "min_chars"):
@@ -159,9 +184,10 @@ def _check(keys: Sequence[DescribeKey], cfg) -> None:
 def _load_prompts(keys, cfg) -> dict[str, prompts.Prompt]:
     """Prompts this run needs, by role: "action", "appearance", "paraphrase"."""
     needed = {k.kind for k in keys} | ({"paraphrase"} if cfg.strategy == "paraphrase" else set())
-    return {role: prompts.load_prompt(cfg[f"{role}_prompt"], role,
-                                      config_key=f"describe.{role}_prompt")
-            for role in sorted(needed)}
+    return {
+        role: prompts.load_prompt(cfg[f"{role}_prompt"], role, config_key=f"describe.{role}_prompt")
+        for role in sorted(needed)
+    }
 
 
 class _Progress:
@@ -178,8 +204,9 @@ class _Progress:
             self._last = now
             rate = self.done / max(now - self._start, 1e-9)
             eta = f"{(self.total - self.done) / rate:.0f}s" if rate > 0 else "?"
-            logging.info("describe: %d/%d texts, %.2f texts/s, ETA %s", self.done, self.total,
-                         rate, eta)
+            logging.info(
+                "describe: %d/%d texts, %.2f texts/s, ETA %s", self.done, self.total, rate, eta
+            )
 
 
 class _Run:
@@ -201,14 +228,23 @@ class _Run:
 
     def _record(self, k, index, text, prompt_id, prompt_hash, seed, round_) -> dict:
         self.have[k.key][index] = text
-        return {"key": k.key, "kind": k.kind, "index": index, "text": text,
-                "backend": self.backend.name, "model": self.backend.model,
-                "prompt_id": prompt_id, "prompt_hash": prompt_hash,
-                "strategy": self.cfg.strategy, "seed": seed, "round": round_,
-                # Offline backends do not sample.
-                "temperature": None if seed is None else float(self.cfg.temperature),
-                "top_p": None if seed is None else float(self.cfg.top_p),
-                "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+        return {
+            "key": k.key,
+            "kind": k.kind,
+            "index": index,
+            "text": text,
+            "backend": self.backend.name,
+            "model": self.backend.model,
+            "prompt_id": prompt_id,
+            "prompt_hash": prompt_hash,
+            "strategy": self.cfg.strategy,
+            "seed": seed,
+            "round": round_,
+            # Offline backends do not sample.
+            "temperature": None if seed is None else float(self.cfg.temperature),
+            "top_p": None if seed is None else float(self.cfg.top_p),
+            "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        }
 
     def run_offline(self) -> None:
         b = self.backend
@@ -216,8 +252,13 @@ class _Run:
             indices = self.missing(k)
             if indices:
                 texts = b.texts(k, indices)
-                _append(self.path, [self._record(k, i, t, b.prompt_id, b.prompt_hash, None, 0)
-                                    for i, t in zip(indices, texts)])
+                _append(
+                    self.path,
+                    [
+                        self._record(k, i, t, b.prompt_id, b.prompt_hash, None, 0)
+                        for i, t in zip(indices, texts)
+                    ],
+                )
                 self.progress.add(len(indices))
 
     def _jobs(self, round_: int, phase: str) -> list[tuple]:
@@ -235,12 +276,15 @@ class _Run:
                 prompt, value = self.prompts[k.kind], k.phrase
             step = int(cfg.samples_per_request)
             for start in range(0, len(indices), step):
-                group = indices[start:start + step]
+                group = indices[start : start + step]
                 request = ChatRequest(
-                    messages=({"role": "user", "content": prompt.render(value)},), n=len(group),
-                    temperature=float(cfg.temperature), top_p=float(cfg.top_p),
+                    messages=({"role": "user", "content": prompt.render(value)},),
+                    n=len(group),
+                    temperature=float(cfg.temperature),
+                    top_p=float(cfg.top_p),
                     max_tokens=int(cfg.max_tokens),
-                    seed=request_seed(int(cfg.seed), k.key, group[0], round_))
+                    seed=request_seed(int(cfg.seed), k.key, group[0], round_),
+                )
                 jobs.append((k, group, prompt, request))
         return jobs
 
@@ -251,7 +295,7 @@ class _Run:
             return
         batch = max(int(self.cfg.local_batch_size), 1)
         for start in range(0, len(requests), batch):
-            for offset, texts in enumerate(self.backend.complete(requests[start:start + batch])):
+            for offset, texts in enumerate(self.backend.complete(requests[start : start + batch])):
                 yield start + offset, texts
 
     def run_chat(self, round_: int) -> None:
@@ -266,8 +310,11 @@ class _Run:
                 for index, raw in zip(group, texts):
                     text = self.cleaner(k.key, raw)
                     if text is not None:
-                        rows.append(self._record(k, index, text, prompt.id, prompt.sha256,
-                                                 request.seed, round_))
+                        rows.append(
+                            self._record(
+                                k, index, text, prompt.id, prompt.sha256, request.seed, round_
+                            )
+                        )
                 if rows:
                     _append(self.path, rows)
                     self.progress.add(len(rows))
@@ -289,20 +336,27 @@ def _existing(records, keys, cfg, prompt_by_role, path) -> dict[str, dict[int, s
             continue
         where = f"{path}:{r['_line']}"
         if r.get("backend") != cfg.backend or (model is not None and r.get("model") != model):
-            raise fail(where, f"written by backend={r.get('backend')} model={r.get('model')}, "
-                       f"but this run uses backend={cfg.backend}"
-                       + (f" model={model}" if model else "")
-                       + "; move the file away or use another workdir to keep both")
+            raise fail(
+                where,
+                f"written by backend={r.get('backend')} model={r.get('model')}, "
+                f"but this run uses backend={cfg.backend}"
+                + (f" model={model}" if model else "")
+                + "; move the file away or use another workdir to keep both",
+            )
         if allowed.get(r.get("prompt_id")) != r.get("prompt_hash"):
-            raise fail(where, f"written with prompt {r.get('prompt_id')!r} "
-                       f"(sha256 {str(r.get('prompt_hash'))[:12]}), which is not a prompt of "
-                       "this run or has changed since; move the file away or use another workdir")
+            raise fail(
+                where,
+                f"written with prompt {r.get('prompt_id')!r} "
+                f"(sha256 {str(r.get('prompt_hash'))[:12]}), which is not a prompt of "
+                "this run or has changed since; move the file away or use another workdir",
+            )
         have[r["key"]].setdefault(r["index"], r["text"])
     return have
 
 
-def describe(keys: Sequence[DescribeKey], cfg: ml_collections.ConfigDict, workdir: str,
-             backend=None) -> str:
+def describe(
+    keys: Sequence[DescribeKey], cfg: ml_collections.ConfigDict, workdir: str, backend=None
+) -> str:
     """Writes (or completes) cfg.per_key descriptions for each key.
 
     Args:
@@ -342,8 +396,14 @@ def _describe_locked(keys, cfg, path, backend) -> None:
     have = _existing(records, keys, cfg, prompt_by_role, path)
     per_key = 1 if cfg.backend == "names" else int(cfg.per_key)
     todo = sum(1 for k in keys for i in range(per_key) if i not in have[k.key])
-    logging.info("describe: %d keys x %d texts with backend=%s; %d stored, %d to write",
-                 len(keys), per_key, cfg.backend, len(keys) * per_key - todo, todo)
+    logging.info(
+        "describe: %d keys x %d texts with backend=%s; %d stored, %d to write",
+        len(keys),
+        per_key,
+        cfg.backend,
+        len(keys) * per_key - todo,
+        todo,
+    )
     if not todo:
         return
     if backend is None:
@@ -351,8 +411,11 @@ def _describe_locked(keys, cfg, path, backend) -> None:
     wanted = {k.key for k in keys}
     for r in records:  # the local backend's model id is known only now
         if r["key"] in wanted and r.get("model") != backend.model:
-            raise fail(f"{path}:{r['_line']}", f"written by model {r.get('model')!r}, but this "
-                       f"run uses {backend.model!r}; move the file away or use another workdir")
+            raise fail(
+                f"{path}:{r['_line']}",
+                f"written by model {r.get('model')!r}, but this "
+                f"run uses {backend.model!r}; move the file away or use another workdir",
+            )
     run = _Run(keys, cfg, path, backend, prompt_by_role, have)
     if offline:
         run.run_offline()
@@ -362,15 +425,20 @@ def _describe_locked(keys, cfg, path, backend) -> None:
             run.run_chat(round_)
             if not any(run.missing(k) for k in keys):
                 break
-        logging.info("describe: cleaning %s; backend %s", dict(run.cleaner.counts),
-                     dict(getattr(backend, "stats", {})))
+        logging.info(
+            "describe: cleaning %s; backend %s",
+            dict(run.cleaner.counts),
+            dict(getattr(backend, "stats", {})),
+        )
         short = [k for k in keys if run.missing(k)]
         if short:
             k = short[0]
-            raise fail(f"describe key {k.key!r}",
-                       f"has {per_key - len(run.missing(k))} of {per_key} texts after {rounds} "
-                       f"rounds ({len(short)} keys short; outputs dropped: "
-                       f"{ {r: c for r, c in run.cleaner.counts.items() if r != 'kept'} }); "
-                       "check the model's answers, the prompts, describe.min_chars/max_chars, "
-                       "or raise describe.extra_rounds; what was written is kept")
+            raise fail(
+                f"describe key {k.key!r}",
+                f"has {per_key - len(run.missing(k))} of {per_key} texts after {rounds} "
+                f"rounds ({len(short)} keys short; outputs dropped: "
+                f"{ {r: c for r, c in run.cleaner.counts.items() if r != 'kept'} }); "
+                "check the model's answers, the prompts, describe.min_chars/max_chars, "
+                "or raise describe.extra_rounds; what was written is kept",
+            )
     run.progress.add(0, force=True)

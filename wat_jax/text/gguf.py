@@ -25,11 +25,38 @@ DEFAULT_ALIGNMENT = 32
 
 # ggml type id -> name, for messages about types we cannot read.
 GGML_TYPE_NAMES = {
-    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 8: "Q8_0", 9: "Q8_1",
-    10: "Q2_K", 11: "Q3_K", 12: "Q4_K", 13: "Q5_K", 14: "Q6_K", 15: "Q8_K", 16: "IQ2_XXS",
-    17: "IQ2_XS", 18: "IQ3_XXS", 19: "IQ1_S", 20: "IQ4_NL", 21: "IQ3_S", 22: "IQ2_S",
-    23: "IQ4_XS", 24: "I8", 25: "I16", 26: "I32", 27: "I64", 28: "F64", 29: "IQ1_M",
-    30: "BF16", 34: "TQ1_0", 35: "TQ2_0", 39: "MXFP4",
+    0: "F32",
+    1: "F16",
+    2: "Q4_0",
+    3: "Q4_1",
+    6: "Q5_0",
+    7: "Q5_1",
+    8: "Q8_0",
+    9: "Q8_1",
+    10: "Q2_K",
+    11: "Q3_K",
+    12: "Q4_K",
+    13: "Q5_K",
+    14: "Q6_K",
+    15: "Q8_K",
+    16: "IQ2_XXS",
+    17: "IQ2_XS",
+    18: "IQ3_XXS",
+    19: "IQ1_S",
+    20: "IQ4_NL",
+    21: "IQ3_S",
+    22: "IQ2_S",
+    23: "IQ4_XS",
+    24: "I8",
+    25: "I16",
+    26: "I32",
+    27: "I64",
+    28: "F64",
+    29: "IQ1_M",
+    30: "BF16",
+    34: "TQ1_0",
+    35: "TQ2_0",
+    39: "MXFP4",
 }
 GGML_TYPES = {name: tid for tid, name in GGML_TYPE_NAMES.items()}
 
@@ -53,8 +80,19 @@ _BLOCKS = {
 }
 
 # Metadata value types: id -> struct format (None for string/array).
-_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?",
-            10: "<Q", 11: "<q", 12: "<d"}
+_SCALARS = {
+    0: "<B",
+    1: "<b",
+    2: "<H",
+    3: "<h",
+    4: "<I",
+    5: "<i",
+    6: "<f",
+    7: "<?",
+    10: "<Q",
+    11: "<q",
+    12: "<d",
+}
 _STRING, _ARRAY = 8, 9
 
 
@@ -82,8 +120,11 @@ def tensor_nbytes(ggml_type: int, shape: tuple[int, ...], where: object = "gguf"
     block, per_block = _BLOCKS[ggml_type]
     count = int(np.prod(shape, dtype=np.int64))
     if shape and shape[-1] % per_block:
-        raise fail(where, f"row length {shape[-1]} is not a multiple of the block size "
-                          f"{per_block} of {GGML_TYPE_NAMES[ggml_type]}")
+        raise fail(
+            where,
+            f"row length {shape[-1]} is not a multiple of the block size "
+            f"{per_block} of {GGML_TYPE_NAMES[ggml_type]}",
+        )
     return count // per_block * block.itemsize
 
 
@@ -106,9 +147,12 @@ class GGUFFile:
     def _take(self, n: int, what: str) -> bytes:
         end = self._pos + n
         if end > self._data.size:
-            raise fail(self.path, f"truncated file: {what} needs bytes {self._pos}..{end} "
-                                  f"but the file has only {self._data.size} bytes")
-        out = self._data[self._pos:end].tobytes()
+            raise fail(
+                self.path,
+                f"truncated file: {what} needs bytes {self._pos}..{end} "
+                f"but the file has only {self._data.size} bytes",
+            )
+        out = self._data[self._pos : end].tobytes()
         self._pos = end
         return out
 
@@ -148,7 +192,7 @@ class GGUFFile:
             vtype = self._scalar("<I", f"metadata '{key}'")
             etype = None
             if vtype == _ARRAY:  # peek at the element type, kept for faithful rewriting
-                etype = struct.unpack("<I", self._data[self._pos:self._pos + 4].tobytes())[0]
+                etype = struct.unpack("<I", self._data[self._pos : self._pos + 4].tobytes())[0]
             self.value_types[key] = (vtype, etype)
             self.metadata[key] = self._value(vtype, f"metadata '{key}'")
         infos = []
@@ -171,8 +215,11 @@ class GGUFFile:
             self.tensors[name] = TensorInfo(name, shape, ggml_type, data_start + offset, nbytes)
             end = data_start + offset + nbytes
             if end > self._data.size:
-                raise fail(self.path, f"truncated file: tensor '{name}' needs bytes up to "
-                                      f"{end} but the file has only {self._data.size} bytes")
+                raise fail(
+                    self.path,
+                    f"truncated file: tensor '{name}' needs bytes up to "
+                    f"{end} but the file has only {self._data.size} bytes",
+                )
 
     # -- tensors -----------------------------------------------------------------------------
 
@@ -183,7 +230,7 @@ class GGUFFile:
         info = self.tensors[name]
         where = f"{self.path}: tensor '{name}'"
         nbytes = tensor_nbytes(info.ggml_type, info.shape, where)
-        raw = self._data[info.offset:info.offset + nbytes]
+        raw = self._data[info.offset : info.offset + nbytes]
         return dequantize(raw, info.ggml_type, info.shape, where)
 
 
@@ -192,8 +239,9 @@ def read_gguf(path: str) -> GGUFFile:
     return GGUFFile(path)
 
 
-def dequantize(raw: np.ndarray, ggml_type: int, shape: tuple[int, ...],
-               where: object = "gguf") -> np.ndarray:
+def dequantize(
+    raw: np.ndarray, ggml_type: int, shape: tuple[int, ...], where: object = "gguf"
+) -> np.ndarray:
     """Decodes ggml-encoded bytes to float32.
 
     Args:
@@ -207,8 +255,9 @@ def dequantize(raw: np.ndarray, ggml_type: int, shape: tuple[int, ...],
     """
     nbytes = tensor_nbytes(ggml_type, shape, where)
     if raw.size != nbytes:
-        raise fail(where, f"expected {nbytes} bytes of {GGML_TYPE_NAMES[ggml_type]}, "
-                          f"got {raw.size}")
+        raise fail(
+            where, f"expected {nbytes} bytes of {GGML_TYPE_NAMES[ggml_type]}, got {raw.size}"
+        )
     block_dtype, _ = _BLOCKS[ggml_type]
     blocks = np.frombuffer(raw, dtype=block_dtype)
     name = GGML_TYPE_NAMES[ggml_type]
@@ -263,8 +312,9 @@ def _q6_k(b):
     # Two halves of 128 values; each value = 4 low bits from ql + 2 high bits from qh, minus 32.
     ql = b["ql"].reshape(-1, 2, 64)
     qh = b["qh"].reshape(-1, 2, 32)
-    low = np.stack([ql[:, :, :32] & 0x0F, ql[:, :, 32:] & 0x0F,
-                    ql[:, :, :32] >> 4, ql[:, :, 32:] >> 4], axis=2)  # [N, 2, 4, 32]
+    low = np.stack(
+        [ql[:, :, :32] & 0x0F, ql[:, :, 32:] & 0x0F, ql[:, :, :32] >> 4, ql[:, :, 32:] >> 4], axis=2
+    )  # [N, 2, 4, 32]
     high = np.stack([(qh >> shift) & 3 for shift in (0, 2, 4, 6)], axis=2)  # [N, 2, 4, 32]
     q = (low | (high << 4)).astype(np.float32) - 32.0
     # 16 scales, one per 16 values, in the same order the values are laid out.
@@ -304,8 +354,13 @@ def _encode_value(value, vtype: int, etype: int | None) -> bytes:
     return struct.pack("<IQ", etype, len(value)) + body
 
 
-def write_gguf(path: str, metadata: dict, tensors: dict, value_types: dict | None = None,
-               alignment: int = DEFAULT_ALIGNMENT) -> None:
+def write_gguf(
+    path: str,
+    metadata: dict,
+    tensors: dict,
+    value_types: dict | None = None,
+    alignment: int = DEFAULT_ALIGNMENT,
+) -> None:
     """Writes a GGUF v3 file (for tests and for re-encoding a model's weights).
 
     Args:
@@ -321,8 +376,11 @@ def write_gguf(path: str, metadata: dict, tensors: dict, value_types: dict | Non
     header = [MAGIC, struct.pack("<IQQ", 3, len(tensors), len(metadata))]
     for key, value in metadata.items():
         vtype, etype = value_types.get(key, (_infer_type(value), None))
-        header += [_encode_value(key, _STRING, None), struct.pack("<I", vtype),
-                   _encode_value(value, vtype, etype)]
+        header += [
+            _encode_value(key, _STRING, None),
+            struct.pack("<I", vtype),
+            _encode_value(value, vtype, etype),
+        ]
     blobs, offset = [], 0
     for name, tensor in tensors.items():
         if isinstance(tensor, tuple):
@@ -330,11 +388,19 @@ def write_gguf(path: str, metadata: dict, tensors: dict, value_types: dict | Non
         else:
             array = np.ascontiguousarray(tensor)
             ggml_type = GGML_TYPES["F16"] if array.dtype == np.float16 else GGML_TYPES["F32"]
-            shape, raw = array.shape, array.astype(
-                np.float16 if ggml_type == GGML_TYPES["F16"] else np.float32).tobytes()
+            shape, raw = (
+                array.shape,
+                array.astype(
+                    np.float16 if ggml_type == GGML_TYPES["F16"] else np.float32
+                ).tobytes(),
+            )
         dims = list(reversed(shape))
-        header += [_encode_value(name, _STRING, None), struct.pack("<I", len(dims)),
-                   struct.pack(f"<{len(dims)}Q", *dims), struct.pack("<IQ", ggml_type, offset)]
+        header += [
+            _encode_value(name, _STRING, None),
+            struct.pack("<I", len(dims)),
+            struct.pack(f"<{len(dims)}Q", *dims),
+            struct.pack("<IQ", ggml_type, offset),
+        ]
         padded = raw + b"\0" * (-len(raw) % alignment)
         blobs.append(padded)
         offset += len(padded)

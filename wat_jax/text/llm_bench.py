@@ -27,14 +27,32 @@ flags.DEFINE_integer("repeats", 2, "timed runs per batch size (after one compili
 flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "weights and compute dtype")
 flags.DEFINE_bool("demo", True, "also time the demo-sized describe workload")
 
-_ACTIONS = ["walk", "run", "jump", "sit", "stand up", "kick", "throw", "wave", "bend down",
-            "turn around", "climb stairs", "crouch", "dance", "punch", "stretch", "lie down",
-            "hop on one leg", "step back", "side step", "spin"]
+_ACTIONS = [
+    "walk",
+    "run",
+    "jump",
+    "sit",
+    "stand up",
+    "kick",
+    "throw",
+    "wave",
+    "bend down",
+    "turn around",
+    "climb stairs",
+    "crouch",
+    "dance",
+    "punch",
+    "stretch",
+    "lie down",
+    "hop on one leg",
+    "step back",
+    "side step",
+    "spin",
+]
 
 
 def _prompt(action: str) -> tuple[dict, ...]:
-    return ({"role": "user",
-             "content": f"Describe how a person's body moves when they {action}."},)
+    return ({"role": "user", "content": f"Describe how a person's body moves when they {action}."},)
 
 
 def main(argv):
@@ -48,9 +66,17 @@ def main(argv):
         rows = [prompts[i % len(prompts)] for i in range(batch)]
 
         def run(rows=rows, batch=batch):
-            return llama.generate(loaded.params, loaded.config, rows,
-                                  max_new_tokens=FLAGS.new_tokens, temperature=0.7, top_p=0.95,
-                                  seeds=list(range(batch)), stop_ids=frozenset(), dtype=dtype)
+            return llama.generate(
+                loaded.params,
+                loaded.config,
+                rows,
+                max_new_tokens=FLAGS.new_tokens,
+                temperature=0.7,
+                top_p=0.95,
+                seeds=list(range(batch)),
+                stop_ids=frozenset(),
+                dtype=dtype,
+            )
 
         started = time.time()
         run()
@@ -60,24 +86,48 @@ def main(argv):
             outputs = run()
             elapsed = time.time() - started
             tokens = sum(len(o) for o in outputs)
-            print(json.dumps({"bench": "generate", "model": backend.model, "dtype": FLAGS.dtype,
-                              "batch": batch, "new_tokens": FLAGS.new_tokens,
-                              "tokens_per_s": round(tokens / elapsed, 1),
-                              "seconds": round(elapsed, 2),
-                              "first_run_seconds": round(compile_s, 2)}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "bench": "generate",
+                        "model": backend.model,
+                        "dtype": FLAGS.dtype,
+                        "batch": batch,
+                        "new_tokens": FLAGS.new_tokens,
+                        "tokens_per_s": round(tokens / elapsed, 1),
+                        "seconds": round(elapsed, 2),
+                        "first_run_seconds": round(compile_s, 2),
+                    }
+                ),
+                flush=True,
+            )
     if FLAGS.demo:
-        requests = [ChatRequest(messages=_prompt(a), n=4, temperature=0.7, top_p=0.95,
-                                max_tokens=96, seed=i) for i, a in enumerate(_ACTIONS)]
+        requests = [
+            ChatRequest(
+                messages=_prompt(a), n=4, temperature=0.7, top_p=0.95, max_tokens=96, seed=i
+            )
+            for i, a in enumerate(_ACTIONS)
+        ]
         started = time.time()
         texts = backend.complete(requests)
         elapsed = time.time() - started
         tokens = sum(len(tokenizer.encode(t)) for per in texts for t in per)
-        print(json.dumps({"bench": "demo_describe", "model": backend.model,
-                          "dtype": FLAGS.dtype, "completions": 4 * len(_ACTIONS),
-                          "max_tokens": 96, "batch": backend.batch_size,
-                          "seconds_including_compile": round(elapsed, 1),
-                          "approx_tokens_per_s": round(tokens / elapsed, 1),
-                          "example": texts[0][0][:200]}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "bench": "demo_describe",
+                    "model": backend.model,
+                    "dtype": FLAGS.dtype,
+                    "completions": 4 * len(_ACTIONS),
+                    "max_tokens": 96,
+                    "batch": backend.batch_size,
+                    "seconds_including_compile": round(elapsed, 1),
+                    "approx_tokens_per_s": round(tokens / elapsed, 1),
+                    "example": texts[0][0][:200],
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

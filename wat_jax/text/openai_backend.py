@@ -87,11 +87,16 @@ class OpenAIBackend:
     def __init__(self, cfg):
         """cfg: the describe config (base_url, model, api_key_env, timeouts, retries)."""
         if not cfg.model:
-            raise fail("config.describe.model", "empty; set the model name the server serves "
-                       "(for llama.cpp's llama-server any name works)")
+            raise fail(
+                "config.describe.model",
+                "empty; set the model name the server serves "
+                "(for llama.cpp's llama-server any name works)",
+            )
         if not cfg.base_url.startswith(("http://", "https://")):
-            raise fail("config.describe.base_url",
-                       f"{cfg.base_url!r} is not an http(s) URL, e.g. http://127.0.0.1:8080/v1")
+            raise fail(
+                "config.describe.base_url",
+                f"{cfg.base_url!r} is not an http(s) URL, e.g. http://127.0.0.1:8080/v1",
+            )
         self.model = cfg.model
         self.url = cfg.base_url.rstrip("/") + "/chat/completions"
         self.timeout_s = float(cfg.timeout_s)
@@ -138,9 +143,14 @@ class OpenAIBackend:
             # Servers that ignore `n` answer one choice; ask again for the rest, with
             # the seed moved on so the repeats are new samples.
             want = request.n - len(texts)
-            body = {"model": self.model, "messages": list(request.messages),
-                    "temperature": request.temperature, "top_p": request.top_p,
-                    "max_tokens": request.max_tokens, "seed": request.seed + len(texts)}
+            body = {
+                "model": self.model,
+                "messages": list(request.messages),
+                "temperature": request.temperature,
+                "top_p": request.top_p,
+                "max_tokens": request.max_tokens,
+                "seed": request.seed + len(texts),
+            }
             if want > 1:
                 body["n"] = want  # omitted for 1: some servers reject the field
             if texts:
@@ -162,8 +172,15 @@ class OpenAIBackend:
                     wait = min(self.backoff_s * 2**attempt, self.max_backoff_s)
                 self._count("retries")
                 self._count(f"retry_{retry.cause}")
-                logging.warning("describe: %s from %s (%s); retry %d/%d in %.1fs", retry.cause,
-                                self.url, retry.detail, attempt + 1, self.max_retries, wait)
+                logging.warning(
+                    "describe: %s from %s (%s); retry %d/%d in %.1fs",
+                    retry.cause,
+                    self.url,
+                    retry.detail,
+                    attempt + 1,
+                    self.max_retries,
+                    wait,
+                )
                 if self._stop.wait(wait):
                     raise fail(self.url, "cancelled: another request of this run failed")
         raise AssertionError("unreachable")
@@ -195,23 +212,39 @@ class OpenAIBackend:
         if e.code >= 500:
             raise _Retry("5xx", f"HTTP {e.code}: {message}")
         if e.code in (401, 403):
-            raise fail(self.url, f"HTTP {e.code}, the server refused the API key ({message}); "
-                       f"put the key in the environment variable {self._api_key_env}")
+            raise fail(
+                self.url,
+                f"HTTP {e.code}, the server refused the API key ({message}); "
+                f"put the key in the environment variable {self._api_key_env}",
+            )
         lowered = message.lower()
         if e.code in (400, 404, 422) and ("model" in lowered or "chat" in lowered):
-            raise fail(f"config.describe.model={self.model!r}",
-                       f"{self.url} rejected it (HTTP {e.code}: {message}); it must be a chat "
-                       "model the server serves (GET <base_url>/models lists them)")
+            raise fail(
+                f"config.describe.model={self.model!r}",
+                f"{self.url} rejected it (HTTP {e.code}: {message}); it must be a chat "
+                "model the server serves (GET <base_url>/models lists them)",
+            )
         if e.code == 404:
-            raise fail(self.url, f"HTTP 404 ({message}); config.describe.base_url must point "
-                       "at the API root, which usually ends in /v1")
+            raise fail(
+                self.url,
+                f"HTTP 404 ({message}); config.describe.base_url must point "
+                "at the API root, which usually ends in /v1",
+            )
         raise fail(self.url, f"HTTP {e.code}: {message}")
 
     def _give_up(self, retry: _Retry, attempts: int):
-        what = {"connection": "server unreachable", "timeout": "no reply in time",
-                "429": "still rate limited", "5xx": "server errors",
-                "malformed": "replies are not chat completions"}[retry.cause]
-        hint = {"connection": "; start the server or fix config.describe.base_url",
-                "timeout": "; raise config.describe.timeout_s or lower concurrency"}
-        return fail(self.url, f"{what} after {attempts} attempts (last: {retry.detail})"
-                    f"{hint.get(retry.cause, '')}")
+        what = {
+            "connection": "server unreachable",
+            "timeout": "no reply in time",
+            "429": "still rate limited",
+            "5xx": "server errors",
+            "malformed": "replies are not chat completions",
+        }[retry.cause]
+        hint = {
+            "connection": "; start the server or fix config.describe.base_url",
+            "timeout": "; raise config.describe.timeout_s or lower concurrency",
+        }
+        return fail(
+            self.url,
+            f"{what} after {attempts} attempts (last: {retry.detail}){hint.get(retry.cause, '')}",
+        )

@@ -80,12 +80,22 @@ def load_prompt(path: str, kind: str, config_key: str = "describe") -> Prompt:
         raise fail(full, "prompt file is empty")
     found = set(_PLACEHOLDER_RE.findall(template))
     if placeholder not in found:
-        raise fail(full, f"prompt file has no {{{placeholder}}} placeholder; a {kind} prompt "
-                   f"must contain it once where the {placeholder} goes")
+        raise fail(
+            full,
+            f"prompt file has no {{{placeholder}}} placeholder; a {kind} prompt "
+            f"must contain it once where the {placeholder} goes",
+        )
     others = sorted(found - {placeholder})
     if others:
-        raise fail(full, f"unknown placeholder {{{others[0]}}}; a {kind} prompt takes only "
-                   f"{{{placeholder}}}")
+        raise fail(
+            full,
+            f"unknown placeholder {{{others[0]}}}; a {kind} prompt takes only {{{placeholder}}}",
+        )
     stem = os.path.splitext(os.path.basename(full))[0]
-    return Prompt(id=stem, path=full, template=template, placeholder=placeholder,
-                  sha256=hashlib.sha256(raw).hexdigest())
+    return Prompt(
+        id=stem,
+        path=full,
+        template=template,
+        placeholder=placeholder,
+        sha256=hashlib.sha256(raw).hexdigest(),
+    )
