@@ -161,6 +161,29 @@ def test_densegait_smoke_end_to_end(tmp_path):
     assert result["per_attribute"] and "gait_to_text" in result
     assert any(f.startswith("per_attribute") and f.endswith(".png") for f in files)
 
+    # The same checkpoint evaluated on 1 device ranks the same gathered gallery.
+    env = dict(
+        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu"
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "wat_jax.main",
+        "--config=experiments/densegait.py:smoke",
+        f"--workdir={tmp_path}",
+        "--mode=eval",
+        "--config.num_devices=1",
+    ]
+    one = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
+    single, _ = _eval(tmp_path)
+    numbers = lambda r: {k: v for k, v in r.items() if isinstance(v, float)}
+    assert numbers(single).keys() == numbers(result).keys()
+    for key, value in numbers(result).items():
+        assert abs(single[key] - value) < 1e-6, key
+    for attr, value in result["per_attribute"].items():
+        assert abs(single["per_attribute"][attr] - value) < 1e-6, attr
+
 
 def test_densegait_paper_variant_shrunk(tmp_path):
     proc = _main(
