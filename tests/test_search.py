@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from wat_jax import checkpointing, io, parallel, search, tasks, train
+from wat_jax import checkpointing, io, metrics, parallel, search, tasks, train
 from wat_jax.errors import InputError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -165,7 +165,7 @@ def test_text_queries_rank_by_cosine_to_the_encoded_query(babel_workdir):
     answer = search.run_search(workdir, queries=queries, k=4)
     index = search.load_or_build_index(config, workdir, "val")
     # The same ranking computed independently: encoder -> (identity) projection -> cosine.
-    scores = common.cosine(common.encode(queries, config), index.embeddings)
+    scores = metrics.cosine(common.encode(queries, config), index.embeddings)
     for q, result in enumerate(answer["results"]):
         assert result["query"] == queries[q]
         assert [h["row"] for h in result["hits"]] == list(np.argsort(-scores[q])[:4])

@@ -26,6 +26,17 @@ import numpy as np
 _CHUNK_ELEMENTS = 1 << 21
 
 
+def unit_rows(x, dtype=np.float32) -> np.ndarray:
+    """Rows scaled to unit L2 norm (zero rows stay zero), as `dtype`."""
+    x = np.asarray(x, dtype)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def cosine(a, b) -> np.ndarray:
+    """Cosine similarity [N, M] between the rows of a [N, D] and b [M, D]."""
+    return unit_rows(a) @ unit_rows(b).T
+
+
 def _row_chunks(num_rows, row_len):
     """Slices over rows holding about _CHUNK_ELEMENTS entries each."""
     step = max(1, _CHUNK_ELEMENTS // max(row_len, 1))

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from wat_jax import io
+from wat_jax import io, metrics
 
 
 def _pyplot():
@@ -74,12 +74,8 @@ def pca_2d(points: np.ndarray, fit: np.ndarray | None = None) -> np.ndarray:
       [N, 2] coordinates.
     """
 
-    def unit(x):
-        x = np.asarray(x, np.float64)
-        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-    points = unit(points)
-    fit = points if fit is None else unit(fit)
+    points = metrics.unit_rows(points, np.float64)
+    fit = points if fit is None else metrics.unit_rows(fit, np.float64)
     mean = fit.mean(0)
     _, _, vt = np.linalg.svd(fit - mean, full_matrices=False)
     axes = vt[:2]  # [2, E]

@@ -28,7 +28,7 @@ import time
 import numpy as np
 from absl import logging
 
-from wat_jax import io
+from wat_jax import io, metrics
 from wat_jax.data import prepared
 from wat_jax.errors import fail
 
@@ -170,11 +170,6 @@ def _ms(start: float) -> float:
     return round(1000 * (time.perf_counter() - start), 2)
 
 
-def _normalize(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
 @dataclasses.dataclass
 class Index:
     """A gallery's normalised motion embeddings, their metadata, and the projected bank texts."""
@@ -200,7 +195,7 @@ class Index:
           Per query, up to k dicts: rank, score (cosine), row, source, start_s,
           start_frame, labels.
         """
-        scores = _normalize(query_emb) @ self.embeddings.T  # [Q, N]
+        scores = metrics.unit_rows(query_emb) @ self.embeddings.T  # [Q, N]
         hits = top_k(scores, k)
         return [
             [dict(self.rows[r], rank=i + 1, score=float(scores[q, r])) for i, r in enumerate(ids)]
@@ -209,7 +204,7 @@ class Index:
 
     def nearest_texts(self, motion_emb: np.ndarray, k: int = 10) -> list[list[dict]]:
         """Ranks the bank's texts (classes or attribute sets) for each motion embedding [Q, E]."""
-        scores = _normalize(motion_emb) @ self.text_emb.T  # [Q, K]
+        scores = metrics.unit_rows(motion_emb) @ self.text_emb.T  # [Q, K]
         hits = top_k(scores, k)
         return [
             [
@@ -291,10 +286,10 @@ def build_index(
     start = time.perf_counter()
     gallery = read_gallery(config, workdir, split)
     embedder, step = evaluate.restore_embedder(config, workdir, tasks.get_task(config.task), step)
-    motion_emb = _normalize(embedder.motion(gallery.motion, gallery.mask))  # [N, E]
+    motion_emb = metrics.unit_rows(embedder.motion(gallery.motion, gallery.mask))  # [N, E]
     bank = read_bank(config, workdir)
     vectors = bank.names if config.eval.get("prototype", "centroid") == "name" else bank.centroids()
-    text_emb = _normalize(embedder.text(vectors))  # [K, E]
+    text_emb = metrics.unit_rows(embedder.text(vectors))  # [K, E]
     threshold = _label_threshold(config)
     labels = np.asarray(gallery.labels, np.float32)
     rows = []

@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from wat_jax import io
+from wat_jax import io, metrics
 from wat_jax.errors import fail
 
 TARGET_KINDS = ("name", "centroid", "description")
@@ -46,9 +46,7 @@ class TextBank:
             rows = self.descriptions[self.offsets[k] : self.offsets[k + 1]]
             if len(rows):
                 out[k] = rows.mean(0)
-        if normalize:
-            out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
-        return out
+        return metrics.unit_rows(out) if normalize else out
 
     def save(self, path: str) -> None:
         arrays = dict(
@@ -70,6 +68,12 @@ class TextBank:
                 z["descriptions"].astype(np.float32),
                 z["offsets"].astype(np.int64),
             )
+
+
+def class_keys(labels: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """[N, C] multi-hot -> [N, C] each row's class ids (descending), then -1 padding."""
+    keys = np.where(np.asarray(labels) > threshold, np.arange(labels.shape[1])[None], -1)
+    return -np.sort(-keys, axis=1)
 
 
 @dataclasses.dataclass

@@ -16,7 +16,7 @@ from absl import logging
 
 from wat_jax import metrics, plots, visualize
 from wat_jax.data import prepared
-from wat_jax.data.pipeline import Batcher, TextBank
+from wat_jax.data.pipeline import Batcher, TextBank, class_keys
 from wat_jax.errors import fail
 from wat_jax.tasks import common
 
@@ -78,8 +78,7 @@ def train_batcher(config, workdir, rows) -> Batcher:
     if len(index) < len(labels):
         motion, mask = motion[index], mask[index]
     labels = labels[index]
-    keys = np.where(labels, np.arange(labels.shape[1])[None], -1)
-    keys = -np.sort(-keys, axis=1)  # each row's class ids first, then -1 padding
+    keys = class_keys(labels)
     bank = TextBank.load(common.bank_path(workdir))
     return Batcher(
         motion,
@@ -128,7 +127,7 @@ def evaluate(config, workdir, embedder, step) -> dict:
         "describe_backend": config.describe.backend,
     }
     for kind, vectors in texts.items():
-        scores = common.cosine(motion_emb, embedder.text(vectors))
+        scores = metrics.cosine(motion_emb, embedder.text(vectors))
         results["by_prototype"][kind] = score(scores, labels, split.classes)
         if kind == main:
             main_scores = scores

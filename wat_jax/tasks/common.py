@@ -83,13 +83,6 @@ def build_bank(keys, config, workdir: str) -> TextBank:
     return bank
 
 
-def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Cosine similarity [N, M] between rows of a [N, D] and b [M, D]."""
-    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
-    return a @ b.T
-
-
 def finite_mean(values) -> float:
     values = np.asarray(values, np.float64)
     values = values[np.isfinite(values)]

@@ -148,7 +148,7 @@ def evaluate(config, workdir, embedder, step) -> dict:
     use = config.eval.get("prototype", "centroid")
     texts = bank.centroids(normalize=True) if use == "centroid" else bank.names
     text_emb = embedder.text(texts[query_ids])
-    scores = common.cosine(text_emb, motion_emb)  # [Q, N]
+    scores = metrics.cosine(text_emb, motion_emb)  # [Q, N]
     rand = metrics.random_scores(scores.shape, config.seed)
     results = {
         **retrieval(scores, gains, relevant),
@@ -169,7 +169,7 @@ def evaluate(config, workdir, embedder, step) -> dict:
         f"a person {a[2]}" if not a[2].startswith("a ") else a[2] for a in densegait.ATTRIBUTES
     ]
     single_text = embedder.text(common.encode(phrases, config))
-    single = common.cosine(single_text, motion_emb)
+    single = metrics.cosine(single_text, motion_emb)
     results["per_attribute"] = _per_attribute(single, gallery_sets, names)
     rand_single = metrics.random_scores(single.shape, config.seed + 1)
     results["random"]["per_attribute"] = _per_attribute(rand_single, gallery_sets, names)

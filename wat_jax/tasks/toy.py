@@ -9,7 +9,7 @@ class plus a few noisy "descriptions" around it. Tests and the smoke config of
 import numpy as np
 from absl import logging
 
-from wat_jax.data.pipeline import Batcher, TextBank
+from wat_jax.data.pipeline import Batcher, TextBank, class_keys
 
 
 def make_data(cfg, seed: int, split: str):
@@ -46,15 +46,6 @@ def make_bank(cfg, seed: int) -> TextBank:
     )
 
 
-def sample_keys(labels: np.ndarray) -> np.ndarray:
-    """[N, C] multi-hot -> [N, C] key ids of each window's classes, -1 padded."""
-    keys = np.full(labels.shape, -1, np.int64)
-    for i, row in enumerate(labels):
-        on = np.flatnonzero(row > 0.5)
-        keys[i, : len(on)] = on
-    return keys
-
-
 def prepare(config, workdir):
     logging.info("toy task: data is generated in memory; nothing to prepare")
 
@@ -73,7 +64,7 @@ def train_batcher(config, workdir, rows) -> Batcher:
         motion,
         mask,
         labels,
-        sample_keys(labels),
+        class_keys(labels),
         make_bank(config, config.seed),
         tuple(config.text.targets),
         config.batch_size,
@@ -89,7 +80,7 @@ def evaluate(config, workdir, embedder, step) -> dict:
     motion, mask, labels = make_data(config, config.seed, "val")
     motion_emb = embedder.motion(motion, mask)
     prototypes = embedder.text(make_bank(config, config.seed).names)
-    scores = _cosine(motion_emb, prototypes)
+    scores = metrics.cosine(motion_emb, prototypes)
     gt = labels > 0.5
     rand = metrics.random_scores(scores.shape, config.seed)
     score = lambda s: {
@@ -97,9 +88,3 @@ def evaluate(config, workdir, embedder, step) -> dict:
         "top3": metrics.topk_accuracy(s, gt, 3),
     }
     return dict(score(scores), random=score(rand))
-
-
-def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
-    return a @ b.T
