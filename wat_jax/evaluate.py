@@ -92,10 +92,8 @@ def restore_embedder(config, workdir: str, task, step: int | None = None):
     ).batch(0)
     model = train.create_model(config, example["text"].shape[-1], example["labels"].shape[-1])
     tx = train.make_optimizer(config.optim, config.total_steps)
-    abstract = jax.eval_shape(lambda: train.create_train_state(model, tx, config.seed, example))
-    abstract = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=parallel.replicated(mesh)),
-        abstract,
+    abstract = train.abstract_state(
+        lambda: train.create_train_state(model, tx, config.seed, example), mesh
     )
     state, _ = ckpt.restore(step, abstract)
     ckpt.close()

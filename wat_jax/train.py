@@ -1,7 +1,6 @@
 """Train state, the data-parallel step, and the training loop with auto-resume."""
 
 import signal
-import time
 from typing import Any
 
 import flax
@@ -110,6 +109,18 @@ def create_train_state(model, tx, seed: int, example: dict) -> TrainState:
         skipped=zero(),
         consecutive_skips=zero(),
         position=zero(),
+    )
+
+
+def abstract_state(make_state, mesh):
+    """The structure, shapes and (replicated) shardings `make_state()` would produce.
+
+    Restores target this, so a checkpoint of another structure fails loudly
+    and no parameters are initialised just to be overwritten.
+    """
+    return jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=parallel.replicated(mesh)),
+        jax.eval_shape(make_state),
     )
 
 
@@ -225,11 +236,7 @@ def _train(config, workdir: str, task) -> TrainState:
     # Restore, in this order: 1) the latest checkpoint in the workdir,
     # 2) config.init_from (another run's checkpoint dir, params only),
     # 3) a fresh init.
-    abstract = jax.eval_shape(make_state)
-    abstract = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=parallel.replicated(mesh)),
-        abstract,
-    )
+    abstract = abstract_state(make_state, mesh)
     latest = ckpt.latest_step()
     if latest is not None:
         state, _ = ckpt.restore(latest, abstract)
