@@ -63,7 +63,7 @@ def test_paper_variants_carry_the_papers_settings():
     assert d.text.encoder == "hf:WhereIsAI/UAE-Large-V1"
 
 
-def _main(workdir, config, *overrides):
+def _main(workdir, config, *overrides, mode="all"):
     env = dict(
         os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu"
     )
@@ -73,7 +73,7 @@ def _main(workdir, config, *overrides):
         "wat_jax.main",
         f"--config={config}",
         f"--workdir={workdir}",
-        "--mode=all",
+        f"--mode={mode}",
         *overrides,
     ]
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
@@ -162,19 +162,7 @@ def test_densegait_smoke_end_to_end(tmp_path):
     assert any(f.startswith("per_attribute") and f.endswith(".png") for f in files)
 
     # The same checkpoint evaluated on 1 device ranks the same gathered gallery.
-    env = dict(
-        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu"
-    )
-    cmd = [
-        sys.executable,
-        "-m",
-        "wat_jax.main",
-        "--config=experiments/densegait.py:smoke",
-        f"--workdir={tmp_path}",
-        "--mode=eval",
-        "--config.num_devices=1",
-    ]
-    one = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    one = _main(tmp_path, "experiments/densegait.py:smoke", "--config.num_devices=1", mode="eval")
     assert one.returncode == 0, one.stderr[-3000:]
     single, _ = _eval(tmp_path)
     numbers = lambda r: {k: v for k, v in r.items() if isinstance(v, float)}

@@ -128,7 +128,7 @@ def test_sigterm_saves_and_exits_zero(tmp_path):
         text=True,
     )
     deadline = time.time() + 120
-    while time.time() < deadline and "stage train" not in (line := proc.stderr.readline()):
+    while time.time() < deadline and "stage train" not in proc.stderr.readline():
         pass
     time.sleep(3.0)  # into the loop, past compilation
     proc.send_signal(signal.SIGTERM)
