@@ -13,10 +13,8 @@
 # script makes (or reuses) a separate one, $BENCH_VENV (default /tmp/bench-venv),
 # with the project's requirements (launch/setup.sh) plus torch==2.13.0.
 #
-# Settings that matter:
-#   XLA_PYTHON_CLIENT_MEM_FRACTION  on GPU, share of memory preallocated (.90 here)
-#   XLA_FLAGS  kept as given; on GPU --xla_gpu_enable_latency_hiding_scheduler=true
-#              is added (it matters once the step all-reduces across devices)
+# Settings that matter: on a GPU host launch/gpu.sh installs jax's CUDA backend
+# when missing and sets XLA_PYTHON_CLIENT_MEM_FRACTION and XLA_FLAGS (see its header).
 #   torch threads are set to the machine's cores by the benchmark (reported).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -32,8 +30,5 @@ if [ "$torch" = 1 ] && ! python -c "import torch" 2>/dev/null; then
   python -m pip install -q "torch==2.13.0"
 fi
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
-  export XLA_PYTHON_CLIENT_MEM_FRACTION="${XLA_PYTHON_CLIENT_MEM_FRACTION:-.90}"
-  export XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_enable_latency_hiding_scheduler=true"
-fi
+source "$ROOT/launch/gpu.sh"
 exec python -m wat_jax.benchmark "$@"

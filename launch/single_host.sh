@@ -8,16 +8,12 @@
 #   bash launch/single_host.sh experiments/babel60.py:paper runs/babel60 all \
 #     --config.model.dtype=bfloat16
 #
-# Settings that matter (export them before calling to override):
-#   XLA_PYTHON_CLIENT_MEM_FRACTION  share of GPU memory JAX preallocates (JAX's
-#                                   default .75; .90 here, the host runs nothing else)
-#   XLA_FLAGS  on GPU adds --xla_gpu_enable_latency_hiding_scheduler=true, which
-#              overlaps the gradient all-reduce with the backward pass; anything
-#              already in XLA_FLAGS is kept and comes first
+# Settings that matter (export them before calling to override): on a GPU host
+# launch/gpu.sh installs jax's CUDA backend when missing and sets
+# XLA_PYTHON_CLIENT_MEM_FRACTION=.90 and the latency-hiding scheduler in XLA_FLAGS
+# (its header lists them all).
 #   WAT_JAX_SKIP_SETUP=1  use the current environment instead of launch/setup.sh
 #   WAT_JAX_PYTHON        the interpreter (default: python from the venv)
-#   WAT_JAX_JAX_EXTRA     the jax extra installed on a GPU host whose jax has no
-#                         CUDA plugin yet (default cuda13; "none" skips)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 if [ $# -lt 2 ]; then
@@ -35,15 +31,6 @@ PY="${WAT_JAX_PYTHON:-python}"
 cd "$ROOT"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 
-if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
-  extra="${WAT_JAX_JAX_EXTRA:-cuda13}"
-  if [ "$extra" != none ] && ! "$PY" -c "import jax; assert jax.default_backend() == 'gpu'" 2>/dev/null; then
-    version="$("$PY" -c 'import jax; print(jax.__version__)')"
-    echo "single_host: installing jax[$extra]==$version for the GPUs" >&2
-    "$PY" -m pip install -q "jax[$extra]==$version"
-  fi
-  export XLA_PYTHON_CLIENT_MEM_FRACTION="${XLA_PYTHON_CLIENT_MEM_FRACTION:-.90}"
-  export XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_enable_latency_hiding_scheduler=true"
-fi
+source "$ROOT/launch/gpu.sh"
 
 exec "$PY" -m wat_jax.main --config="$CONFIG" --workdir="$WORKDIR" --mode="$MODE" "$@"

@@ -28,9 +28,9 @@
 #
 # Settings that matter (export them before sbatch to override; sbatch passes
 # the environment through):
-#   XLA_PYTHON_CLIENT_MEM_FRACTION=.90
+#   XLA_PYTHON_CLIENT_MEM_FRACTION=.90 and
 #   XLA_FLAGS=--xla_gpu_enable_latency_hiding_scheduler=true  (overlap the
-#     gradient all-reduce with the backward pass)
+#     gradient all-reduce with the backward pass), both from launch/gpu.sh
 #   NCCL_IB_HCA / NCCL_SOCKET_IFNAME  which InfiniBand adapters and which
 #     Ethernet interface NCCL uses (site specific; unset: NCCL's autodetect)
 #   NCCL_IB_DISABLE=0, NCCL_NET_GDR_LEVEL=PHB  GPUDirect RDMA over InfiniBand
@@ -38,7 +38,7 @@
 #   JAX_COORDINATOR_PORT  when the port jax derives from the job id is taken
 #   WAT_JAX_SKIP_SETUP=1  use the submitting environment instead of launch/setup.sh
 #   WAT_JAX_JAX_EXTRA     jax extra for the GPUs when jax has no CUDA backend yet
-#                         (default cuda13; "none" skips)
+#                         (default cuda13; "none" skips; launch/gpu.sh)
 set -euo pipefail
 ROOT="${WAT_JAX_ROOT:-${SLURM_SUBMIT_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}}"
 if [ $# -lt 2 ]; then
@@ -55,16 +55,10 @@ if [ $# -gt 0 ] && [[ "$1" != --* ]]; then MODE="$1"; shift; fi
 
 if [ "${WAT_JAX_SKIP_SETUP:-0}" != 1 ]; then
   source "$ROOT/launch/setup.sh"  # once, on the batch host
-  # setup.sh installs the CPU jax of requirements.txt; the GPU runtime is an extra.
-  extra="${WAT_JAX_JAX_EXTRA:-cuda13}"
-  if [ "$extra" != none ] && ! python -c "import jax; assert jax.default_backend() == 'gpu'" 2>/dev/null; then
-    python -m pip install -q "jax[$extra]==$(python -c 'import jax; print(jax.__version__)')"
-  fi
 fi
+source "$ROOT/launch/gpu.sh"  # the CUDA backend when missing, XLA settings
 
 export WAT_JAX_DISTRIBUTED=1
-export XLA_PYTHON_CLIENT_MEM_FRACTION="${XLA_PYTHON_CLIENT_MEM_FRACTION:-.90}"
-export XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_enable_latency_hiding_scheduler=true"
 export NCCL_DEBUG="${NCCL_DEBUG:-WARN}"
 export NCCL_IB_DISABLE="${NCCL_IB_DISABLE:-0}"
 export NCCL_NET_GDR_LEVEL="${NCCL_NET_GDR_LEVEL:-PHB}"
