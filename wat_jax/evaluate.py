@@ -49,7 +49,7 @@ class Embedder:
         """
         n, b = motion.shape[0], self.batch_size
         rows = parallel.process_rows(b, self.mesh)
-        out, progress = [], Progress("embed motion", n, unit="windows")
+        out, progress = [], Progress("embed motion", n, unit="windows", every_s=10.0)
         for start in range(0, n, b):
             idx = np.arange(start, start + b)
             valid = idx < n
@@ -60,8 +60,7 @@ class Embedder:
             )
             emb = self._motion(self.params, batch["motion"], batch["mask"])
             out.append(parallel.to_host(emb)[valid])
-            if (start // b) % 50 == 49:
-                progress.update(min(start + b, n))
+            progress.update(min(start + b, n))
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
     def text(self, text_emb: np.ndarray) -> np.ndarray:

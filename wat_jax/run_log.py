@@ -38,29 +38,59 @@ def format_seconds(seconds: float) -> str:
 
 
 class Progress:
-    """Logs `name: done/total, rate, ETA`; rate measured since the last update."""
+    """The one progress line of long work: `name: done/total unit, rate unit/s, ETA m:ss`.
 
-    def __init__(self, name: str, total: int, start: int = 0, unit: str = "steps"):
-        self.name, self.total, self.unit = name, total, unit
+    `update(count)` logs at most every `every_s` seconds (0: every call) unless
+    `force`d; the rate is measured since the last line, so compile time and stalls
+    age out of it.
+    """
+
+    def __init__(
+        self, name: str, total: int, start: int = 0, unit: str = "steps", every_s: float = 0.0
+    ):
+        self.name, self.total, self.unit, self.every_s = name, total, unit, every_s
+        self.count = start
         self._last_count, self._last_time = start, time.perf_counter()
 
-    def update(self, count: int) -> float:
-        """Records progress `count`; returns the rate (units per second)."""
+    def update(self, count: int, force: bool = False, note: str = "") -> float | None:
+        """Records that `count` of `total` are done.
+
+        Args:
+          count: units done so far.
+          force: log even when less than `every_s` passed since the last line.
+          note: appended to the line (e.g. a second rate).
+
+        Returns:
+          The rate in units per second when a line was logged, else None.
+        """
+        self.count = count
         now = time.perf_counter()
+        if not force and now - self._last_time < self.every_s:
+            return None
         rate = (count - self._last_count) / max(now - self._last_time, 1e-9)
         self._last_count, self._last_time = count, now
-        eta = (self.total - count) / rate if rate > 0 else float("inf")
+        eta = format_seconds((self.total - count) / rate) if rate > 0 else "?"
         logging.info(
-            "%s: %d/%d %s, %.2f %s/s, ETA %s",
+            "%s: %d/%d %s, %.2f %s/s, ETA %s%s",
             self.name,
             count,
             self.total,
             self.unit,
             rate,
             self.unit,
-            format_seconds(eta) if rate > 0 else "?",
+            eta,
+            f", {note}" if note else "",
         )
         return rate
+
+    def add(self, count: int, force: bool = False) -> float | None:
+        """Records `count` more units done; see `update`."""
+        return self.update(self.count + count, force=force)
+
+    def finish(self) -> None:
+        """Logs the final count unless the last line already showed it."""
+        if self.count != self._last_count:
+            self.update(self.count, force=True)
 
 
 class _QuietLibraries:

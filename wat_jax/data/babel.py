@@ -37,6 +37,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from wat_jax import run_log
 from wat_jax.data import amass, prepared, rotations, synthetic_babel
 from wat_jax.errors import fail
 
@@ -56,7 +57,6 @@ BABEL60_CLASSES = (
 )  # fmt: skip
 
 _EPS = 1e-6
-_LOG_EVERY_S = 10.0
 
 
 def default_data_config(variant: str) -> ml_collections.ConfigDict:
@@ -239,8 +239,9 @@ def build_split(data_cfg, amass_root: str, babel_dir: str, split: str, seed: int
     ignored = collections.Counter()
     motion, labels, index = [], [], []
     short = 0
-    t0 = last_log = time.time()
+    t0 = time.time()
     todo = [sid for sid in sids if paths[sid] is not None]
+    progress = run_log.Progress(f"babel {split}", len(todo), unit="sequences", every_s=10.0)
     for n, sid in enumerate(todo):
         feat_p = entries[sid]["feat_p"]
         rot, trans = amass.resample(amass.load_npz(paths[sid]), fps)  # [T, 24, 3, 3], [T, 3]
@@ -262,17 +263,7 @@ def build_split(data_cfg, amass_root: str, babel_dir: str, split: str, seed: int
             motion.append(amass.window_features(rot6d[s : s + window], trans[s : s + window]))
             labels.append(y)
             index.append(dict(source=feat_p, babel_sid=sid, start_frame=s, start_s=s / fps))
-        if time.time() - last_log > _LOG_EVERY_S:
-            last_log = time.time()
-            rate = (n + 1) / (last_log - t0)
-            logging.info(
-                "babel %s: %d/%d sequences, %.1f seq/s, ETA %.0f s",
-                split,
-                n + 1,
-                len(todo),
-                rate,
-                (len(todo) - n - 1) / rate,
-            )
+        progress.update(n + 1)
     if not motion:
         raise fail(
             babel_dir, f"split '{split}' ({names}) gave no window with a label in data.classes"

@@ -23,12 +23,12 @@ by a hash of the track id (seed-independent), so a track never sits in both spli
 import csv
 import hashlib
 import os
-import time
 
 import ml_collections
 import numpy as np
 from absl import logging
 
+from wat_jax import run_log
 from wat_jax.data import prepared
 from wat_jax.errors import fail
 
@@ -499,7 +499,8 @@ def _write_split(workdir, split, plan, track_ids, files, labels, d, chunk: int =
     try:
         mask = np.zeros((n, window), bool)
         raw = np.zeros((min(chunk, n),) + shape[1:], np.float32)
-        index, t0, last_log, loaded = [], time.time(), time.time(), (None, None)
+        index, loaded = [], (None, None)
+        progress = run_log.Progress(f"densegait prepare {split}", n, unit="windows", every_s=10.0)
         for i, (row, path, start) in enumerate(plan):
             if loaded[0] != path:  # a track's windows are consecutive in the plan
                 loaded = (path, load_tracklet(path))
@@ -517,17 +518,7 @@ def _write_split(workdir, split, plan, track_ids, files, labels, d, chunk: int =
                 motion[lo : i + 1] = normalize(
                     raw[: i + 1 - lo], mask[lo : i + 1], d.min_confidence
                 )
-            if time.time() - last_log > 10:
-                last_log = time.time()
-                rate = (i + 1) / (last_log - t0)
-                logging.info(
-                    "densegait prepare %s: %s/%s windows, %.0f/s, ETA %.0fs",
-                    split,
-                    i + 1,
-                    n,
-                    rate,
-                    (n - i - 1) / rate,
-                )
+            progress.update(i + 1)
         motion.flush()
         rows = np.asarray([row for row, _, _ in plan], np.int64)
         data = prepared.PreparedSplit(motion, mask, labels[rows], list(COLUMNS), index)

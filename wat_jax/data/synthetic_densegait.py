@@ -26,12 +26,11 @@ import json
 import os
 import shutil
 import tempfile
-import time
 
 import numpy as np
 from absl import logging
 
-from wat_jax import io
+from wat_jax import io, run_log
 from wat_jax.data import densegait as dg
 
 _COL = {name: i for i, name in enumerate(dg.COLUMNS)}
@@ -92,7 +91,7 @@ def write_synthetic(out_dir: str, cfg, seed: int) -> tuple[str, str]:
     table = io_text.StringIO()
     writer = csv.writer(table, lineterminator="\n")
     writer.writerow([dg.TRACK_COLUMN, dg.FILE_COLUMN, *dg.COLUMNS])
-    t0 = last_log = time.time()
+    progress = run_log.Progress("synthetic densegait", s.num_tracks, unit="tracklets", every_s=10.0)
     try:
         for k in range(s.num_tracks):
             truth = sample_person(rng)
@@ -102,15 +101,7 @@ def write_synthetic(out_dir: str, cfg, seed: int) -> tuple[str, str]:
             np.save(os.path.join(tmp_dir, name), track)
             probs = annotate(truth, s, rng)
             writer.writerow([100000 + k, name, *(f"{p:.4f}" for p in probs)])
-            if time.time() - last_log > 10:
-                last_log, rate = time.time(), (k + 1) / (time.time() - t0)
-                logging.info(
-                    "synthetic densegait: %s/%s tracklets, %.0f/s, ETA %.0fs",
-                    k + 1,
-                    s.num_tracks,
-                    rate,
-                    (s.num_tracks - k - 1) / rate,
-                )
+            progress.update(k + 1)
         if os.path.exists(tracklets_dir):
             shutil.rmtree(tracklets_dir)
         os.replace(tmp_dir, tracklets_dir)

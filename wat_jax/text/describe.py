@@ -24,13 +24,12 @@ import fcntl
 import hashlib
 import json
 import os
-import time
 from collections.abc import Sequence
 
 import ml_collections
 from absl import logging
 
-from wat_jax import io
+from wat_jax import io, run_log
 from wat_jax.errors import fail
 from wat_jax.text import backends, cleaning, prompts
 from wat_jax.text.chat import ChatRequest
@@ -190,25 +189,6 @@ def _load_prompts(keys, cfg) -> dict[str, prompts.Prompt]:
     }
 
 
-class _Progress:
-    """A log line with rate and ETA at most every `every_s` seconds."""
-
-    def __init__(self, total: int, every_s: float = 10.0):
-        self.total, self.done, self.every_s = total, 0, every_s
-        self._start = self._last = time.monotonic()
-
-    def add(self, count: int, force: bool = False) -> None:
-        self.done += count
-        now = time.monotonic()
-        if force or now - self._last >= self.every_s:
-            self._last = now
-            rate = self.done / max(now - self._start, 1e-9)
-            eta = f"{(self.total - self.done) / rate:.0f}s" if rate > 0 else "?"
-            logging.info(
-                "describe: %d/%d texts, %.2f texts/s, ETA %s", self.done, self.total, rate, eta
-            )
-
-
 class _Run:
     """One describe run: the store's state, the backend, and the rounds of requests."""
 
@@ -221,7 +201,9 @@ class _Run:
         for key, texts in have.items():
             for text in texts.values():
                 self.cleaner.remember(key, text)
-        self.progress = _Progress(sum(len(self.missing(k)) for k in keys))
+        self.progress = run_log.Progress(
+            "describe", sum(len(self.missing(k)) for k in keys), unit="texts", every_s=10.0
+        )
 
     def missing(self, k: DescribeKey) -> list[int]:
         return [i for i in range(self.per_key) if i not in self.have[k.key]]
@@ -441,4 +423,4 @@ def _describe_locked(keys, cfg, path, backend) -> None:
                 "check the model's answers, the prompts, describe.min_chars/max_chars, "
                 "or raise describe.extra_rounds; what was written is kept",
             )
-    run.progress.add(0, force=True)
+    run.progress.finish()

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
+from wat_jax import run_log
 from wat_jax.errors import fail
 from wat_jax.models import bert
 from wat_jax.text.embed_cache import EmbeddingCache, default_cache_dir
@@ -263,7 +264,9 @@ class TextEncoder:
             return out
         ids = [e.ids for e in self.tokenizer.encode_batch(texts)]
         order = np.argsort([-len(i) for i in ids], kind="stable")
-        start = last_log = time.perf_counter()
+        progress = run_log.Progress(
+            f"text encoder {self.name}", len(texts), unit="texts", every_s=_LOG_EVERY_S
+        )
         pending = None
         for first in range(0, len(texts), batch_size):
             rows = order[first : first + batch_size]
@@ -281,19 +284,7 @@ class TextEncoder:
             if pending is not None:
                 out[pending[0]] = np.asarray(pending[1])[: len(pending[0])]
             pending = (rows, result)
-            now = time.perf_counter()
-            if now - last_log > _LOG_EVERY_S:
-                done = first + len(rows)
-                rate = done / (now - start)
-                logging.info(
-                    "text encoder %s: %d/%d texts, %.1f texts/s, ETA %.0f s",
-                    self.name,
-                    done,
-                    len(texts),
-                    rate,
-                    (len(texts) - done) / rate,
-                )
-                last_log = now
+            progress.update(first + len(rows))
         out[pending[0]] = np.asarray(pending[1])[: len(pending[0])]
         return out
 

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
+from wat_jax import run_log
 from wat_jax.errors import fail
 from wat_jax.models import llama
 from wat_jax.text import gguf
@@ -321,6 +322,7 @@ class LocalBackend:
         for index in (i for i, r in enumerate(requests) if r.n == 0):
             yield index, []
         started, generated = time.time(), 0
+        progress = run_log.Progress("local LLM", len(rows), unit="completions")
         for first in range(0, len(rows), self.batch_size):
             chunk = rows[first : first + self.batch_size]
             reqs = [requests[ri] for ri, _ in chunk]
@@ -344,13 +346,7 @@ class LocalBackend:
                 remaining[ri] -= 1
                 if remaining[ri] == 0:
                     finished.append(ri)
-            done, elapsed = first + len(chunk), time.time() - started
-            logging.info(
-                "local LLM: %d/%d completions, %.1f tokens/s, ETA %.0fs",
-                done,
-                len(rows),
-                generated / elapsed,
-                elapsed / done * (len(rows) - done),
-            )
+            tokens_per_s = generated / (time.time() - started)
+            progress.update(first + len(chunk), note=f"{tokens_per_s:.1f} tokens/s overall")
             for ri in sorted(finished):
                 yield ri, texts[ri]
