@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from wat_jax.data import densegait as dg
+from wat_jax.data import gait_attributes
 from wat_jax.data import prepared
 from wat_jax.data.synthetic_densegait import write_synthetic
 from wat_jax.errors import InputError
@@ -26,8 +27,8 @@ GROUP_ORDER = [
 
 # ---------------------------------------------------------------- attributes
 def test_attribute_table_has_42_grouped_in_paper_order():
-    assert len(dg.ATTRIBUTES) == 42 and len(set(dg.COLUMNS)) == 42
-    groups = [g for _, g, _ in dg.ATTRIBUTES]
+    assert len(gait_attributes.ATTRIBUTES) == 42 and len(set(gait_attributes.COLUMNS)) == 42
+    groups = [g for _, g, _ in gait_attributes.ATTRIBUTES]
     assert [g for i, g in enumerate(groups) if i == 0 or groups[i - 1] != g] == GROUP_ORDER
     sizes = {g: groups.count(g) for g in GROUP_ORDER}
     assert sizes == {
@@ -55,24 +56,30 @@ def test_attribute_set_key_and_description():
         "Calling",
     ]
     for name in on:
-        row[dg.COLUMNS.index(name)] = 0.9
-    row[dg.COLUMNS.index("Dress")] = 0.5  # not above the threshold
-    idx = dg.attribute_set(row, 0.5)
-    assert [dg.COLUMNS[i] for i in idx] == [c for c in dg.COLUMNS if c in on]
-    assert dg.attribute_set_key(idx) == "+".join(c for c in dg.COLUMNS if c in on)
-    assert dg.attribute_set_key(reversed(idx)) == dg.attribute_set_key(idx)
-    assert dg.describe_attributes(idx) == (
+        row[gait_attributes.COLUMNS.index(name)] = 0.9
+    row[gait_attributes.COLUMNS.index("Dress")] = 0.5  # not above the threshold
+    idx = gait_attributes.attribute_set(row, 0.5)
+    assert [gait_attributes.COLUMNS[i] for i in idx] == [
+        c for c in gait_attributes.COLUMNS if c in on
+    ]
+    assert gait_attributes.attribute_set_key(idx) == "+".join(
+        c for c in gait_attributes.COLUMNS if c in on
+    )
+    assert gait_attributes.attribute_set_key(reversed(idx)) == gait_attributes.attribute_set_key(
+        idx
+    )
+    assert gait_attributes.describe_attributes(idx) == (
         "a young woman of normal build carrying a backpack, wearing sneakers and a jacket, "
         "talking on the phone, seen from the side"
     )
-    assert dg.describe_attributes([]) == "a person"
-    assert dg.describe_attributes([], male_if_not_female=True) == "a man"
-    senior = [dg.COLUMNS.index(c) for c in ("AgeSenior", "No carrying", "Front")]
-    assert dg.describe_attributes(senior, True) == (
+    assert gait_attributes.describe_attributes([]) == "a person"
+    assert gait_attributes.describe_attributes([], male_if_not_female=True) == "a man"
+    senior = [gait_attributes.COLUMNS.index(c) for c in ("AgeSenior", "No carrying", "Front")]
+    assert gait_attributes.describe_attributes(senior, True) == (
         "an elderly man carrying nothing, seen from the front"
     )
     with pytest.raises(InputError, match="42"):
-        dg.describe_attributes([42])
+        gait_attributes.describe_attributes([42])
 
 
 # ---------------------------------------------------------------- hand-built files
@@ -108,7 +115,7 @@ def skeleton(frames, x0=300.0, y0=400.0, torso=50.0, conf=0.9):
 def write_raw(root, tracks, header=None, probs=None):
     """tracks: {track_id: array or None (listed but absent)} -> (csv path, tracklets dir)."""
     os.makedirs(os.path.join(root, "tr"), exist_ok=True)
-    header = header or ["track_id", "file_name", "extra_col", *dg.COLUMNS]
+    header = header or ["track_id", "file_name", "extra_col", *gait_attributes.COLUMNS]
     rng = np.random.default_rng(0)
     table = {}
     with open(os.path.join(root, "ann.csv"), "w", newline="") as f:
@@ -121,7 +128,7 @@ def write_raw(root, tracks, header=None, probs=None):
             if arr is not None:
                 np.save(os.path.join(root, "tr", name), arr)
             row = {"track_id": tid, "file_name": name, "extra_col": "x"}
-            row.update({c: f"{v:.5f}" for c, v in zip(dg.COLUMNS, p, strict=True)})
+            row.update({c: f"{v:.5f}" for c, v in zip(gait_attributes.COLUMNS, p, strict=True)})
             w.writerow([row.get(h, "") for h in header])
     return os.path.join(root, "ann.csv"), os.path.join(root, "tr"), table
 
@@ -181,7 +188,7 @@ def test_prepare_masks_pads_and_keeps_labels(tmp_path):
     assert counts["val_tracks"] == 2 and counts["train_tracks"] == 2
     val = prepared.read_split(str(tmp_path / "w"), "val")
     train = prepared.read_split(str(tmp_path / "w"), "train")
-    assert val.classes == list(dg.COLUMNS) and val.motion.shape[1:] == (60, 18, 3)
+    assert val.classes == list(gait_attributes.COLUMNS) and val.motion.shape[1:] == (60, 18, 3)
     # Labels are exactly the CSV probabilities (as float32), row by row.
     for split in (val, train):
         for row, meta in zip(split.labels, split.index, strict=True):
@@ -208,7 +215,11 @@ def test_prepare_masks_pads_and_keeps_labels(tmp_path):
 
 # ---------------------------------------------------------------- bad input
 def test_csv_missing_columns(tmp_path):
-    header = ["track_id", "file_name", *[c for c in dg.COLUMNS if c not in ("Bag", "Boots")]]
+    header = [
+        "track_id",
+        "file_name",
+        *[c for c in gait_attributes.COLUMNS if c not in ("Bag", "Boots")],
+    ]
     csv_path, tdir, _ = write_raw(tmp_path, {"a": skeleton(70)}, header=header)
     with pytest.raises(InputError, match=r"ann\.csv: missing columns: Bag, Boots"):
         dg.prepare(real_cfg(csv_path, tdir), str(tmp_path / "w"), 0)
@@ -274,7 +285,7 @@ def synthetic(tmp_path_factory):
 
 
 def present(split, name):
-    return np.asarray(split.labels[:, dg.COLUMNS.index(name)]) > 0.5
+    return np.asarray(split.labels[:, gait_attributes.COLUMNS.index(name)]) > 0.5
 
 
 def test_synthetic_files_are_the_real_format(synthetic, tmp_path):
@@ -290,7 +301,7 @@ def test_synthetic_files_are_the_real_format(synthetic, tmp_path):
     assert (raw[..., 2] == 0).any()  # dropped joints
     # One value per exclusive group in the true attributes: the soft labels mostly agree.
     for group in ("viewpoint", "age", "body shape"):
-        cols = [i for i, (_, g, _) in enumerate(dg.ATTRIBUTES) if g == group]
+        cols = [i for i, (_, g, _) in enumerate(gait_attributes.ATTRIBUTES) if g == group]
         assert np.mean((labels[:, cols] > 0.5).sum(1) == 1) > 0.8
 
 

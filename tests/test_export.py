@@ -11,7 +11,8 @@ import jax
 import numpy as np
 import pytest
 
-from wat_jax import checkpointing, evaluate, export, io, parallel, search, tasks, train
+from wat_jax import checkpointing, evaluate, export, io, parallel, tasks, train
+from wat_jax import workdir as run_dir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -61,7 +62,7 @@ def test_export_round_trip_equals_the_live_model_at_two_batch_sizes(exported):
     workdir, config, path = exported
     assert path == os.path.join(workdir, "export", "motion_tower.bin")
     embed = export.load_motion_tower(path)
-    window = search.read_gallery(config, workdir, "val").motion.shape[1:]
+    window = run_dir.read_gallery(config, workdir, "val").motion.shape[1:]
     assert embed.window == window and embed.embed_dim == config.text.dim
     embedder, step = evaluate.restore_embedder(config, workdir, tasks.get_task("toy"))
     assert step == 5
@@ -92,7 +93,7 @@ def test_artefact_has_a_symbolic_batch_and_describes_itself(exported):
 
 def test_loader_needs_only_jax_and_numpy(exported, tmp_path):
     workdir, config, path = exported
-    window = search.read_gallery(config, workdir, "val").motion.shape[1:]
+    window = run_dir.read_gallery(config, workdir, "val").motion.shape[1:]
     motion, mask = _random_batch(4, window, seed=0)
     np.save(tmp_path / "motion.npy", motion)
     np.save(tmp_path / "mask.npy", mask)

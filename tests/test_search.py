@@ -11,7 +11,9 @@ import jax
 import numpy as np
 import pytest
 
-from wat_jax import checkpointing, io, metrics, parallel, search, tasks, train
+from wat_jax import checkpointing, gallery, io, metrics, parallel, search, tasks, train
+from wat_jax import workdir as run_dir
+from wat_jax.data import gait_attributes
 from wat_jax.errors import InputError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -76,7 +78,7 @@ def _crafted_index(n=50, dim=16, seed=0):
     ]
     texts = rng.standard_normal((4, dim)).astype(np.float32)
     texts /= np.linalg.norm(texts, axis=1, keepdims=True)
-    return search.Index(
+    return gallery.Index(
         emb,
         np.zeros((n, 3), np.float32),
         rows,
@@ -107,9 +109,9 @@ def test_search_returns_the_known_nearest_window_first():
 
 def test_top_k_breaks_ties_by_row_and_caps_k():
     scores = np.array([[0.5, 0.9, 0.5, 0.9, 0.1, 0.5]])
-    assert search.top_k(scores, 3).tolist() == [[1, 3, 0]]
-    assert search.top_k(scores, 4).tolist() == [[1, 3, 0, 2]]
-    assert search.top_k(scores, 100).tolist() == [[1, 3, 0, 2, 5, 4]]
+    assert gallery.top_k(scores, 3).tolist() == [[1, 3, 0]]
+    assert gallery.top_k(scores, 4).tolist() == [[1, 3, 0, 2]]
+    assert gallery.top_k(scores, 100).tolist() == [[1, 3, 0, 2, 5, 4]]
 
 
 def test_nearest_texts_ranks_the_bank():
@@ -121,27 +123,27 @@ def test_nearest_texts_ranks_the_bank():
 def test_index_is_built_once_then_loaded_and_rebuilt_when_the_checkpoint_changes(babel_workdir):
     workdir, config = babel_workdir
     timings = {}
-    index = search.load_or_build_index(config, workdir, "val", timings=timings)
+    index = gallery.load_or_build_index(config, workdir, "val", timings=timings)
     assert "build_index" in timings
-    assert index.path == search.index_dir(workdir, "val", 3)
-    for name in search.INDEX_FILES + ("meta.json",):
+    assert index.path == gallery.index_dir(workdir, "val", 3)
+    for name in gallery.INDEX_FILES + ("meta.json",):
         assert os.path.exists(os.path.join(index.path, name)), name
-    gallery = search.read_gallery(config, workdir, "val")
-    bank = search.read_bank(config, workdir)
-    assert index.embeddings.shape == (len(gallery), bank.dim)
-    assert index.text_keys == bank.keys == gallery.classes
+    windows = run_dir.read_gallery(config, workdir, "val")
+    bank = run_dir.read_bank(config, workdir)
+    assert index.embeddings.shape == (len(windows), bank.dim)
+    assert index.text_keys == bank.keys == windows.classes
     np.testing.assert_allclose(np.linalg.norm(index.embeddings, axis=1), 1.0, atol=1e-5)
-    assert [r["source"] for r in index.rows] == [r["source"] for r in gallery.index]
+    assert [r["source"] for r in index.rows] == [r["source"] for r in windows.index]
 
     # A window's own embedding finds that window first (untrained weights suffice).
-    rows = [0, 5, len(gallery) - 1]
+    rows = [0, 5, len(windows) - 1]
     hits = index.search(index.embeddings[rows], k=3)
     assert [h[0]["row"] for h in hits] == rows
-    first = np.asarray(gallery.labels[0]) > 0.5
-    assert hits[0][0]["labels"] == [c for c, on in zip(gallery.classes, first) if on]
+    first = np.asarray(windows.labels[0]) > 0.5
+    assert hits[0][0]["labels"] == [c for c, on in zip(windows.classes, first) if on]
 
     timings = {}
-    again = search.load_or_build_index(config, workdir, "val", timings=timings)
+    again = gallery.load_or_build_index(config, workdir, "val", timings=timings)
     assert "load_index" in timings and "build_index" not in timings
     np.testing.assert_array_equal(again.embeddings, index.embeddings)
     assert again.meta["fingerprint"] == index.meta["fingerprint"]
@@ -152,7 +154,7 @@ def test_index_is_built_once_then_loaded_and_rebuilt_when_the_checkpoint_changes
     st = os.stat(some_file)
     os.utime(some_file, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     timings = {}
-    rebuilt = search.load_or_build_index(config, workdir, "val", timings=timings)
+    rebuilt = gallery.load_or_build_index(config, workdir, "val", timings=timings)
     assert "build_index" in timings
     assert rebuilt.meta["fingerprint"] != index.meta["fingerprint"]
 
@@ -163,7 +165,7 @@ def test_text_queries_rank_by_cosine_to_the_encoded_query(babel_workdir):
     workdir, config = babel_workdir
     queries = ["a person jumping up and down", "someone walks forward"]
     answer = search.run_search(workdir, queries=queries, k=4)
-    index = search.load_or_build_index(config, workdir, "val")
+    index = gallery.load_or_build_index(config, workdir, "val")
     # The same ranking computed independently: encoder -> (identity) projection -> cosine.
     scores = metrics.cosine(common.encode(queries, config), index.embeddings)
     for q, result in enumerate(answer["results"]):
@@ -177,30 +179,29 @@ def test_text_queries_rank_by_cosine_to_the_encoded_query(babel_workdir):
 
 def test_motion_query_finds_the_text_nearest_its_window(babel_workdir, tmp_path):
     workdir, config = babel_workdir
-    index = search.load_or_build_index(config, workdir, "val")
-    gallery = search.read_gallery(config, workdir, "val")
+    index = gallery.load_or_build_index(config, workdir, "val")
+    windows = run_dir.read_gallery(config, workdir, "val")
     row = 5
-    frames = int(gallery.mask[row].sum())
+    frames = int(windows.mask[row].sum())
     path = str(tmp_path / "window.npy")
-    np.save(path, gallery.motion[row][:frames][None])  # [1, T, J, F], real frames only
+    np.save(path, windows.motion[row][:frames][None])  # [1, T, J, F], real frames only
     answer = search.run_search(workdir, motion_path=path, k=3)
     hits = answer["results"][0]["hits"]
     expected = index.nearest_texts(index.embeddings[[row]], k=3)[0]
     assert [h["key"] for h in hits] == [h["key"] for h in expected]
-    assert all(h["key"] in gallery.classes and h["phrase"] == h["key"] for h in hits)
+    assert all(h["key"] in windows.classes and h["phrase"] == h["key"] for h in hits)
     np.testing.assert_allclose(
         [h["score"] for h in hits], [h["score"] for h in expected], atol=1e-5
     )
 
 
 def test_densegait_keys_read_as_phrases():
-    from wat_jax.data import densegait
 
     config = load_experiment("densegait")
     sets = [(0, 12), (5,), ()]
-    keys = [densegait.attribute_set_key(s) for s in sets]
-    phrases = search.key_phrases(config, keys + ["NotAnAttribute"])
-    assert phrases[:3] == [densegait.describe_attributes(s) for s in sets]
+    keys = [gait_attributes.attribute_set_key(s) for s in sets]
+    phrases = run_dir.key_phrases(config, keys + ["NotAnAttribute"])
+    assert phrases[:3] == [gait_attributes.describe_attributes(s) for s in sets]
     assert "backpack" in phrases[0] and phrases[3] == "NotAnAttribute"
 
 
@@ -217,7 +218,7 @@ def test_bad_input_raises_input_error(babel_workdir, tmp_path):
     with pytest.raises(InputError, match="not both"):
         search.run_search(workdir, queries=["walk"], motion_path=long)
     with pytest.raises(InputError, match="no checkpoint at step 7"):
-        search.load_or_build_index(config, workdir, "val", step=7)
+        gallery.load_or_build_index(config, workdir, "val", step=7)
     toy = tmp_path / "toy"
     io.write_json(str(toy / "config.json"), json.loads(load_experiment("toy").to_json()))
     with pytest.raises(InputError, match="toy task has no text encoder"):
@@ -267,7 +268,7 @@ def test_cli_queries_file_json(babel_workdir, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     answer = json.loads(proc.stdout)
     assert [r["query"] for r in answer["results"]] == ["a person kicks", "someone sits down"]
-    classes = set(search.read_gallery(config, workdir, "val").classes)
+    classes = set(run_dir.read_gallery(config, workdir, "val").classes)
     for result in answer["results"]:
         assert [h["rank"] for h in result["hits"]] == [1, 2, 3]
         assert all(set(h["labels"]) <= classes and h["source"] for h in result["hits"])

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from wat_jax import io, plots, visualize
-from wat_jax.data import rotations
+from wat_jax.data import gait_attributes, rotations
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BLUE = np.array([31, 119, 180])  # matplotlib tab:blue, the left side
@@ -233,10 +233,10 @@ def test_cli_bad_index_is_one_line(tmp_path):
 
 
 def test_gifs_of_prepared_windows(prepared_workdir, tmp_path):
-    from wat_jax import search
+    from wat_jax import workdir as run_dir
 
     workdir, config = prepared_workdir
-    gallery = search.read_gallery(config, workdir, "val")
+    gallery = run_dir.read_gallery(config, workdir, "val")
     index = len(gallery) - 1
     path = visualize.window_gif(gallery, index, str(tmp_path / "w.gif"))
     images = _frames(path)
@@ -249,11 +249,10 @@ def test_gifs_of_prepared_windows(prepared_workdir, tmp_path):
 
 
 def test_densegait_embedding_picture_colours_by_viewpoint(tmp_path):
-    from wat_jax.data import densegait
 
     config = _experiment("densegait")
     rng = np.random.default_rng(0)
-    classes = list(densegait.COLUMNS)
+    classes = list(gait_attributes.COLUMNS)
     labels = (rng.random((40, len(classes))) < 0.3).astype(np.float32)
     emb = rng.standard_normal((40, 8))
     protos = rng.standard_normal((len(classes), 8))

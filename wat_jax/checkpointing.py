@@ -27,6 +27,31 @@ def shape_signature(tree) -> dict:
     return {jax.tree_util.keystr(path): list(np.shape(leaf)) for path, leaf in flat}
 
 
+def resolve_step(workdir: str, step: int | None, purpose: str) -> int:
+    """The checkpoint step to read: `step`, or the latest when None or negative.
+
+    Args:
+      workdir: the run directory.
+      step: a saved step, or None / -1 for the latest.
+      purpose: what the step is for, e.g. "evaluate" (it goes into the error).
+
+    Returns:
+      A step that exists; otherwise an InputError naming the checkpoint folder.
+    """
+    ckpt = Checkpointer(workdir, 0, None, read_only=True)
+    steps = sorted(ckpt.all_steps())
+    ckpt.close()
+    if not steps:
+        raise InputError(
+            f"{checkpoint_dir(workdir)}: no checkpoint to {purpose}; run --mode=train first"
+        )
+    if step is None or step < 0:
+        return steps[-1]
+    if step not in steps:
+        raise InputError(f"{checkpoint_dir(workdir)}: no checkpoint at step {step}; have {steps}")
+    return step
+
+
 class Checkpointer:
     """Saves and restores the train state of one workdir."""
 

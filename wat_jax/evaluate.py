@@ -16,7 +16,6 @@ from absl import logging
 from jax.sharding import PartitionSpec as P
 
 from wat_jax import checkpointing, io, parallel, train
-from wat_jax.errors import InputError
 from wat_jax.run_log import Progress
 
 
@@ -73,19 +72,7 @@ def restore_embedder(config, workdir: str, task, step: int | None = None):
     mesh = parallel.make_mesh(config.get("num_devices") or None)
     batch_size = config.eval.batch_size or config.batch_size
     parallel.check_batch_size(batch_size, mesh, "eval.batch_size")
-    ckpt = checkpointing.Checkpointer(workdir, 0, None, read_only=True)
-    steps = ckpt.all_steps()
-    if not steps:
-        raise InputError(
-            f"{checkpointing.checkpoint_dir(workdir)}: no checkpoint to evaluate; "
-            "run --mode=train first"
-        )
-    step = max(steps) if step is None or step < 0 else step
-    if step not in steps:
-        raise InputError(
-            f"{checkpointing.checkpoint_dir(workdir)}: no checkpoint at step "
-            f"{step}; have {sorted(steps)}"
-        )
+    step = checkpointing.resolve_step(workdir, step, "evaluate")
     example = task.train_batcher(
         config, workdir, parallel.process_rows(config.batch_size, mesh)
     ).batch(0)
@@ -94,6 +81,7 @@ def restore_embedder(config, workdir: str, task, step: int | None = None):
     abstract = train.abstract_state(
         lambda: train.create_train_state(model, tx, config.seed, example), mesh
     )
+    ckpt = checkpointing.Checkpointer(workdir, 0, None, read_only=True)
     state, _ = ckpt.restore(step, abstract)
     ckpt.close()
     return Embedder(model, state.params, mesh, batch_size), step

@@ -148,11 +148,11 @@ def export_motion_tower(
     """
     from absl import logging
 
-    from wat_jax import evaluate, search, tasks
+    from wat_jax import evaluate, tasks, workdir as run_dir
 
     task = tasks.get_task(config.task)
     embedder, step = evaluate.restore_embedder(config, workdir, task, step)
-    window = search.read_gallery(config, workdir, "val").motion.shape[1:]  # (T, J, F)
+    window = run_dir.read_gallery(config, workdir, "val").motion.shape[1:]  # (T, J, F)
     params = jax.tree.map(np.asarray, jax.device_get(embedder.params))
     exported, leaves, names = export_tower(embedder.model, params, *window)
     output = output or os.path.join(workdir, "export", "motion_tower.bin")
@@ -181,9 +181,9 @@ def main(argv):
         sys.exit(2)
     quiet_library_logs()
     try:
-        from wat_jax import search
+        from wat_jax import workdir as run_dir
 
-        config = search.load_config(FLAGS.workdir)
+        config = run_dir.load_config(FLAGS.workdir)
         step = FLAGS.step if FLAGS.step >= 0 else None
         path = export_motion_tower(config, FLAGS.workdir, step, FLAGS.output or None)
     except InputError as e:

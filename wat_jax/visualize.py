@@ -18,6 +18,7 @@ import os
 import numpy as np
 
 from wat_jax import io
+from wat_jax.data import gait_attributes
 from wat_jax.errors import fail
 
 # SMPL's 24-joint tree; rows 22 and 23 of BABEL's features are the first two left-hand
@@ -231,11 +232,9 @@ def _groups(config, labels: np.ndarray, class_names: list[str]):
     labels = np.asarray(labels, np.float32)
     threshold = float(config.data.get("threshold", 0.5))
     if config.task == "densegait":
-        from wat_jax.data import densegait
-
         columns = [
             class_names.index(a[0])
-            for a in densegait.ATTRIBUTES
+            for a in gait_attributes.ATTRIBUTES
             if a[1] == PICTURE_GROUP and a[0] in class_names
         ]
     else:
@@ -273,7 +272,7 @@ def eval_pictures(
     Returns:
       The paths written.
     """
-    from wat_jax import plots, search
+    from wat_jax import plots, workdir as run_dir
 
     del embedder
     out = plots.eval_dir(workdir)
@@ -298,7 +297,7 @@ def eval_pictures(
             proto_names,
         )
     ]
-    gallery = search.read_gallery(config, workdir, "val")
+    gallery = run_dir.read_gallery(config, workdir, "val")
     paths.append(
         window_gif(
             gallery,
@@ -342,10 +341,10 @@ def main(argv):
                 motion, None, FLAGS.output, os.path.basename(FLAGS.motion), FLAGS.fps
             )
         elif FLAGS.workdir:
-            from wat_jax import search
+            from wat_jax import workdir as run_dir
 
-            config = search.load_config(FLAGS.workdir)
-            gallery = search.read_gallery(config, FLAGS.workdir, FLAGS.split)
+            config = run_dir.load_config(FLAGS.workdir)
+            gallery = run_dir.read_gallery(config, FLAGS.workdir, FLAGS.split)
             path = window_gif(
                 gallery,
                 FLAGS.index,

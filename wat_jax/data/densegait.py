@@ -1,10 +1,11 @@
-"""DenseGait: appearance attributes, the raw format, and preparation into windows.
+"""DenseGait: the raw format and its preparation into windows.
 
 Raw format (the real dataset and `synthetic_densegait` both write it):
   annotations CSV   one row per tracklet: `track_id`, `file_name` (the column names of
-                    the DenseGait release), then the 42 attribute columns of ATTRIBUTES
-                    as probabilities in [0, 1]; extra columns are ignored. `file_name` is
-                    resolved against `data.tracklets_dir` (an absolute path is kept).
+                    the DenseGait release), then the 42 attribute columns of
+                    `gait_attributes.ATTRIBUTES` as probabilities in [0, 1]; extra
+                    columns are ignored. `file_name` is resolved against
+                    `data.tracklets_dir` (an absolute path is kept).
   tracklet .npy     float [T, 18, 3]: OpenPose-18 (x, y, confidence) per joint, image
                     pixels with y pointing down; (0, 0, 0) marks a joint not detected.
 
@@ -13,7 +14,8 @@ Raw format (the real dataset and `synthetic_densegait` both write it):
     on the mid-hip and scaled by the window's median torso length (neck to mid-hip), so
     the torso is 1 long. Joints below `data.min_confidence` are (0, 0, 0): missing.
   mask [N, W]: real frames; tracklets shorter than W frames are zero-padded.
-  labels [N, 42]: the CSV probabilities unchanged; binarise with `attribute_set`.
+  labels [N, 42]: the CSV probabilities unchanged; binarise with
+    `gait_attributes.attribute_set`.
   index.jsonl: source (track id), file, start_frame, start_s = start_frame / data.fps
     (DenseGait gives no frame rate; 30 fps is assumed, set data.fps otherwise).
 Train windows start at seeded random frames; val windows are centred. Tracks go to val
@@ -29,7 +31,7 @@ import numpy as np
 from absl import logging
 
 from wat_jax import run_log
-from wat_jax.data import prepared
+from wat_jax.data import gait_attributes, prepared
 from wat_jax.errors import fail
 
 JOINTS = (
@@ -54,155 +56,6 @@ JOINTS = (
 )
 NOSE, NECK, R_HIP, L_HIP = 0, 1, 8, 11
 TRACK_COLUMN, FILE_COLUMN = "track_id", "file_name"
-
-# (CSV column, group, readable phrase), in the order of PAPER.md task B. Column names are
-# the DenseGait release's, its typo "OtherAttchment" included; the release has both
-# "No accessory" and "No carrying", which makes 42.
-ATTRIBUTES = (
-    ("Female", "gender", "a woman"),
-    ("BodyThin", "body shape", "of thin build"),
-    ("BodyNormal", "body shape", "of normal build"),
-    ("BodyFat", "body shape", "of heavy build"),
-    ("Front", "viewpoint", "seen from the front"),
-    ("Side", "viewpoint", "seen from the side"),
-    ("Back", "viewpoint", "seen from the back"),
-    ("AgeChild", "age", "a child"),
-    ("AgeYoungAdult", "age", "a young adult"),
-    ("AgeMediumAdult", "age", "an adult"),
-    ("AgeOldAdult", "age", "a middle-aged person"),
-    ("AgeSenior", "age", "an elderly person"),
-    ("Backpack", "carrying", "carrying a backpack"),
-    ("Bag", "carrying", "carrying a bag"),
-    ("HandTrunk", "carrying", "pulling a hand trunk"),
-    ("OtherAttchment", "carrying", "carrying some other attachment"),
-    ("No accessory", "carrying", "with no accessory"),
-    ("No carrying", "carrying", "carrying nothing"),
-    ("Sandals", "footwear", "wearing sandals"),
-    ("Shoes", "footwear", "wearing shoes"),
-    ("LeatherShoes", "footwear", "wearing leather shoes"),
-    ("SportShoes", "footwear", "wearing sport shoes"),
-    ("Boots", "footwear", "wearing boots"),
-    ("Sneaker", "footwear", "wearing sneakers"),
-    ("ClothShoes", "footwear", "wearing cloth shoes"),
-    ("Calling", "action", "talking on the phone"),
-    ("Talking", "action", "talking"),
-    ("Gathering", "action", "walking in a group"),
-    ("Holding", "action", "holding something"),
-    ("Pulling", "action", "pulling something"),
-    ("CarryingbyArm", "action", "carrying something over the arm"),
-    ("CarryingbyHand", "action", "carrying something in the hand"),
-    ("HoldObjectsInFront", "action", "holding objects in front of the body"),
-    ("CasualWear", "clothing", "wearing casual clothes"),
-    ("Jacket", "clothing", "wearing a jacket"),
-    ("FormalWear", "clothing", "wearing formal clothes"),
-    ("LongTrousers", "clothing", "wearing long trousers"),
-    ("Dress", "clothing", "wearing a dress"),
-    ("LongCoat", "clothing", "wearing a long coat"),
-    ("Trousers", "clothing", "wearing trousers"),
-    ("LongSleeve", "clothing", "wearing long sleeves"),
-    ("CarryingOther", "clothing", "carrying something else"),
-)
-COLUMNS = tuple(a[0] for a in ATTRIBUTES)
-_INDEX = {name: i for i, name in enumerate(COLUMNS)}
-
-# How describe_attributes composes a set into one sentence.
-_AGE = {
-    "AgeChild": ("child", "girl", "boy"),
-    "AgeYoungAdult": ("young adult", "young woman", "young man"),
-    "AgeMediumAdult": ("adult", "woman", "man"),
-    "AgeOldAdult": ("middle-aged person", "middle-aged woman", "middle-aged man"),
-    "AgeSenior": ("elderly person", "elderly woman", "elderly man"),
-}
-_BUILD = {"BodyThin": "thin", "BodyNormal": "normal", "BodyFat": "heavy"}
-_CARRIED = {
-    "Backpack": "a backpack",
-    "Bag": "a bag",
-    "OtherAttchment": "some other attachment",
-    "CarryingOther": "something else",
-}
-
-
-def attribute_set(labels_row: np.ndarray, threshold: float) -> tuple[int, ...]:
-    """Indices of the attributes present: probability above `threshold` (as losses.label_sets)."""
-    return tuple(int(i) for i in np.flatnonzero(np.asarray(labels_row) > threshold))
-
-
-def attribute_set_key(indices) -> str:
-    """A stable id for an attribute set: its column names joined by '+', or 'none'."""
-    names = [COLUMNS[i] for i in sorted(set(_checked(indices)))]
-    return "+".join(names) if names else "none"
-
-
-def describe_attributes(indices, male_if_not_female: bool = False) -> str:
-    """One natural phrase for an attribute set.
-
-    Order: who (age and gender), build, what is carried, what is worn, actions, and the
-    viewpoint last, e.g. "a young woman of normal build carrying a backpack, wearing
-    sneakers and a jacket, talking on the phone, seen from the side". Several values of
-    one group are joined with "or" (age, build, viewpoint) or "and" (the rest).
-
-    Args:
-      indices: attribute indices into ATTRIBUTES.
-      male_if_not_female: read an absent "Female" as a man (right for a full labels row,
-        where Female is binary); otherwise an absent Female says nothing ("a person").
-
-    Returns:
-      The phrase, lower-case, without a final period.
-    """
-    on = {COLUMNS[i] for i in _checked(indices)}
-    g = 1 if "Female" in on else (2 if male_if_not_female else 0)
-    ages = [a for a in _AGE if a in on]
-    if len(ages) == 1:
-        who = _AGE[ages[0]][g]
-    else:
-        noun = ("person", "woman", "man")[g]
-        adjectives = [_AGE[a][0].removesuffix(" person") for a in ages]
-        who = " or ".join(adjectives) + " " + noun if ages else noun
-    first = ("an " if who[0] in "aeiou" else "a ") + who
-    builds = [b for n, b in _BUILD.items() if n in on]
-    if builds:
-        first += f" of {' or '.join(builds)} build"
-    carried = [c for n, c in _CARRIED.items() if n in on]
-    if "HandTrunk" in on:
-        carried.insert(2, "a hand trunk")
-    if carried:
-        first += " carrying " + _join(carried)
-    elif on & {"No accessory", "No carrying"}:
-        first += " carrying nothing"
-    worn = [
-        ATTRIBUTES[_INDEX[n]][2].removeprefix("wearing ")
-        for n in COLUMNS
-        if n in on
-        and ATTRIBUTES[_INDEX[n]][1] in ("footwear", "clothing")
-        and n != "CarryingOther"
-        and not (n == "Trousers" and "LongTrousers" in on)
-    ]
-    parts = [first]
-    if worn:
-        parts.append("wearing " + _join(worn))
-    actions = [
-        ATTRIBUTES[_INDEX[n]][2]
-        for n in COLUMNS
-        if n in on and ATTRIBUTES[_INDEX[n]][1] == "action"
-    ]
-    if actions:
-        parts.append(_join(actions))
-    views = [v.lower() for v in ("Front", "Side", "Back") if v in on]
-    if views:
-        parts.append("seen from the " + " or ".join(views))
-    return ", ".join(parts)
-
-
-def _checked(indices) -> list[int]:
-    out = [int(i) for i in indices]
-    for i in out:
-        if not 0 <= i < len(ATTRIBUTES):
-            raise fail("attribute index", f"{i} is outside 0..{len(ATTRIBUTES) - 1}")
-    return out
-
-
-def _join(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def default_data_config(variant: str) -> ml_collections.ConfigDict:
@@ -251,16 +104,17 @@ def read_annotations(path: str, max_tracks: int = 0):
     """Reads the annotations CSV.
 
     Returns:
-      (track_ids, files, labels, lines): lists of str, labels float32 [N, 42] in ATTRIBUTES
-      order, and each row's line number in the file for messages.
+      (track_ids, files, labels, lines): lists of str, labels float32 [N, 42] in the
+      order of gait_attributes.COLUMNS, and each row's line number for messages.
     """
     if not os.path.isfile(path):
         raise fail(path, "annotations CSV not found (config.data.annotations)")
+    columns = gait_attributes.COLUMNS
     track_ids, files, rows, lines = [], [], [], []
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         header = reader.fieldnames or []
-        missing = [c for c in (TRACK_COLUMN, FILE_COLUMN) + COLUMNS if c not in header]
+        missing = [c for c in (TRACK_COLUMN, FILE_COLUMN) + columns if c not in header]
         if missing:
             raise fail(path, f"missing columns: {', '.join(missing)}")
         for row in reader:
@@ -268,12 +122,12 @@ def read_annotations(path: str, max_tracks: int = 0):
                 break
             line = reader.line_num
             try:
-                values = [float(row[c]) for c in COLUMNS]
+                values = [float(row[c]) for c in columns]
             except (TypeError, ValueError):
-                bad = next(c for c in COLUMNS if not _is_float(row[c]))
+                bad = next(c for c in columns if not _is_float(row[c]))
                 problem = f"line {line}, column {bad!r}: {row[bad]!r} is not a number"
                 raise fail(path, problem) from None
-            for c, v in zip(COLUMNS, values, strict=True):
+            for c, v in zip(columns, values, strict=True):
                 if not 0.0 <= v <= 1.0:  # also rejects NaN
                     raise fail(
                         path, f"line {line}, column {c!r}: {v} is not a probability in [0, 1]"
@@ -282,7 +136,7 @@ def read_annotations(path: str, max_tracks: int = 0):
             files.append(row[FILE_COLUMN])
             rows.append(values)
             lines.append(line)
-    labels = np.asarray(rows, np.float32).reshape(len(rows), len(COLUMNS))
+    labels = np.asarray(rows, np.float32).reshape(len(rows), len(columns))
     return track_ids, files, labels, lines
 
 
@@ -521,7 +375,9 @@ def _write_split(workdir, split, plan, track_ids, files, labels, d, chunk: int =
             progress.update(i + 1)
         motion.flush()
         rows = np.asarray([row for row, _, _ in plan], np.int64)
-        data = prepared.PreparedSplit(motion, mask, labels[rows], list(COLUMNS), index)
+        data = prepared.PreparedSplit(
+            motion, mask, labels[rows], list(gait_attributes.COLUMNS), index
+        )
         prepared.write_split(workdir, split, data)
     finally:
         del motion

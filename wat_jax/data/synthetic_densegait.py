@@ -32,8 +32,9 @@ from absl import logging
 
 from wat_jax import io, run_log
 from wat_jax.data import densegait as dg
+from wat_jax.data import gait_attributes
 
-_COL = {name: i for i, name in enumerate(dg.COLUMNS)}
+_COL = {name: i for i, name in enumerate(gait_attributes.COLUMNS)}
 _GROUPS = {  # exclusive groups: (columns, probabilities)
     "age": (
         ("AgeChild", "AgeYoungAdult", "AgeMediumAdult", "AgeOldAdult", "AgeSenior"),
@@ -90,7 +91,7 @@ def write_synthetic(out_dir: str, cfg, seed: int) -> tuple[str, str]:
     rng = np.random.default_rng([seed, 61])
     table = io_text.StringIO()
     writer = csv.writer(table, lineterminator="\n")
-    writer.writerow([dg.TRACK_COLUMN, dg.FILE_COLUMN, *dg.COLUMNS])
+    writer.writerow([dg.TRACK_COLUMN, dg.FILE_COLUMN, *gait_attributes.COLUMNS])
     progress = run_log.Progress("synthetic densegait", s.num_tracks, unit="tracklets", every_s=10.0)
     try:
         for k in range(s.num_tracks):
@@ -116,7 +117,7 @@ def write_synthetic(out_dir: str, cfg, seed: int) -> tuple[str, str]:
 
 def sample_person(rng) -> np.ndarray:
     """bool [42]: one value per exclusive group, clothes, and what goes with them."""
-    truth = np.zeros(len(dg.COLUMNS), bool)
+    truth = np.zeros(len(gait_attributes.COLUMNS), bool)
     pick = {g: cols[rng.choice(len(cols), p=p)] for g, (cols, p) in _GROUPS.items()}
     for value in pick.values():
         if value != "none":
@@ -153,7 +154,7 @@ def annotate(truth: np.ndarray, s, rng) -> np.ndarray:
 
 def walk(truth: np.ndarray, length: int, fps: float, s, rng) -> np.ndarray:
     """One tracklet [length, 18, 3] in image pixels (y down) for a person's attributes."""
-    has = {name for name, t in zip(dg.COLUMNS, truth, strict=True) if t}
+    has = {name for name, t in zip(gait_attributes.COLUMNS, truth, strict=True) if t}
     # Gait parameters; body height is 1.
     # cadence in steps/s; stride is the hip's swing amplitude.
     cadence, stride = 1.85 * rng.normal(1, 0.06), 24 * _DEG * rng.normal(1, 0.08)

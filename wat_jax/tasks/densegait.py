@@ -18,6 +18,7 @@ from absl import logging
 
 from wat_jax import metrics, plots, visualize
 from wat_jax.data import prepared
+from wat_jax.data import gait_attributes
 from wat_jax.data.pipeline import Batcher, TextBank
 from wat_jax.errors import fail
 from wat_jax.tasks import common
@@ -31,22 +32,20 @@ def prepare(config, workdir):
 
 
 def _sets(labels: np.ndarray, threshold: float) -> list[tuple]:
-    from wat_jax.data import densegait
 
-    return [densegait.attribute_set(row, threshold) for row in np.asarray(labels)]
+    return [gait_attributes.attribute_set(row, threshold) for row in np.asarray(labels)]
 
 
 def _keys(config, workdir):
     """One DescribeKey per distinct attribute set in train and val, in first-seen order."""
-    from wat_jax.data import densegait
     from wat_jax.text.describe import DescribeKey
 
     seen = {}
     for split in prepared.SPLITS:
         for s in _sets(prepared.read_split(workdir, split).labels, config.data.threshold):
-            seen.setdefault(densegait.attribute_set_key(s), s)
+            seen.setdefault(gait_attributes.attribute_set_key(s), s)
     return [
-        DescribeKey(key=k, kind="appearance", phrase=densegait.describe_attributes(s))
+        DescribeKey(key=k, kind="appearance", phrase=gait_attributes.describe_attributes(s))
         for k, s in seen.items()
     ]
 
@@ -63,10 +62,9 @@ def embed(config, workdir):
 
 
 def _key_ids(labels, threshold, bank: TextBank) -> np.ndarray:
-    from wat_jax.data import densegait
 
     lookup = {k: i for i, k in enumerate(bank.keys)}
-    ids = [lookup.get(densegait.attribute_set_key(s), -1) for s in _sets(labels, threshold)]
+    ids = [lookup.get(gait_attributes.attribute_set_key(s), -1) for s in _sets(labels, threshold)]
     return np.asarray(ids, np.int64)
 
 
@@ -119,7 +117,6 @@ def _per_attribute(scores: np.ndarray, present: np.ndarray, names: list[str]) ->
 
 
 def evaluate(config, workdir, embedder, step) -> dict:
-    from wat_jax.data import densegait
 
     split = prepared.read_split(workdir, "val")
     bank = TextBank.load(common.bank_path(workdir))
@@ -164,9 +161,10 @@ def evaluate(config, workdir, embedder, step) -> dict:
     results["random"]["gait_to_text"] = _gait_to_text(rand.T, gains.T, relevant.T)
 
     # Single-attribute queries: "a person carrying a backpack" against the gallery.
-    names = [a[0] for a in densegait.ATTRIBUTES]
+    names = [a[0] for a in gait_attributes.ATTRIBUTES]
     phrases = [
-        f"a person {a[2]}" if not a[2].startswith("a ") else a[2] for a in densegait.ATTRIBUTES
+        f"a person {a[2]}" if not a[2].startswith("a ") else a[2]
+        for a in gait_attributes.ATTRIBUTES
     ]
     single_text = embedder.text(common.encode(phrases, config))
     single = metrics.cosine(single_text, motion_emb)

@@ -1,0 +1,306 @@
+"""The gallery index: a split's motion embeddings under one checkpoint, saved once
+and searched in milliseconds after.
+
+It lives in W/index/<split>_step_<N>/:
+  embeddings.npy   float32 [N, E], L2-normalised motion embeddings
+  labels.npy       float32 [N, C], the gallery's labels
+  rows.jsonl       per window: row, source, start_s, start_frame, label names
+  texts.npy        float32 [K, E], the text bank's keys projected and normalised
+  texts.json       the K keys and their phrases
+  text_proj.msgpack  the text projection's params, so queries need no checkpoint
+  meta.json        step, split, fingerprint, shapes; written last (complete marker)
+The fingerprint hashes the checkpoint's files, the gallery's files and the model
+config, so a retrained checkpoint or re-prepared data rebuilds the index; a new
+step gets its own directory.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+
+import numpy as np
+from absl import logging
+
+from wat_jax import checkpointing, io, metrics, workdir as run_dir
+from wat_jax.data import prepared
+
+INDEX_FILES = (
+    "embeddings.npy",
+    "labels.npy",
+    "rows.jsonl",
+    "texts.npy",
+    "texts.json",
+    "text_proj.msgpack",
+)
+
+
+def _label_threshold(config) -> float:
+    return float(config.data.get("threshold", 0.5))
+
+
+def _stat_listing(root: str) -> list:
+    """(relative path, size, mtime) of every file under root: cheap and content-sensitive."""
+    out = []
+    for base, _, files in os.walk(root):
+        for name in sorted(files):
+            path = os.path.join(base, name)
+            st = os.stat(path)
+            out.append((os.path.relpath(path, root), st.st_size, st.st_mtime_ns))
+    return sorted(out)
+
+
+def fingerprint(config, workdir: str, split: str, step: int) -> str:
+    """Hash of what an index depends on: checkpoint files, gallery files, bank, model config."""
+    from wat_jax.tasks import common
+
+    bank = common.bank_path(workdir)
+    parts = {
+        "step": step,
+        "checkpoint": _stat_listing(os.path.join(checkpointing.checkpoint_dir(workdir), str(step))),
+        "gallery": _stat_listing(prepared.split_dir(workdir, split)),
+        "bank": [os.stat(bank).st_size, os.stat(bank).st_mtime_ns] if os.path.exists(bank) else [],
+        "config": {
+            k: config.get(k).to_dict() if hasattr(config.get(k), "to_dict") else config.get(k)
+            for k in ("task", "seed", "model", "text", "data", "eval")
+        },
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def index_dir(workdir: str, split: str, step: int) -> str:
+    return os.path.join(workdir, "index", f"{split}_step_{step}")
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """[Q, N] scores -> [Q, min(k, N)] column ids, best first; ties go to the lower id."""
+    k = min(k, scores.shape[1])
+    if k < scores.shape[1]:
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        # argpartition cuts ties arbitrarily; take every column tied with the k-th too
+        kth = np.take_along_axis(scores, part, 1).min(1, keepdims=True)
+        out = []
+        for q in range(scores.shape[0]):
+            cand = np.flatnonzero(scores[q] >= kth[q])
+            cand = cand[np.lexsort((cand, -scores[q, cand]))][:k]
+            out.append(cand)
+        return np.stack(out)
+    return np.stack([np.lexsort((np.arange(len(row)), -row)) for row in scores])
+
+
+def elapsed_ms(start: float) -> float:
+    return round(1000 * (time.perf_counter() - start), 2)
+
+
+@dataclasses.dataclass
+class Index:
+    """A gallery's normalised motion embeddings, their metadata, and the projected bank texts."""
+
+    embeddings: np.ndarray  # [N, E]
+    labels: np.ndarray  # [N, C]
+    rows: list[dict]  # per window: source, start_s, start_frame, labels (names)
+    text_emb: np.ndarray  # [K, E]
+    text_keys: list[str]
+    text_phrases: list[str]
+    meta: dict
+    text_params: dict | None = None
+    path: str = ""
+
+    def search(self, query_emb: np.ndarray, k: int = 10) -> list[list[dict]]:
+        """Ranks the gallery for each query vector (already in the joint space).
+
+        Args:
+          query_emb: [Q, E] projected query embeddings.
+          k: results per query.
+
+        Returns:
+          Per query, up to k dicts: rank, score (cosine), row, source, start_s,
+          start_frame, labels.
+        """
+        scores = metrics.unit_rows(query_emb) @ self.embeddings.T  # [Q, N]
+        hits = top_k(scores, k)
+        return [
+            [dict(self.rows[r], rank=i + 1, score=float(scores[q, r])) for i, r in enumerate(ids)]
+            for q, ids in enumerate(hits)
+        ]
+
+    def nearest_texts(self, motion_emb: np.ndarray, k: int = 10) -> list[list[dict]]:
+        """Ranks the bank's texts (classes or attribute sets) for each motion embedding [Q, E]."""
+        scores = metrics.unit_rows(motion_emb) @ self.text_emb.T  # [Q, K]
+        hits = top_k(scores, k)
+        return [
+            [
+                dict(
+                    rank=i + 1,
+                    score=float(scores[q, t]),
+                    key=self.text_keys[t],
+                    phrase=self.text_phrases[t],
+                )
+                for i, t in enumerate(ids)
+            ]
+            for q, ids in enumerate(hits)
+        ]
+
+    def save(self, path: str) -> None:
+        from flax import serialization
+
+        io.write_npy(os.path.join(path, "embeddings.npy"), self.embeddings)
+        io.write_npy(os.path.join(path, "labels.npy"), np.asarray(self.labels, np.float32))
+        io.write_jsonl(os.path.join(path, "rows.jsonl"), self.rows)
+        io.write_npy(os.path.join(path, "texts.npy"), self.text_emb)
+        io.write_json(
+            os.path.join(path, "texts.json"), {"keys": self.text_keys, "phrases": self.text_phrases}
+        )
+        blob = serialization.msgpack_serialize(self.text_params or {})
+        io.atomic_write(os.path.join(path, "text_proj.msgpack"), lambda f: f.write(blob))
+        io.write_json(os.path.join(path, "meta.json"), self.meta)  # last: marks it complete
+
+    @classmethod
+    def load(cls, path: str) -> "Index":
+        from flax import serialization
+
+        with open(os.path.join(path, "meta.json")) as f:
+            meta = json.load(f)
+        with open(os.path.join(path, "rows.jsonl")) as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        with open(os.path.join(path, "texts.json")) as f:
+            texts = json.load(f)
+        with open(os.path.join(path, "text_proj.msgpack"), "rb") as f:
+            text_params = serialization.msgpack_restore(f.read())
+        return cls(
+            np.load(os.path.join(path, "embeddings.npy")),
+            np.load(os.path.join(path, "labels.npy"), mmap_mode="r"),
+            rows,
+            np.load(os.path.join(path, "texts.npy")),
+            texts["keys"],
+            texts["phrases"],
+            meta,
+            text_params,
+            path,
+        )
+
+
+def _text_params(params) -> dict:
+    """What `embed_text` reads: the text projection and the scalars setup() declares."""
+    import jax
+
+    keep = ("text_proj", "log_scale", "logit_bias")
+    return {k: jax.tree.map(np.asarray, jax.device_get(v)) for k, v in params.items() if k in keep}
+
+
+def build_index(
+    config, workdir: str, split: str = "val", step: int | None = None, fp: str | None = None
+) -> Index:
+    """Embeds the gallery with checkpoint `step` (latest when None) and saves the index.
+
+    Args:
+      config: the run's config.
+      workdir: the run directory.
+      split: which prepared split is the gallery.
+      step: the checkpoint step.
+      fp: the fingerprint to record (computed when None).
+
+    Returns:
+      The saved Index.
+    """
+    from wat_jax import evaluate, tasks
+
+    start = time.perf_counter()
+    gallery = run_dir.read_gallery(config, workdir, split)
+    embedder, step = evaluate.restore_embedder(config, workdir, tasks.get_task(config.task), step)
+    motion_emb = metrics.unit_rows(embedder.motion(gallery.motion, gallery.mask))  # [N, E]
+    bank = run_dir.read_bank(config, workdir)
+    vectors = bank.names if config.eval.get("prototype", "centroid") == "name" else bank.centroids()
+    text_emb = metrics.unit_rows(embedder.text(vectors))  # [K, E]
+    threshold = _label_threshold(config)
+    labels = np.asarray(gallery.labels, np.float32)
+    rows = []
+    for i, (row, present) in enumerate(zip(gallery.index, labels > threshold)):
+        names = [c for c, on in zip(gallery.classes, present) if on]
+        rows.append(
+            {
+                "row": i,
+                "source": row.get("source"),
+                "start_s": row.get("start_s"),
+                "start_frame": row.get("start_frame"),
+                "labels": names,
+            }
+        )
+    meta = {
+        "step": int(step),
+        "split": split,
+        "fingerprint": fp or fingerprint(config, workdir, split, step),
+        "num_windows": int(len(rows)),
+        "embed_dim": int(motion_emb.shape[1]),
+        "window": list(gallery.motion.shape[1:]),
+        "classes": list(gallery.classes),
+        "prototype": config.eval.get("prototype", "centroid"),
+        "build_seconds": round(time.perf_counter() - start, 3),
+    }
+    index = Index(
+        motion_emb,
+        labels,
+        rows,
+        text_emb,
+        list(bank.keys),
+        run_dir.key_phrases(config, list(bank.keys)),
+        meta,
+        _text_params(embedder.params),
+    )
+    path = index_dir(workdir, split, step)
+    index.save(path)
+    index.path = path
+    logging.info(
+        "indexed %d %s windows at step %d in %.1fs: %s",
+        len(rows),
+        split,
+        step,
+        meta["build_seconds"],
+        path,
+    )
+    return index
+
+
+def load_or_build_index(
+    config,
+    workdir: str,
+    split: str = "val",
+    step: int | None = None,
+    rebuild: bool = False,
+    timings: dict | None = None,
+) -> Index:
+    """The saved index for (split, step) when its fingerprint still matches; else builds it.
+
+    `timings`, when given, receives milliseconds spent listing checkpoints and
+    loading (or building) the index.
+    """
+    timings = {} if timings is None else timings
+    start = time.perf_counter()
+    step = checkpointing.resolve_step(workdir, step, "search with")
+    timings["list_checkpoints"] = elapsed_ms(start)
+    start = time.perf_counter()
+    fp = fingerprint(config, workdir, split, step)
+    path = index_dir(workdir, split, step)
+    if not rebuild and os.path.exists(os.path.join(path, "meta.json")):
+        index = Index.load(path)
+        if index.meta.get("fingerprint") == fp:
+            timings["load_index"] = elapsed_ms(start)
+            return index
+        logging.info("index %s is stale (fingerprint changed); rebuilding", path)
+    index = build_index(config, workdir, split, step, fp)
+    timings["build_index"] = elapsed_ms(start)
+    return index
+
+
+def project_texts(config, index: Index, text_vectors: np.ndarray) -> np.ndarray:
+    """Frozen text vectors [M, D] -> the joint space [M, E], with the index's saved params."""
+    if "text_proj" not in (index.text_params or {}):
+        return np.asarray(text_vectors, np.float32)  # identity projection: no params
+    from wat_jax import train
+
+    model = train.create_model(config, int(text_vectors.shape[1]), 0)
+    out = model.apply(
+        {"params": index.text_params}, np.asarray(text_vectors, np.float32), method="embed_text"
+    )
+    return np.asarray(out)
