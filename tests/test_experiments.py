@@ -116,13 +116,18 @@ def test_babel60_names_only_ablation_and_zero_shot(tmp_path):
         tmp_path,
         "experiments/babel60.py:smoke",
         "--config.describe.backend=names",
-        "--config.eval.zero_shot_classes=('wave',)",
+        "--config.eval.zero_shot_classes=('wave','kick')",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert not (tmp_path / "descriptions.jsonl").exists()
     result, _ = _eval(tmp_path)
     assert result["describe_backend"] == "names"
-    assert result["zero_shot"]["classes"] == ["wave"] and result["zero_shot"]["num_windows"] > 0
+    zero_shot = result["zero_shot"]
+    assert zero_shot["classes"] == ["kick", "wave"] and zero_shot["num_windows"] > 0
+    for part in (zero_shot, zero_shot["random"], *zero_shot["by_prototype"].values()):
+        assert set(part["unseen_only"]) == {"top1", "top1_norm", "mAP"}
+        assert all(0.0 <= v <= 1.0 for v in part["unseen_only"].values())
+        assert 0.0 <= part["top1"] <= part["top5"] <= 1.0
 
 
 def test_babel60_paper_variant_shrunk(tmp_path):
