@@ -123,6 +123,7 @@ def test_babel60_names_only_ablation_and_zero_shot(tmp_path):
     result, _ = _eval(tmp_path)
     assert result["describe_backend"] == "names"
     zero_shot = result["zero_shot"]
+    assert "zero-shot unseen-only top1" in proc.stdout  # the results table shows them
     assert zero_shot["classes"] == ["kick", "wave"] and zero_shot["num_windows"] > 0
     for part in (zero_shot, zero_shot["random"], *zero_shot["by_prototype"].values()):
         assert set(part["unseen_only"]) == {"top1", "top1_norm", "mAP"}

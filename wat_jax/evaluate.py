@@ -101,17 +101,27 @@ def evaluate(config, workdir: str, task) -> str:
 
 
 def summary_table(path: str) -> str:
-    """The headline numbers of an eval JSON as a small text table."""
+    """The headline numbers of an eval JSON as a small text table (zero-shot rows too)."""
     with open(path) as f:
         results = json.load(f)
-    rows = [(k, v) for k, v in results.items() if isinstance(v, (int, float))]
-    random = results.get("random", {})
-    width = max((len(k) for k, _ in rows), default=4)
+
+    def numbers(part: dict, prefix: str = "") -> list:
+        return [
+            (prefix + k, v, part.get("random", {}).get(k))
+            for k, v in part.items()
+            if isinstance(v, (int, float)) and k != "step"
+        ]
+
+    rows = numbers(results)
+    zero_shot = results.get("zero_shot")
+    if zero_shot:
+        rows += numbers(zero_shot, "zero-shot ")
+        unseen = dict(zero_shot.get("unseen_only", {}))
+        unseen["random"] = zero_shot.get("random", {}).get("unseen_only", {})
+        rows += numbers(unseen, "zero-shot unseen-only ")
+    width = max((len(k) for k, _, _ in rows), default=4)
     lines = [f"{'metric':<{width}}  {'model':>8}  {'random':>8}", "-" * (width + 20)]
-    for key, value in rows:
-        if key == "step":
-            continue
-        base = random.get(key)
+    for key, value, base in rows:
         base_s = f"{base:8.4f}" if isinstance(base, (int, float)) else f"{'':8}"
         lines.append(f"{key:<{width}}  {value:8.4f}  {base_s}")
     return f"{path} (step {results.get('step')})\n" + "\n".join(lines)
