@@ -54,6 +54,7 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
         c.total_steps = 50_000  # ~200 epochs of ~20k windows at batch 80
         c.log_every_steps = 100
         c.checkpoint_every_steps = 2_000
+        c.eval.every_steps = 5_000  # eval/* curves in metrics.jsonl and TensorBoard
         return c
 
     c.text.encoder = "minilm"

@@ -52,6 +52,7 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
         c.total_steps = 300_000  # ~200 epochs of ~190k train tracklets at batch 128
         c.log_every_steps = 200
         c.checkpoint_every_steps = 5_000
+        c.eval.every_steps = 25_000  # eval/* curves in metrics.jsonl and TensorBoard
         return c
 
     c.text.encoder = "minilm"

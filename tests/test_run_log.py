@@ -1,8 +1,12 @@
-"""The one progress line: throttling by time, rate since the last line, ETA, finish."""
+"""Run logging: the one progress line (throttling, rate since the last line, ETA,
+finish) and the TensorBoard event file, decoded here by an independent parser."""
 
+import struct
+
+import pytest
 from absl import logging
 
-from wat_jax import run_log
+from wat_jax import event_file, run_log
 
 
 class _Clock:
@@ -52,3 +56,70 @@ def test_unthrottled_lines_and_notes(monkeypatch):
     assert lines == ["train: 6/10 steps, 2.00 steps/s, ETA 0:02, 1.5 tokens/s overall"]
     progress.update(6)  # no time passed and no progress: the rate is 0, the ETA unknown
     assert lines[-1] == "train: 6/10 steps, 0.00 steps/s, ETA ?"
+
+
+def test_crc32c_check_value():
+    # The CRC-32C (Castagnoli) check value of the ASCII digits 1-9.
+    assert event_file.crc32c(b"123456789") == 0xE3069283
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        value |= (byte & 0x7F) << shift
+        pos, shift = pos + 1, shift + 7
+        if not byte & 0x80:
+            return value, pos
+
+
+def _fields(data: bytes) -> list:
+    """(field number, value) pairs of a protobuf message: an independent decoder."""
+    out, pos = [], 0
+    while pos < len(data):
+        key, pos = _read_varint(data, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _read_varint(data, pos)
+        elif wire == 1:
+            value, pos = struct.unpack("<d", data[pos : pos + 8])[0], pos + 8
+        elif wire == 5:
+            value, pos = struct.unpack("<f", data[pos : pos + 4])[0], pos + 4
+        else:
+            assert wire == 2, wire
+            size, pos = _read_varint(data, pos)
+            value, pos = data[pos : pos + size], pos + size
+        out.append((number, value))
+    return out
+
+
+def _records(path: str) -> list[bytes]:
+    data, out, pos = open(path, "rb").read(), [], 0
+    while pos < len(data):
+        header = data[pos : pos + 8]
+        (length,) = struct.unpack("<Q", header)
+        assert struct.unpack("<I", data[pos + 8 : pos + 12])[0] == event_file.masked_crc32c(header)
+        body = data[pos + 12 : pos + 12 + length]
+        crc = data[pos + 12 + length : pos + 16 + length]
+        assert struct.unpack("<I", crc)[0] == event_file.masked_crc32c(body)
+        out.append(body)
+        pos += 16 + length
+    assert pos == len(data)
+    return out
+
+
+def test_event_file_holds_framed_scalar_events(tmp_path):
+    events = event_file.EventFile(str(tmp_path / "tb"))
+    events.write(7, {"train/loss": 0.25, "eval/top1": 0.9})
+    events.write(2**40, {"train/loss": -1.5})
+    events.close()
+    header, first, second = [dict(_fields(r)) for r in _records(events.path)]
+    assert header[3] == b"brain.Event:2" and header[2] == 0
+    assert first[2] == 7 and second[2] == 2**40 and first[1] > 1.6e9  # step, wall time
+    values = [dict(_fields(v)) for n, v in _fields(first[5]) if n == 1]
+    assert [(v[1], v[2]) for v in values] == [
+        (b"train/loss", 0.25),
+        (b"eval/top1", pytest.approx(0.9, rel=1e-7)),  # float32 on the wire
+    ]
+    (value,) = [dict(_fields(v)) for n, v in _fields(second[5]) if n == 1]
+    assert value == {1: b"train/loss", 2: -1.5}

@@ -61,9 +61,14 @@ def _assert_same_params(a, b):
 
 
 def _metrics(workdir):
+    """Step -> its logged keys: lines of one step merge (train and eval lines), and a
+    resume may log a step twice, the later value winning."""
+    rows = {}
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        rows = [json.loads(line) for line in f]
-    return {r["step"]: r for r in rows}  # a resume may log a step twice; last wins
+        for line in f:
+            row = json.loads(line)
+            rows.setdefault(row["step"], {}).update(row)
+    return rows
 
 
 def test_train_then_eval_writes_the_contract_files(tmp_path):
@@ -76,6 +81,22 @@ def test_train_then_eval_writes_the_contract_files(tmp_path):
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["10", "20"]
     result = json.load(open(tmp_path / "eval" / "step_20.json"))
     assert result["step"] == 20 and result["top1"] > result["random"]["top1"]
+    assert rows[20]["eval/top1"] == result["top1"] and "eval/num_windows" not in rows[20]
+
+
+def test_periodic_evaluation_during_training(tmp_path):
+    _run(tmp_path, "train", "--config.eval.every_steps=5")
+    rows = _metrics(tmp_path)
+    # Steps 5, 10 and 15 are scored in the loop; 20, the last, is the eval stage's.
+    written = {f for f in os.listdir(tmp_path / "eval") if f.endswith(".json")}
+    assert written == {"step_5.json", "step_10.json", "step_15.json"}
+    for step in (5, 10, 15):
+        result = json.load(open(tmp_path / "eval" / f"step_{step}.json"))
+        assert result["step"] == step
+        assert rows[step]["eval/top1"] == result["top1"] and "train/loss" in rows[step]
+    # The same scalars reach TensorBoard.
+    (events,) = os.listdir(tmp_path / "tensorboard")
+    assert events.startswith("events.out.tfevents.")
 
 
 def test_resume_after_kill_minus_9_is_exact(tmp_path):

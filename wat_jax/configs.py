@@ -78,7 +78,13 @@ def base_config() -> ml_collections.ConfigDict:
         )
     )
 
-    c.eval = ml_collections.ConfigDict(dict(step=-1, batch_size=0))  # -1: latest; 0: batch_size
+    c.eval = ml_collections.ConfigDict(
+        dict(
+            step=-1,  # --mode=eval: the checkpoint to score; -1: the latest
+            batch_size=0,  # 0: batch_size
+            every_steps=0,  # > 0: also score the live params every N training steps
+        )
+    )
     c.describe = ml_collections.ConfigDict(dict(backend="names", per_key=1))
     c.data = ml_collections.ConfigDict(dict(source="synthetic"))
     return c

@@ -6,6 +6,7 @@ across devices and hosts before any ranking, so every process scores the whole
 gallery (ranking per device would score each shard against itself only).
 """
 
+import contextlib
 import json
 import os
 
@@ -16,7 +17,7 @@ from absl import logging
 from jax.sharding import PartitionSpec as P
 
 from wat_jax import checkpointing, io, parallel, train
-from wat_jax.run_log import Progress
+from wat_jax.run_log import MetricWriter, Progress
 
 
 class Embedder:
@@ -67,11 +68,16 @@ class Embedder:
         return np.asarray(self._text(self.params, jnp.asarray(text_emb, jnp.float32)))
 
 
+def make_embedder(config, model, params, mesh) -> Embedder:
+    """An Embedder at eval.batch_size (batch_size when 0), checked against the mesh."""
+    batch_size = config.eval.batch_size or config.batch_size
+    parallel.check_batch_size(batch_size, mesh, "eval.batch_size")
+    return Embedder(model, params, mesh, batch_size)
+
+
 def restore_embedder(config, workdir: str, task, step: int | None = None):
     """Restores `step` (latest when None) read-only; returns (Embedder, step)."""
     mesh = parallel.make_mesh(config.get("num_devices") or None)
-    batch_size = config.eval.batch_size or config.batch_size
-    parallel.check_batch_size(batch_size, mesh, "eval.batch_size")
     step = checkpointing.resolve_step(workdir, step, "evaluate")
     example = task.train_batcher(
         config, workdir, parallel.process_rows(config.batch_size, mesh)
@@ -84,20 +90,40 @@ def restore_embedder(config, workdir: str, task, step: int | None = None):
     ckpt = checkpointing.Checkpointer(workdir, 0, None, read_only=True)
     state, _ = ckpt.restore(step, abstract)
     ckpt.close()
-    return Embedder(model, state.params, mesh, batch_size), step
+    return make_embedder(config, model, state.params, mesh), step
+
+
+def score(config, workdir: str, task, embedder: Embedder, step: int, writer=None) -> str:
+    """Scores `embedder`'s params as step `step` with the task's metrics.
+
+    Writes DIR/eval/step_<N>.json and the headline numbers as `eval/<metric>` lines
+    of metrics.jsonl and TensorBoard (process 0), through `writer` when given (the
+    training loop's MetricWriter), and returns the JSON's path.
+    """
+    results = task.evaluate(config, workdir, embedder, step)
+    results = dict(results, step=step, task=config.task)
+    path = os.path.join(workdir, "eval", f"step_{step}.json")
+    if jax.process_index() == 0:
+        io.write_json(path, results)
+        headline = {
+            f"eval/{k}": v
+            for k, v in results.items()
+            if isinstance(v, (int, float)) and k != "step" and not k.startswith("num_")
+        }
+        if writer is None:
+            with contextlib.closing(MetricWriter(workdir)) as own:
+                own.write(step, headline)
+        else:
+            writer.write(step, headline)
+        logging.info("wrote %s", path)
+    return path
 
 
 def evaluate(config, workdir: str, task) -> str:
     """Scores a checkpoint; writes and returns DIR/eval/step_<N>.json."""
     step = config.eval.step if config.eval.step >= 0 else None
     embedder, step = restore_embedder(config, workdir, task, step)
-    results = task.evaluate(config, workdir, embedder, step)
-    results = dict(results, step=step, task=config.task)
-    path = os.path.join(workdir, "eval", f"step_{step}.json")
-    if jax.process_index() == 0:
-        io.write_json(path, results)
-        logging.info("wrote %s", path)
-    return path
+    return score(config, workdir, task, embedder, step)
 
 
 def summary_table(path: str) -> str:

@@ -1,4 +1,5 @@
-"""Run logging: metrics.jsonl (process 0 only) and progress lines with rate and ETA."""
+"""Run logging: metrics.jsonl and TensorBoard scalars (process 0 only), and the
+progress line with rate and ETA."""
 
 import json
 import os
@@ -7,27 +8,33 @@ import time
 import jax
 from absl import logging
 
+from wat_jax import event_file
+
 
 class MetricWriter:
-    """Appends one JSON object per logged step to WORKDIR/metrics.jsonl."""
+    """Appends one JSON object per logged step to WORKDIR/metrics.jsonl, and the same
+    scalars to WORKDIR/tensorboard/ (`tensorboard --logdir=WORKDIR/tensorboard`)."""
 
     def __init__(self, workdir: str):
-        self._file = None
+        self._file = self._events = None
         if jax.process_index() == 0:
             os.makedirs(workdir, exist_ok=True)
             self._file = open(os.path.join(workdir, "metrics.jsonl"), "a")
+            self._events = event_file.EventFile(os.path.join(workdir, "tensorboard"))
 
     def write(self, step: int, scalars: dict) -> None:
         if self._file is None:
             return
-        row = {"step": int(step), **{k: float(v) for k, v in scalars.items()}}
-        self._file.write(json.dumps(row, sort_keys=True) + "\n")
+        scalars = {k: float(v) for k, v in scalars.items()}
+        self._file.write(json.dumps({"step": int(step), **scalars}, sort_keys=True) + "\n")
         self._file.flush()
+        self._events.write(step, scalars)
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
-            self._file = None
+            self._events.close()
+            self._file = self._events = None
 
 
 def format_seconds(seconds: float) -> str:

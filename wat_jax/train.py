@@ -257,6 +257,7 @@ def _train(config, workdir: str, task) -> TrainState:
     start = int(state.step)
     progress = Progress("train", config.total_steps, start)
     max_skips = config.optim.max_consecutive_skips
+    eval_every, embedder = int(config.eval.get("every_steps", 0)), None
     position = int(state.position)  # host copy; the step advances the device copy alike
     try:
         for step in range(start + 1, config.total_steps + 1):
@@ -281,6 +282,15 @@ def _train(config, workdir: str, task) -> TrainState:
                 ckpt.save(step, state, {"position": position, "step": step})
             if _Stop.requested:
                 break
+            # Periodic evaluation scores the live params; the last step is left to
+            # the eval stage, which scores the saved checkpoint.
+            if eval_every > 0 and step % eval_every == 0 and not last:
+                from wat_jax import evaluate  # evaluate imports this module
+
+                if embedder is None:  # built once, so its functions compile once
+                    embedder = evaluate.make_embedder(config, model, state.params, mesh)
+                embedder.params = state.params
+                evaluate.score(config, workdir, task, embedder, step, writer)
     finally:
         # Final save: wait for async writes before the process exits.
         ckpt.close()
