@@ -162,21 +162,50 @@ def test_resample_is_by_time(tmp_path):
 
 
 def test_feat_p_layouts_resolve(tmp_path):
-    for rel in ("KIT/572/a_poses.npz", "CMU/CMU/01/b_poses.npz", "BMLrub/rub001/c_poses.npz"):
+    # BABEL's feat_p is "<short name>/<release folder>/<subject>/<file>" (real examples from
+    # BABEL v1.0: "BMLrub/BioMotionLab_NTroje/rub018/..._poses.npz", "KIT/KIT/4/..._poses.npz");
+    # users unpack AMASS as <root>/<release folder>/<subject>/<file>, old or new folder names.
+    for rel in (
+        "KIT/572/a_poses.npz",  # duplicated short name dropped
+        "CMU/CMU/01/b_poses.npz",  # BABEL's layout verbatim
+        "BMLrub/rub001/c_poses.npz",  # later release: BioMotionLab_NTroje renamed BMLrub
+        "BioMotionLab_NTroje/rub002/d_poses.npz",  # the release BABEL used
+        "DFaust/50002/e_poses.npz",  # DFaust_67 renamed DFaust; BABEL's short name is DFaust67
+        "MPI_HDM05/bk/f_poses.npz",
+    ):
         os.makedirs(os.path.dirname(tmp_path / rel), exist_ok=True)
         (tmp_path / rel).write_bytes(b"")
     root = str(tmp_path)
-    assert amass.resolve(root, "KIT/KIT/572/a_poses.npz") == os.path.join(
-        root, "KIT/572/a_poses.npz"
-    )
-    assert amass.resolve(root, "KIT/572/a_poses.npz") == os.path.join(root, "KIT/572/a_poses.npz")
-    assert amass.resolve(root, "CMU/CMU/01/b_poses.npz") == os.path.join(
-        root, "CMU/CMU/01/b_poses.npz"
-    )
-    assert amass.resolve(root, "BioMotionLab_NTroje/BioMotionLab_NTroje/rub001/c_poses.npz") == (
-        os.path.join(root, "BMLrub/rub001/c_poses.npz")
-    )
+    cases = {
+        "KIT/KIT/572/a_poses.npz": "KIT/572/a_poses.npz",
+        "KIT/572/a_poses.npz": "KIT/572/a_poses.npz",
+        "CMU/CMU/01/b_poses.npz": "CMU/CMU/01/b_poses.npz",
+        "BMLrub/BioMotionLab_NTroje/rub001/c_poses.npz": "BMLrub/rub001/c_poses.npz",
+        "BMLrub/BioMotionLab_NTroje/rub002/d_poses.npz": "BioMotionLab_NTroje/rub002/d_poses.npz",
+        "DFaust67/DFaust_67/50002/e_poses.npz": "DFaust/50002/e_poses.npz",
+        "MPIHDM05/MPI_HDM05/bk/f_poses.npz": "MPI_HDM05/bk/f_poses.npz",
+    }
+    for feat_p, on_disk in cases.items():
+        assert amass.resolve(root, feat_p) == os.path.join(root, on_disk), feat_p
     assert amass.resolve(root, "KIT/KIT/572/missing_poses.npz") is None
+
+
+def test_smplx_release_is_named_in_the_error(tmp_path):
+    """The SMPL-X N release has *_stageii.npz with poses [T, 165]: say so, not just 'missing'."""
+    root, bdir = tmp_path / "amass", tmp_path / "babel"
+    os.makedirs(root / "KIT/4")
+    poses, trans = _spin_sequence(3.0, 120)
+    _write_npz(str(root / "KIT/4/w_stageii.npz"), np.zeros((len(poses), 165)), trans, 120)
+    os.makedirs(bdir)
+    entry = _entry("KIT/KIT/4/w_poses.npz", None, [_label(["walk"])], 3.0)
+    for name in ("train", "val"):
+        with open(bdir / f"{name}.json", "w") as f:
+            json.dump({"1": entry}, f)
+    with pytest.raises(InputError, match=r"w_poses\.npz: missing: 1 of 1 .*SMPL-X N.*SMPL\+H G"):
+        babel.prepare(_data_cfg(root, bdir), str(tmp_path / "w"), 0)
+    assert "KIT" in amass.missing_hint(str(root), "KIT/KIT/9/none_poses.npz")
+    with pytest.raises(InputError, match=r"w_stageii\.npz: .*165.*SMPL\+H G"):
+        amass.load_npz(str(root / "KIT/4/w_stageii.npz"))
 
 
 # ---------------------------------------------------------------- BABEL labels and windows
@@ -265,27 +294,63 @@ def test_train_windows_are_seeded_random_in_chunks(real_format, tmp_path):
 
 def test_extra_files_union_and_frame_anns(tmp_path):
     with open(tmp_path / "train.json", "w") as f:
-        json.dump({"5": _entry("X/X/a.npz", [_label(["walk"], 0.0, 1.0)], [], 2.0)}, f)
+        json.dump(
+            {
+                "5": _entry("X/X/a.npz", [_label(["walk"], 0.0, 1.0)], [_label(["walk"])], 2.0),
+                "6": _entry("X/X/b.npz", None, [_label(["sit"])], 2.0),
+            },
+            f,
+        )
+    # Extra entries as BABEL v1.0 writes them: lists under seq_anns / frame_anns, either null.
     extra = {
         "5": dict(
+            babel_sid=5,
+            url="",
             feat_p="X/X/a.npz",
             dur=2.0,
-            seq_anns=None,
+            seq_anns=[dict(babel_lid="e", anntr_id="f", mul_act=False, labels=[_label(["stand"])])],
             frame_anns=[
-                dict(labels=[_label(["run"], 1.0, 2.0)]),
+                dict(labels=[_label(["run"], 1, 2.0)]),  # integer times occur in BABEL
                 dict(labels=[_label(["jump"], 0.5, 1.0)]),
             ],
-        )
+        ),
+        "6": dict(
+            babel_sid=6,
+            url="",
+            feat_p="X/X/b.npz",
+            dur=2.0,
+            seq_anns=[dict(labels=[_label(["stand"]), _label(None)])],
+            frame_anns=None,
+        ),
+        "7": dict(
+            babel_sid=7,
+            url="",
+            feat_p="X/X/c.npz",
+            dur=2.0,
+            seq_anns=None,
+            frame_anns=[dict(labels=[_label(["jump"], 0.0, 0.5)])],
+        ),
     }
     with open(tmp_path / "extra_train.json", "w") as f:
         json.dump(extra, f)
     entries = babel.read_babel(str(tmp_path), ("train", "extra_train"))
+    classes = ("walk", "stand", "sit", "jump", "run")
     ignored = collections.Counter()
-    per_frame = babel.frame_labels(
-        entries["5"]["segments"], 60, 30, ("walk", "jump", "run"), ignored
-    )
-    np.testing.assert_array_equal(per_frame.sum(0), [30, 15, 30])
+
+    def frames(sid):
+        return babel.frame_labels(entries[sid]["segments"], 60, 30, classes, ignored).sum(0)
+
+    # Frame labels from both files; the extra annotator's sequence label "stand" does not
+    # cover a sequence that has frame labels.
+    np.testing.assert_array_equal(frames("5"), [30, 0, 0, 15, 30])
+    # No frame labels anywhere: every sequence label covers every frame.
+    np.testing.assert_array_equal(frames("6"), [0, 60, 60, 0, 0])
+    np.testing.assert_array_equal(frames("7"), [0, 0, 0, 15, 0])  # only in the extra file
     assert not ignored
+    with open(tmp_path / "extra_val.json", "w") as f:
+        json.dump({"8": dict(feat_p="X/X/d.npz", seq_anns={"labels": []}, frame_anns=None)}, f)
+    with pytest.raises(InputError, match=r"extra_val\.json \[babel_sid 8\]: 'seq_anns' must be"):
+        babel.read_babel(str(tmp_path), ("extra_val",))
 
 
 # ---------------------------------------------------------------- bad input

@@ -1,9 +1,12 @@
 """AMASS SMPL-H sequences: find, load and validate the .npz, resample, featurise.
 
-An AMASS SMPL-H file holds `poses` [T, 156] (axis-angle: 3 global orientation,
-63 for the 21 body joints, 90 for the two hands), `trans` [T, 3], `betas`,
-`gender` and the capture rate under `mocap_framerate` (older releases) or
-`mocap_frame_rate` (newer ones). Only poses, trans and the rate are read.
+An AMASS SMPL+H G file ("*_poses.npz", the release BABEL annotates) holds
+`poses` [T, 156] (axis-angle: 3 global orientation, 63 for the 21 body joints,
+90 for the two hands), `trans` [T, 3], `betas` [16], `dmpls` [T, 8], `gender`
+and the capture rate under `mocap_framerate` (older downloads) or
+`mocap_frame_rate` (newer ones). Only poses, trans and the rate are read. The
+SMPL-X N release ("*_stageii.npz", poses [T, 165]) is a different body model
+and is refused with a message saying so.
 
 Resampling is by time, so that BABEL's labels (in seconds) stay aligned: output
 frame i is the pose at time i / out_fps, slerped between the two source frames
@@ -32,8 +35,11 @@ POSE_DIM = 156  # SMPL-H: 52 joints x 3
 FEATURE_JOINTS = 24  # poses[:, :72]
 FRAMERATE_KEYS = ("mocap_framerate", "mocap_frame_rate")
 
-# BABEL's feat_p uses the dataset folder names of the AMASS release it was built
-# on; later AMASS downloads renamed some of them.
+# BABEL's feat_p is "<short name>/<release folder>/<subject>/<file>", e.g.
+# "BMLrub/BioMotionLab_NTroje/rub018/0017_lifting_light1_poses.npz" or
+# "CMU/CMU/07/07_05_poses.npz": the second part is the folder of the AMASS
+# release BABEL was built on (BABEL's action_recognition/data_gen/create_dataset.py
+# reads that part). Later AMASS downloads renamed some of those folders.
 DATASET_ALIASES = {
     "BioMotionLab_NTroje": "BMLrub",
     "DFaust_67": "DFaust",
@@ -45,6 +51,8 @@ DATASET_ALIASES = {
     "Transitions_mocap": "Transitions",
     "Eyes_Japan_Dataset": "EyesJapanDataset",
 }
+# The SMPL-X N release names its files "*_stageii.npz" where SMPL+H G has "*_poses.npz".
+SMPLX_SUFFIX = "_stageii.npz"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,12 +67,27 @@ class AmassMotion:
         return self.poses.shape[0] / self.fps
 
 
+def _candidates(feat_p: str) -> list[list[str]]:
+    """Relative paths, most literal first, under which feat_p's file may lie."""
+    parts = [p for p in feat_p.replace("\\", "/").split("/") if p]
+    out = [parts]
+    if len(parts) >= 3:  # <short name>/<release folder>/<subject>/<file>
+        folder, rest = parts[1], parts[2:]
+        out.append([folder] + rest)  # the release's own layout
+        if folder in DATASET_ALIASES:
+            out.append([DATASET_ALIASES[folder]] + rest)  # renamed in later releases
+        if parts[0] != folder:
+            out.append([parts[0]] + rest)
+    return out
+
+
 def resolve(amass_root: str, feat_p: str) -> str | None:
     """Finds BABEL's feat_p under an AMASS root; None when no layout matches.
 
-    BABEL writes "KIT/KIT/572/jump_left05_poses.npz" while a user who unpacked
-    AMASS has "<root>/KIT/572/jump_left05_poses.npz"; both are accepted, and so
-    are the renamed dataset folders of later AMASS releases.
+    BABEL writes "BMLrub/BioMotionLab_NTroje/rub018/x_poses.npz" while a user who
+    unpacked AMASS has "<root>/BioMotionLab_NTroje/rub018/x_poses.npz" (the
+    release BABEL used) or "<root>/BMLrub/rub018/x_poses.npz" (later releases);
+    all of these are accepted, and so is feat_p taken literally.
 
     Args:
       amass_root: the folder holding the AMASS dataset folders.
@@ -73,18 +96,26 @@ def resolve(amass_root: str, feat_p: str) -> str | None:
     Returns:
       The existing file's path, or None.
     """
-    parts = [p for p in feat_p.replace("\\", "/").split("/") if p]
-    candidates = [parts]
-    if len(parts) > 1 and parts[0] == parts[1]:
-        candidates.append(parts[1:])
-    for cand in list(candidates):
-        if cand and cand[0] in DATASET_ALIASES:
-            candidates.append([DATASET_ALIASES[cand[0]]] + cand[1:])
-    for cand in candidates:
+    for cand in _candidates(feat_p):
         path = os.path.join(amass_root, *cand)
         if os.path.isfile(path):
             return path
     return None
+
+
+def missing_hint(amass_root: str, feat_p: str) -> str:
+    """Why feat_p may be absent: a SMPL-X N file in its place, or which folders were tried."""
+    cands = _candidates(feat_p)
+    for cand in cands:
+        if cand[-1].endswith("_poses.npz"):
+            smplx = os.path.join(amass_root, *cand[:-1], cand[-1][: -len("_poses.npz")])
+            if os.path.isfile(smplx + SMPLX_SUFFIX):
+                return (
+                    f"found {smplx + SMPLX_SUFFIX}, a SMPL-X N file; BABEL needs the "
+                    "SMPL+H G release of AMASS (*_poses.npz)"
+                )
+    tried = sorted({c[0] for c in cands if len(c) > 1})
+    return f"looked under the dataset folders {tried} of data.amass_root"
 
 
 def load_npz(path: str) -> AmassMotion:
@@ -117,7 +148,10 @@ def load_npz(path: str) -> AmassMotion:
     except (OSError, ValueError, EOFError) as e:
         raise fail(path, f"unreadable .npz ({e})") from e
     if poses.ndim != 2 or poses.shape[1] != POSE_DIM:
-        raise fail(path, f"poses must be SMPL-H [T, {POSE_DIM}], got shape {poses.shape}")
+        release = (
+            " (SMPL-X: use the SMPL+H G release of AMASS)" if poses.shape[-1:] == (165,) else ""
+        )
+        raise fail(path, f"poses must be SMPL-H [T, {POSE_DIM}], got shape {poses.shape}{release}")
     if trans.shape != (poses.shape[0], 3):
         raise fail(path, f"trans must be [T, 3] with T={poses.shape[0]}, got shape {trans.shape}")
     if poses.shape[0] < 1:

@@ -8,10 +8,18 @@ capture rate):
   start_t <= i / 30 < end_t, i.e. frames ceil(start_t * 30 - eps) up to, not
   including, ceil(end_t * 30 - eps), eps = 1e-6 absorbing float noise in the
   JSON. So 2.0 to 4.0 s covers frames 60 to 119. This is BABEL's own rule.
-- A sequence whose frame annotation is null takes its sequence labels over
-  every frame. Entries of the same babel_sid from several files (train.json
-  and extra_train.json) contribute the union of their labels; extra files
-  carry lists (`frame_anns`, `seq_anns`) of annotations, all of which count.
+- BABEL's files (babel.is.tue.mpg.de/data.html): train.json and val.json map
+  babel_sid -> entry with `feat_p`, `dur`, one `seq_ann` and a `frame_ann`
+  that is null when the sequence holds one action; extra_train.json and
+  extra_val.json carry lists `seq_anns` / `frame_anns` (either may be null)
+  from further annotators. Labels have `act_cat` (a list, or null), and frame
+  labels `start_t`/`end_t` in seconds; act_cat is what BABEL-60 counts
+  (BABEL's action_recognition uses act_cat, not proc_label).
+- A sequence takes the union of its frame labels from every file read; only
+  when no file has frame labels for it do its sequence labels cover every
+  frame. So an extra annotator who saw one action in a densely labelled
+  sequence does not label all of it (BABEL's create_dataset.py likewise reads
+  an extra entry with the annotation type of the sid's dense entry).
 - Chunks: non-overlapping `chunk_frames` (100) from frame 0. The last, shorter
   chunk is used when it still holds `window_frames` (60) frames, so sequences
   of 2 to 3.3 s are kept, and shorter ones are counted as `short`.
@@ -129,14 +137,12 @@ def _segments_of(ann, whole: bool, where: str) -> list[Segment]:
     return out
 
 
-def _entry_segments(entry: dict, where: str) -> list[Segment]:
-    """Frame labels when the entry has any, otherwise its sequence labels."""
-    frame = [entry.get("frame_ann")] + list(entry.get("frame_anns") or [])
-    frame = [a for a in frame if a is not None]
-    if frame:
-        return [s for a in frame for s in _segments_of(a, False, where)]
-    seq = [entry.get("seq_ann")] + list(entry.get("seq_anns") or [])
-    return [s for a in seq if a is not None for s in _segments_of(a, True, where)]
+def _annotations(entry: dict, key: str, where: str) -> list:
+    """The entry's `key` (one annotation or null) and `key + "s"` (a list or null)."""
+    many = entry.get(key + "s")
+    if many is not None and not isinstance(many, list):
+        raise fail(where, f"'{key}s' must be a list or null, got {type(many).__name__}")
+    return [a for a in [entry.get(key)] + list(many or []) if a is not None]
 
 
 def read_babel(babel_dir: str, names) -> dict[str, dict]:
@@ -147,9 +153,12 @@ def read_babel(babel_dir: str, names) -> dict[str, dict]:
       names: file stems to read, e.g. ("train", "extra_train").
 
     Returns:
-      Entries merged by babel_sid, their segments unioned.
+      Entries merged by babel_sid: the union of their frame labels, or of their
+      sequence labels when no file has frame labels for that sid.
     """
-    entries: dict[str, dict] = {}
+    frame: dict[str, list] = {}
+    seq: dict[str, list] = {}
+    feat_p: dict[str, str] = {}
     for name in names:
         path = os.path.join(babel_dir, f"{name}.json")
         try:
@@ -165,9 +174,22 @@ def read_babel(babel_dir: str, names) -> dict[str, dict]:
             where = f"{path} [babel_sid {sid}]"
             if not isinstance(entry, dict) or not isinstance(entry.get("feat_p"), str):
                 raise fail(where, "entry has no 'feat_p' string")
-            merged = entries.setdefault(str(sid), {"feat_p": entry["feat_p"], "segments": []})
-            merged["segments"] += _entry_segments(entry, where)
-    return entries
+            sid = str(sid)
+            feat_p.setdefault(sid, entry["feat_p"])
+            frame.setdefault(sid, []).extend(
+                s
+                for a in _annotations(entry, "frame_ann", where)
+                for s in _segments_of(a, False, where)
+            )
+            seq.setdefault(sid, []).extend(
+                s
+                for a in _annotations(entry, "seq_ann", where)
+                for s in _segments_of(a, True, where)
+            )
+    return {
+        sid: {"feat_p": feat_p[sid], "segments": frame[sid] if frame[sid] else seq[sid]}
+        for sid in feat_p
+    }
 
 
 def frame_labels(segments, n_frames: int, fps: float, classes, ignored: collections.Counter):
@@ -224,12 +246,12 @@ def build_split(data_cfg, amass_root: str, babel_dir: str, split: str, seed: int
     paths = {sid: amass.resolve(amass_root, entries[sid]["feat_p"]) for sid in sids}
     missing = [sid for sid in sids if paths[sid] is None]
     if len(missing) > data_cfg.max_missing_fraction * len(sids):
-        first = os.path.join(amass_root, entries[missing[0]]["feat_p"])
+        first = entries[missing[0]]["feat_p"]
         raise fail(
-            first,
+            os.path.join(amass_root, first),
             f"missing: {len(missing)} of {len(sids)} BABEL '{split}' sequences have "
             f"no .npz under data.amass_root (max_missing_fraction="
-            f"{data_cfg.max_missing_fraction})",
+            f"{data_cfg.max_missing_fraction}); {amass.missing_hint(amass_root, first)}",
         )
     for sid in missing[:5]:
         logging.warning(
