@@ -213,6 +213,63 @@ def test_prepare_masks_pads_and_keeps_labels(tmp_path):
     assert not any(f.startswith(".") for f in os.listdir(tmp_path / "w" / "data"))
 
 
+# The column order of the authors' code (cosmaadrian/gaitformer datasets/uwg_features.py):
+# grouped differently from ours ("No accessory" before "OtherAttchment", "CarryingOther"
+# among the clothing), so a loader that relied on position would mislabel.
+REFERENCE_ORDER = (
+    "Female", "BodyThin", "BodyNormal", "BodyFat", "Front", "Side", "Back", "AgeChild",
+    "AgeYoungAdult", "AgeMediumAdult", "AgeOldAdult", "AgeSenior", "Backpack", "Bag",
+    "HandTrunk", "No accessory", "OtherAttchment", "No carrying", "Sandals", "Shoes",
+    "LeatherShoes", "SportShoes", "Boots", "Sneaker", "ClothShoes", "Calling", "Talking",
+    "Gathering", "Holding", "Pulling", "CarryingbyArm", "CarryingbyHand", "HoldObjectsInFront",
+    "CasualWear", "Jacket", "FormalWear", "LongTrousers", "CarryingOther", "Dress", "LongCoat",
+    "Trousers", "LongSleeve",
+)  # fmt: skip
+
+
+def test_release_layout_csv(tmp_path):
+    """A CSV as pandas writes the release's: BOM, unnamed index column, integer track ids,
+    file_name relative to the data root, the reference's column order, 1e-05 and a hair
+    over 1; the CSV itself under data-2.02/ (gaitformer datasets/uwg_dense.py)."""
+    columns = list(REFERENCE_ORDER)
+    assert sorted(columns) == sorted(gait_attributes.COLUMNS) and columns != list(
+        gait_attributes.COLUMNS
+    )
+    root = tmp_path / "densegait"
+    os.makedirs(root / "data-2.02")
+    ids = [k for k in range(40) if dg.in_val(str(k), 0.5)][:1] + [
+        k for k in range(40) if not dg.in_val(str(k), 0.5)
+    ][:1]
+    rng = np.random.default_rng(1)
+    probs = {tid: rng.uniform(0.01, 0.99, 42) for tid in ids}
+    with open(root / "data-2.02/annotations.csv", "w", newline="", encoding="utf-8-sig") as f:
+        w = csv.writer(f)
+        w.writerow(["", "track_id", "file_name", *columns])
+        for i, tid in enumerate(ids):
+            name = f"data-2.02/tracklets/{tid // 10}/{tid}.npy"
+            os.makedirs(os.path.dirname(root / name), exist_ok=True)
+            np.save(root / name, skeleton(70).astype(np.float64))
+            p = dict(zip(gait_attributes.COLUMNS, probs[tid], strict=True))
+            p["Female"], p["Back"] = 1e-05, 1.0000000001
+            probs[tid] = np.array([p[c] for c in gait_attributes.COLUMNS])
+            w.writerow([i, tid, name, *[repr(float(p[c])) for c in columns]])
+    cfg = real_cfg(str(root / "data-2.02/annotations.csv"), str(root))
+    counts = dg.prepare(cfg, str(tmp_path / "w"), seed=0)
+    assert counts["val_tracks"] == counts["train_tracks"] == 1
+    for split in ("val", "train"):
+        data = prepared.read_split(str(tmp_path / "w"), split)
+        (meta,) = data.index
+        expected = np.clip(probs[int(meta["source"])], 0, 1).astype(np.float32)
+        np.testing.assert_array_equal(data.labels[0], expected)
+        assert meta["file"].startswith("data-2.02/tracklets/")
+    # A byte-order mark before the first column's name (a spreadsheet's "CSV UTF-8").
+    bom = root / "bom.csv"
+    text = (root / "data-2.02/annotations.csv").read_text(encoding="utf-8-sig")
+    bom.write_text("\n".join(line.split(",", 1)[1] for line in text.splitlines()), "utf-8-sig")
+    track_ids, files, _, _ = dg.read_annotations(str(bom))
+    assert track_ids == [str(t) for t in ids] and files[0].endswith(f"{ids[0]}.npy")
+
+
 # ---------------------------------------------------------------- bad input
 def test_csv_missing_columns(tmp_path):
     header = [

@@ -1,13 +1,19 @@
 """DenseGait: the raw format and its preparation into windows.
 
-Raw format (the real dataset and `synthetic_densegait` both write it):
-  annotations CSV   one row per tracklet: `track_id`, `file_name` (the column names of
-                    the DenseGait release), then the 42 attribute columns of
-                    `gait_attributes.ATTRIBUTES` as probabilities in [0, 1]; extra
-                    columns are ignored. `file_name` is resolved against
-                    `data.tracklets_dir` (an absolute path is kept).
-  tracklet .npy     float [T, 18, 3]: OpenPose-18 (x, y, confidence) per joint, image
-                    pixels with y pointing down; (0, 0, 0) marks a joint not detected.
+Raw format (the real dataset and `synthetic_densegait` both write it), as the DenseGait
+authors' GaitFormer code reads it (cosmaadrian/gaitformer datasets/uwg_dense.py,
+uwg_features.py, transforms/):
+  annotations CSV   one row per tracklet: `track_id`, `file_name`, and the 42 attribute
+                    columns of `gait_attributes.ATTRIBUTES` (RAP's names, typo included)
+                    as probabilities in [0, 1], found by name in any order; extra columns
+                    (a pandas index column, say) are ignored. The release keeps it at
+                    <data root>/data-2.02/annotations.csv and `file_name` is relative to
+                    the data root: set `data.tracklets_dir` to that root (an absolute
+                    `file_name` is kept).
+  tracklet .npy     float [T, 18, 3], time first: OpenPose-18 (x, y, confidence) per joint,
+                    y pointing down (the reference negates y on load); (0, 0, 0) marks a
+                    joint not detected. Only translation and scale of x, y are assumed
+                    unknown, so pixel and pre-normalised coordinates read the same.
 
 `prepare` writes the prepared-window format of `wat_jax.data.prepared`:
   motion [N, W, 18, 3]: per joint (x, y, confidence), x right and y up, centred per frame
@@ -56,6 +62,8 @@ JOINTS = (
 )
 NOSE, NECK, R_HIP, L_HIP = 0, 1, 8, 11
 TRACK_COLUMN, FILE_COLUMN = "track_id", "file_name"
+# Rounding in a tool that wrote the CSV may leave a probability a hair outside [0, 1].
+_PROB_SLACK = 1e-6
 
 
 def default_data_config(variant: str) -> ml_collections.ConfigDict:
@@ -111,7 +119,8 @@ def read_annotations(path: str, max_tracks: int = 0):
         raise fail(path, "annotations CSV not found (config.data.annotations)")
     columns = gait_attributes.COLUMNS
     track_ids, files, rows, lines = [], [], [], []
-    with open(path, newline="") as f:
+    # utf-8-sig: a CSV saved by a spreadsheet may start with a byte-order mark.
+    with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         header = reader.fieldnames or []
         missing = [c for c in (TRACK_COLUMN, FILE_COLUMN) + columns if c not in header]
@@ -128,7 +137,7 @@ def read_annotations(path: str, max_tracks: int = 0):
                 problem = f"line {line}, column {bad!r}: {row[bad]!r} is not a number"
                 raise fail(path, problem) from None
             for c, v in zip(columns, values, strict=True):
-                if not 0.0 <= v <= 1.0:  # also rejects NaN
+                if not -_PROB_SLACK <= v <= 1.0 + _PROB_SLACK:  # also rejects NaN
                     raise fail(
                         path, f"line {line}, column {c!r}: {v} is not a probability in [0, 1]"
                     )
@@ -137,7 +146,7 @@ def read_annotations(path: str, max_tracks: int = 0):
             rows.append(values)
             lines.append(line)
     labels = np.asarray(rows, np.float32).reshape(len(rows), len(columns))
-    return track_ids, files, labels, lines
+    return track_ids, files, np.clip(labels, 0.0, 1.0), lines
 
 
 def _is_float(s) -> bool:
@@ -303,7 +312,8 @@ def prepare(data_cfg, workdir: str, seed: int) -> dict:
                 continue
             raise fail(
                 path,
-                f"tracklet named in {csv_path} line {lines[row]} is absent "
+                f"tracklet named in {csv_path} line {lines[row]} is absent; file_name is "
+                "read relative to config.data.tracklets_dir, the DenseGait data root "
                 "(set config.data.missing=skip to leave such rows out)",
             )
         length = tracklet_length(path)
