@@ -44,7 +44,8 @@ def exported(tmp_path_factory):
     tx = train.make_optimizer(config.optim, config.total_steps)
     state = jax.jit(lambda: train.create_train_state(model, tx, config.seed, example))()
     ckpt = checkpointing.Checkpointer(workdir, 1, 3)
-    ckpt.save(5, parallel.replicate(state, mesh), {"position": 0, "step": 5})
+    meta = train.run_meta(config, workdir, tasks.get_task("toy"), train.ModelDims.of_batch(example))
+    ckpt.save(5, parallel.replicate(state, mesh), dict(meta, position=0, step=5))
     ckpt.close()
     path = export.export_motion_tower(config, workdir)
     return workdir, config, path

@@ -45,7 +45,8 @@ def write_init_checkpoint(config, workdir: str, step: int = 3) -> None:
     tx = train.make_optimizer(config.optim, config.total_steps)
     state = jax.jit(lambda: train.create_train_state(model, tx, config.seed, example))()
     ckpt = checkpointing.Checkpointer(workdir, 1, 3)
-    ckpt.save(step, parallel.replicate(state, mesh), {"position": 0, "step": step})
+    meta = train.run_meta(config, workdir, task, train.ModelDims.of_batch(example))
+    ckpt.save(step, parallel.replicate(state, mesh), dict(meta, position=0, step=step))
     ckpt.close()
 
 

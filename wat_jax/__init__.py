@@ -1,1 +1,13 @@
-"""wat_jax: aligning human motion with LLM-written text, in JAX/Flax."""
+"""wat_jax: aligning human motion with LLM-written text, in JAX/Flax.
+
+import wat_jax
+run = wat_jax.load("runs/babel60")     # config.json + the newest checkpoint
+run.classify(motion, mask)             # per window: [(class, score), ...] best first
+"""
+
+
+def load(path: str, step: int | None = None):
+    """A trained run from a workdir or a checkpoints/<step>/ folder; see wat_jax/artifact.py."""
+    from wat_jax import artifact  # imported on use: `import wat_jax` stays light
+
+    return artifact.load(path, step)

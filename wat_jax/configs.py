@@ -18,7 +18,11 @@ def base_config() -> ml_collections.ConfigDict:
     c.checkpoint_every_steps = 500
     c.keep_checkpoints = 3
     c.num_devices = 0  # 0: every device
-    c.init_from = ""  # another workdir whose latest checkpoint seeds the params
+    # Checkpoint controls; PATH is a workdir, its checkpoints/ or one checkpoints/<step>/,
+    # and :STEP picks a step (the newest that restores when absent).
+    c.resume_from = ""  # PATH[:STEP]: the full state of another run; training continues here
+    c.init_from = ""  # PATH[:STEP]: params only; optimizer, schedule and loss start fresh
+    c.keep_period = 0  # >0: also keep every checkpoint whose step is a multiple of this
 
     c.model = ml_collections.ConfigDict(
         dict(
@@ -83,6 +87,7 @@ def base_config() -> ml_collections.ConfigDict:
             step=-1,  # --mode=eval: the checkpoint to score; -1: the latest
             batch_size=0,  # 0: batch_size
             every_steps=0,  # > 0: also score the live params every N training steps
+            prototype="centroid",  # a class's text: "centroid" of its descriptions, or "name"
         )
     )
     c.describe = ml_collections.ConfigDict(dict(backend="names", per_key=1))

@@ -16,7 +16,7 @@ import numpy as np
 from absl import logging
 from jax.sharding import PartitionSpec as P
 
-from wat_jax import checkpointing, io, parallel, train
+from wat_jax import artifact, checkpointing, io, parallel
 from wat_jax.run_log import MetricWriter, Progress
 
 
@@ -75,22 +75,16 @@ def make_embedder(config, model, params, mesh) -> Embedder:
     return Embedder(model, params, mesh, batch_size)
 
 
-def restore_embedder(config, workdir: str, task, step: int | None = None):
-    """Restores `step` (latest when None) read-only; returns (Embedder, step)."""
-    mesh = parallel.make_mesh(config.get("num_devices") or None)
-    step = checkpointing.resolve_step(workdir, step, "evaluate")
-    example = task.train_batcher(
-        config, workdir, parallel.process_rows(config.batch_size, mesh)
-    ).batch(0)
-    model = train.create_model(config, example["text"].shape[-1], example["labels"].shape[-1])
-    tx = train.make_optimizer(config.optim, config.total_steps)
-    abstract = train.abstract_state(
-        lambda: train.create_train_state(model, tx, config.seed, example), mesh
-    )
-    ckpt = checkpointing.Checkpointer(workdir, 0, None, read_only=True)
-    state, _ = ckpt.restore(step, abstract)
-    ckpt.close()
-    return make_embedder(config, model, state.params, mesh), step
+def restore_embedder(config, workdir: str, task=None, step: int | None = None):
+    """Restores `step` (the newest that restores when None) read-only; (Embedder, step).
+
+    Only the params are read, and the model is built from the dimensions in the
+    checkpoint's metadata: no training data, optimizer or text bank is needed.
+    `task` is accepted for callers that have one; the restore does not use it.
+    """
+    mesh = parallel.make_mesh(config.num_devices or None)
+    restored = artifact.restore(config, checkpointing.checkpoint_dir(workdir), step, mesh)
+    return make_embedder(config, restored.model, restored.params, mesh), restored.step
 
 
 def score(config, workdir: str, task, embedder: Embedder, step: int, writer=None) -> str:

@@ -297,9 +297,9 @@ def project_texts(config, index: Index, text_vectors: np.ndarray) -> np.ndarray:
     """Frozen text vectors [M, D] -> the joint space [M, E], with the index's saved params."""
     if "text_proj" not in (index.text_params or {}):
         return np.asarray(text_vectors, np.float32)  # identity projection: no params
-    from wat_jax import train
+    from wat_jax.state import create_model
 
-    model = train.create_model(config, int(text_vectors.shape[1]), 0)
+    model = create_model(config, int(text_vectors.shape[1]), 0)
     out = model.apply(
         {"params": index.text_params}, np.asarray(text_vectors, np.float32), method="embed_text"
     )

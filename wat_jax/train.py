@@ -1,9 +1,7 @@
-"""Train state, the data-parallel step, and the training loop with auto-resume."""
+"""The data-parallel step and the training loop with auto-resume (the state: state.py)."""
 
 import signal
-from typing import Any
 
-import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -14,114 +12,15 @@ from jax.sharding import PartitionSpec as P
 
 from wat_jax import checkpointing, objectives, parallel
 from wat_jax.errors import InputError
-from wat_jax.models.skeleton import MotionTextModel
 from wat_jax.run_log import MetricWriter, Progress
-
-
-class TrainState(flax.struct.PyTreeNode):
-    """Everything a step reads and writes; data, not behaviour."""
-
-    step: jax.Array  # int32 scalar
-    params: Any
-    opt_state: Any
-    rng: jax.Array  # uint32 [2] raw key data (checkpoints as a plain array)
-    skipped: jax.Array  # int32: updates skipped for non-finite loss or gradient
-    consecutive_skips: jax.Array  # int32
-    position: jax.Array  # int32: examples consumed, the data position
-
-
-def create_model(config: ml_collections.ConfigDict, text_dim: int, num_classes: int = 0):
-    """Builds the model from config.model; embed_dim defaults to the text dim."""
-    m = config.model
-    encoder = dict(
-        width=m.width,
-        layers=m.layers,
-        heads=m.heads,
-        mlp_dim=m.mlp_dim,
-        dropout=m.dropout,
-        pre_norm=m.pre_norm,
-        positions=m.positions,
-        pooling=m.pooling,
-        max_len=m.max_len,
-    )
-    embed_dim = m.embed_dim or text_dim
-    if m.text_projection == "identity" and embed_dim != text_dim:
-        raise InputError(
-            f"config.model.embed_dim={embed_dim} must equal the text encoder's "
-            f"dimension {text_dim} when model.text_projection='identity'"
-        )
-    init_scale = {"siglip": np.log(10.0)}.get(config.loss.name, np.log(1 / 0.07))
-    return MotionTextModel(
-        encoder=encoder,
-        embed_dim=embed_dim,
-        text_projection=m.text_projection,
-        head_dropout=m.dropout,
-        num_classes=num_classes if config.loss.ce_weight > 0 else 0,
-        log_scale_init=float(init_scale),
-        logit_bias_init=-10.0 if config.loss.name == "siglip" else 0.0,
-        dtype=jnp.bfloat16 if m.dtype == "bfloat16" else jnp.float32,
-    )
-
-
-def make_optimizer(optim: ml_collections.ConfigDict, total_steps: int):
-    """AdamW with warmup + cosine decay and global-norm clipping.
-
-    Norm scales, biases and the loss scalars (all leaves with ndim < 2) get no
-    weight decay, as is standard for transformers.
-    """
-    warmup = min(optim.warmup_steps, max(total_steps - 1, 0))
-    if optim.schedule == "constant":
-        schedule = optax.constant_schedule(optim.lr)
-    elif optim.schedule == "cosine":
-        schedule = optax.warmup_cosine_decay_schedule(
-            0.0, optim.lr, warmup, max(total_steps, warmup + 1), optim.lr * optim.final_lr_fraction
-        )
-    else:
-        raise InputError(f"config.optim.schedule must be constant|cosine, got {optim.schedule!r}")
-    decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)
-    return optax.chain(
-        optax.clip_by_global_norm(optim.grad_clip) if optim.grad_clip > 0 else optax.identity(),
-        optax.adamw(
-            schedule,
-            b1=optim.b1,
-            b2=optim.b2,
-            eps=optim.eps,
-            weight_decay=optim.weight_decay,
-            mask=decay_mask,
-        ),
-    )
-
-
-def create_train_state(model, tx, seed: int, example: dict) -> TrainState:
-    """Initialises params and optimizer state from an example batch's shapes."""
-    init_key, train_key = jax.random.split(jax.random.key(seed))
-    params = model.init(init_key, example["motion"][:1], example["mask"][:1], example["text"][:1])[
-        "params"
-    ]
-    # Distinct buffers per counter: the step donates the state, and XLA refuses
-    # to donate one buffer twice.
-    zero = lambda: jnp.zeros((), jnp.int32)
-    return TrainState(
-        step=zero(),
-        params=params,
-        opt_state=tx.init(params),
-        rng=jax.random.key_data(train_key),
-        skipped=zero(),
-        consecutive_skips=zero(),
-        position=zero(),
-    )
-
-
-def abstract_state(make_state, mesh):
-    """The structure, shapes and (replicated) shardings `make_state()` would produce.
-
-    Restores target this, so a checkpoint of another structure fails loudly
-    and no parameters are initialised just to be overwritten.
-    """
-    return jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=parallel.replicated(mesh)),
-        jax.eval_shape(make_state),
-    )
+from wat_jax.state import (
+    ModelDims,
+    TrainState,
+    abstract_state,
+    create_model,
+    create_train_state,
+    make_optimizer,
+)
 
 
 def _all_finite(tree) -> jax.Array:
@@ -178,21 +77,66 @@ def make_train_step(model, tx, loss_cfg, mesh, global_batch: int):
 
 
 class _Stop:
-    """Set by SIGTERM: the loop saves a checkpoint and returns cleanly."""
+    """SIGTERM and SIGINT ask the loop to save a checkpoint and return cleanly.
+
+    A second SIGINT (Ctrl-C twice) aborts at once with KeyboardInterrupt.
+    """
 
     requested = False
 
     @classmethod
-    def install(cls):
+    def install(cls) -> dict:
         def handler(signum, frame):
-            logging.warning("SIGTERM received: saving a checkpoint and stopping")
+            name = signal.Signals(signum).name
+            if cls.requested and signum == signal.SIGINT:
+                raise KeyboardInterrupt(f"second {name}: stopping without a checkpoint")
+            logging.warning("%s received: saving a checkpoint and stopping", name)
             cls.requested = True
 
         cls.requested = False
-        try:
-            return signal.signal(signal.SIGTERM, handler)
-        except ValueError:  # not the main thread (e.g. under some test runners)
-            return None
+        previous = {}
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            try:
+                previous[signum] = signal.signal(signum, handler)
+            except ValueError:  # not the main thread (e.g. under some test runners)
+                pass
+        return previous
+
+
+def stop_agreed(step: int, every: int) -> bool:
+    """Whether every process has been asked to stop, decided the same way everywhere.
+
+    One process: its own flag, every step. Several: the flags are all-reduced
+    every `every` steps (a small blocking collective), so all processes stop
+    and save at the same step even when only one received the signal.
+    """
+    if jax.process_count() == 1:
+        return _Stop.requested
+    if step % max(every, 1):
+        return False
+    from jax.experimental import multihost_utils
+
+    flags = multihost_utils.process_allgather(np.asarray([_Stop.requested], np.int32))
+    return bool(np.asarray(flags).any())
+
+
+def run_meta(config, workdir: str, task, dims: ModelDims) -> dict:
+    """What each checkpoint records beside the state, so a run reads back from it alone.
+
+    dims: the model's input and output sizes. texts: the class (or attribute)
+    names, readable phrases and frozen prototype vectors [C, D] that
+    classification ranks, as the eval stage builds them.
+    """
+    texts = task.prototypes(config, workdir)
+    return {
+        "dims": dims.to_json(),
+        "texts": {
+            "keys": list(texts["keys"]),
+            "phrases": list(texts["phrases"]),
+            "prototype": texts["prototype"],
+            "vectors": np.asarray(texts["vectors"], np.float32).tolist(),
+        },
+    }
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task) -> TrainState:
@@ -206,58 +150,108 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task) ->
     Returns:
       The final train state (replicated on the mesh).
     """
-    # SIGTERM from here on (compilation included) ends in a checkpoint.
-    previous_handler = _Stop.install()
+    # SIGTERM/SIGINT from here on (compilation included) end in a checkpoint.
+    previous = _Stop.install()
     try:
         return _train(config, workdir, task)
     finally:
-        if previous_handler is not None:
-            signal.signal(signal.SIGTERM, previous_handler)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _source_checkpointer(spec: str, key: str):
+    root, step = checkpointing.parse_source(spec, key)
+    src = checkpointing.Checkpointer(root, read_only=True, root=True)
+    if not src.all_steps():
+        src.close()
+        raise InputError(f"{key}: {root} has no checkpoint")
+    return src, step
+
+
+def _restore(config, workdir, ckpt, model, make_state, mesh, dims):
+    """The state to start from, in this order:
+
+    1) the newest checkpoint in the workdir that restores (damaged ones set aside),
+    2) config.resume_from: the full state of another run's checkpoint,
+    3) config.init_from: params only (the optimizer and schedule start fresh),
+    4) a fresh init.
+    """
+    abstract = abstract_state(make_state, mesh)
+    step, restored = ckpt.restore_newest(lambda s: ckpt.restore(s, abstract))
+    if step is not None:
+        state = restored[0]
+        logging.info("resuming from step %d (position %d)", int(state.step), int(state.position))
+        return state
+    if config.resume_from:
+        src, step = _source_checkpointer(config.resume_from, "config.resume_from")
+        try:
+            step, restored = src.restore_newest(lambda s: src.restore(s, abstract), step)
+        finally:
+            src.close()
+        if step is None:
+            raise InputError(f"config.resume_from: no checkpoint of {config.resume_from} restores")
+        logging.info("resumed from %s step %d", src.directory, step)
+        return restored[0]
+    state = parallel.replicate(make_state(), mesh)
+    if config.init_from:
+        src, step = _source_checkpointer(config.init_from, "config.init_from")
+        params = state_params = abstract.params
+        try:
+            step, params = src.restore_newest(
+                lambda s: _restore_params_named(src, s, state_params), step
+            )
+        finally:
+            src.close()
+        if step is None:
+            raise InputError(f"config.init_from: no checkpoint of {config.init_from} restores")
+        state = state.replace(params=params)
+        logging.info("initialised params from %s step %d", src.directory, step)
+    return state
+
+
+def _restore_params_named(src, step, abstract_params):
+    """Params of another run; a shape mismatch names the parameter (config.init_from)."""
+    try:
+        return src.restore_params(step, abstract_params)
+    except InputError as e:
+        raise InputError(f"config.init_from: {e}") from None
 
 
 def _train(config, workdir: str, task) -> TrainState:
     # Mesh: one 'data' axis over every device.
-    mesh = parallel.make_mesh(config.get("num_devices") or None)
+    mesh = parallel.make_mesh(config.num_devices or None)
     parallel.check_batch_size(config.batch_size, mesh)
 
     # Data: every process builds the same global batch and loads its rows.
     rows = parallel.process_rows(config.batch_size, mesh)
     batcher = task.train_batcher(config, workdir, rows)
     example = batcher.batch(0)
+    dims = ModelDims.of_batch(example)
 
     # State: model and optimizer, or the abstract structure for a restore.
-    model = create_model(config, example["text"].shape[-1], example["labels"].shape[-1])
+    model = create_model(config, dims.text_dim, dims.num_classes)
     tx = make_optimizer(config.optim, config.total_steps)
     make_state = lambda: create_train_state(model, tx, config.seed, example)
     ckpt = checkpointing.Checkpointer(
-        workdir, config.checkpoint_every_steps, config.keep_checkpoints
+        workdir,
+        config.checkpoint_every_steps,
+        config.keep_checkpoints,
+        keep_period=config.keep_period,
     )
-
-    # Restore, in this order: 1) the latest checkpoint in the workdir,
-    # 2) config.init_from (another run's checkpoint dir, params only),
-    # 3) a fresh init.
-    abstract = abstract_state(make_state, mesh)
-    latest = ckpt.latest_step()
-    if latest is not None:
-        state, _ = ckpt.restore(latest, abstract)
-        logging.info("resuming from step %d (position %d)", int(state.step), int(state.position))
-    else:
-        state = parallel.replicate(make_state(), mesh)
-        if config.get("init_from"):
-            src = checkpointing.Checkpointer(config.init_from, 0, 1, read_only=True)
-            if src.latest_step() is None:
-                raise InputError(f"{config.init_from}: config.init_from has no checkpoint")
-            loaded, _ = src.restore(src.latest_step(), abstract)
-            state = state.replace(params=loaded.params)
-            logging.info("initialised params from %s", config.init_from)
+    try:
+        state = _restore(config, workdir, ckpt, model, make_state, mesh, dims)
+    except BaseException:
+        ckpt.close()
+        raise
+    meta = run_meta(config, workdir, task, dims)
 
     # Loop: one compiled step; host reads metrics only at log steps.
     train_step = make_train_step(model, tx, config.loss, mesh, config.batch_size)
-    writer = MetricWriter(workdir)
     start = int(state.step)
+    writer = MetricWriter(workdir)
     progress = Progress("train", config.total_steps, start)
     max_skips = config.optim.max_consecutive_skips
-    eval_every, embedder = int(config.eval.get("every_steps", 0)), None
+    eval_every, embedder = int(config.eval.every_steps), None
     position = int(state.position)  # host copy; the step advances the device copy alike
     try:
         for step in range(start + 1, config.total_steps + 1):
@@ -265,27 +259,28 @@ def _train(config, workdir: str, task) -> TrainState:
             position += config.batch_size
             state, metrics = train_step(state, batch)
             last = step == config.total_steps
-            if step % config.log_every_steps == 0 or last or _Stop.requested:
+            stop = stop_agreed(step, config.log_every_steps)
+            if step % config.log_every_steps == 0 or last or stop:
                 host = jax.tree.map(float, parallel.to_host(metrics))
                 rate = progress.update(step)
                 writer.write(
                     step, {f"train/{k}": v for k, v in host.items()} | {"train/steps_per_sec": rate}
                 )
                 if int(state.consecutive_skips) >= max_skips:
-                    ckpt.close()
                     raise FloatingPointError(
                         f"{int(state.consecutive_skips)} consecutive steps had a non-finite "
                         f"loss or gradient (limit config.optim.max_consecutive_skips="
                         f"{max_skips}); lower optim.lr or check the data"
                     )
-            if ckpt.should_save(step, config.total_steps) or _Stop.requested:
-                ckpt.save(step, state, {"position": position, "step": step})
-            if _Stop.requested:
+            if ckpt.should_save(step, config.total_steps) or stop:
+                ckpt.save(step, state, dict(meta, position=position, step=step))
+            if stop:
+                logging.warning("stopped at step %d after saving its checkpoint", step)
                 break
             # Periodic evaluation scores the live params; the last step is left to
             # the eval stage, which scores the saved checkpoint.
             if eval_every > 0 and step % eval_every == 0 and not last:
-                from wat_jax import evaluate  # evaluate imports this module
+                from wat_jax import evaluate
 
                 if embedder is None:  # built once, so its functions compile once
                     embedder = evaluate.make_embedder(config, model, state.params, mesh)
@@ -293,6 +288,8 @@ def _train(config, workdir: str, task) -> TrainState:
                 evaluate.score(config, workdir, task, embedder, step, writer)
     finally:
         # Final save: wait for async writes before the process exits.
-        ckpt.close()
-        writer.close()
+        try:
+            ckpt.close()
+        finally:
+            writer.close()
     return state

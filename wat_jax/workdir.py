@@ -11,19 +11,9 @@ from wat_jax.errors import fail
 
 def load_config(workdir: str):
     """The run's resolved config from WORKDIR/config.json (tuples come back as lists)."""
-    import ml_collections
+    from wat_jax import artifact
 
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
-        raise fail(
-            path,
-            "no config here; train in this workdir first (python -m wat_jax.main --mode=train)",
-        )
-    try:
-        with open(path) as f:
-            return ml_collections.ConfigDict(json.load(f))
-    except ValueError as e:
-        raise fail(path, f"not valid JSON ({e})") from e
+    return artifact.read_config(os.path.join(workdir, "config.json"))
 
 
 def read_gallery(config, workdir: str, split: str) -> prepared.PreparedSplit:

@@ -51,6 +51,12 @@ def embed(config, workdir):
     common.build_bank(_keys(workdir), config, workdir)
 
 
+def prototypes(config, workdir) -> dict:
+    """The class texts classification ranks (eval.prototype), for checkpoint metadata."""
+    bank = TextBank.load(common.bank_path(workdir))
+    return common.bank_prototypes(config, bank, list(bank.keys))
+
+
 def _held_out(config, classes) -> np.ndarray:
     """Boolean [C]: classes held out of training for zero-shot evaluation."""
     names = list(config.eval.get("zero_shot_classes", ()) or ())

@@ -9,6 +9,7 @@ from wat_jax.data.pipeline import TextBank
 from wat_jax.errors import fail
 
 BANK_FILE = "text_bank.npz"
+PROTOTYPES = ("name", "centroid")  # a key's text: its name, or its descriptions' centroid
 
 
 def bank_path(workdir: str) -> str:
@@ -81,6 +82,15 @@ def build_bank(keys, config, workdir: str) -> TextBank:
     )
     bank.save(bank_path(workdir))
     return bank
+
+
+def bank_prototypes(config, bank: TextBank, phrases: list[str]) -> dict:
+    """The bank's keys with their eval.prototype vectors [K, D] (frozen, before projection)."""
+    kind = config.eval.prototype
+    if kind not in PROTOTYPES:
+        raise fail("config.eval.prototype", f"must be one of {PROTOTYPES}, got {kind!r}")
+    vectors = bank.centroids(normalize=True) if kind == "centroid" else bank.names
+    return {"keys": list(bank.keys), "phrases": phrases, "prototype": kind, "vectors": vectors}
 
 
 def finite_mean(values) -> float:

@@ -61,6 +61,23 @@ def embed(config, workdir):
     common.build_bank(_keys(config, workdir), config, workdir)
 
 
+def attribute_phrases() -> tuple[list[str], list[str]]:
+    """Each attribute's name and its single-attribute query ("a person carrying a backpack")."""
+    names = [a[0] for a in gait_attributes.ATTRIBUTES]
+    phrases = [
+        f"a person {a[2]}" if not a[2].startswith("a ") else a[2]
+        for a in gait_attributes.ATTRIBUTES
+    ]
+    return names, phrases
+
+
+def prototypes(config, workdir) -> dict:
+    """The attributes' single-attribute query vectors: what classify ranks on a gait run."""
+    names, phrases = attribute_phrases()
+    vectors = common.encode(phrases, config)
+    return {"keys": names, "phrases": phrases, "prototype": "name", "vectors": vectors}
+
+
 def _key_ids(labels, threshold, bank: TextBank) -> np.ndarray:
 
     lookup = {k: i for i, k in enumerate(bank.keys)}
@@ -161,11 +178,7 @@ def evaluate(config, workdir, embedder, step) -> dict:
     results["random"]["gait_to_text"] = _gait_to_text(rand.T, gains.T, relevant.T)
 
     # Single-attribute queries: "a person carrying a backpack" against the gallery.
-    names = [a[0] for a in gait_attributes.ATTRIBUTES]
-    phrases = [
-        f"a person {a[2]}" if not a[2].startswith("a ") else a[2]
-        for a in gait_attributes.ATTRIBUTES
-    ]
+    names, phrases = attribute_phrases()
     single_text = embedder.text(common.encode(phrases, config))
     single = metrics.cosine(single_text, motion_emb)
     results["per_attribute"] = _per_attribute(single, gallery_sets, names)

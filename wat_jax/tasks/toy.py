@@ -58,6 +58,12 @@ def embed(config, workdir):
     logging.info("toy task: text vectors are generated; nothing to embed")
 
 
+def prototypes(config, workdir) -> dict:
+    """The class name vectors the toy evaluation ranks."""
+    bank = make_bank(config, config.seed)
+    return {"keys": bank.keys, "phrases": bank.keys, "prototype": "name", "vectors": bank.names}
+
+
 def train_batcher(config, workdir, rows) -> Batcher:
     motion, mask, labels = make_data(config, config.seed, "train")
     return Batcher(

@@ -1,0 +1,205 @@
+"""A trained run as a self-contained artifact: `wat_jax.load` on a folder holding only
+config.json and one checkpoint, in a process that never imports the training code,
+reproduces the eval stage's numbers."""
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import wat_jax
+from wat_jax.data import prepared
+from wat_jax.errors import InputError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _main(config, workdir, mode="all", *overrides):
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wat_jax.main",
+            f"--config={config}",
+            f"--workdir={workdir}",
+            f"--mode={mode}",
+            *overrides,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def _copy_run(workdir, dest):
+    """config.json and the newest checkpoint, nothing else."""
+    step = max(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())
+    os.makedirs(os.path.join(dest, "checkpoints"))
+    shutil.copy(os.path.join(workdir, "config.json"), dest)
+    shutil.copytree(
+        os.path.join(workdir, "checkpoints", str(step)),
+        os.path.join(dest, "checkpoints", str(step)),
+    )
+    return step
+
+
+# Runs in a fresh interpreter: the loaded run must reproduce eval's headline number
+# from the copied folder alone, and the training code must never be imported.
+_FRESH = r"""
+import json, sys
+import numpy as np
+import wat_jax
+from wat_jax import metrics
+from wat_jax.data import prepared
+from wat_jax.data.pipeline import TextBank
+
+folder, workdir, task = sys.argv[1:4]
+run = wat_jax.load(folder)
+val = prepared.read_split(workdir, "val")
+out = {"step": run.step, "classes": run.classes}
+if task == "babel60":
+    top = run.classify(np.asarray(val.motion), np.asarray(val.mask), top_k=5)
+    labels = np.asarray(val.labels) > 0.5
+    hits = [labels[i, run.classes.index(t[0][0])] for i, t in enumerate(top)]
+    out["top1"] = float(np.mean(hits))
+    out["scores_sorted"] = all(
+        all(a[1] >= b[1] for a, b in zip(t, t[1:])) for t in top
+    )
+else:
+    from wat_jax.tasks import densegait  # scoring helpers only
+    bank = TextBank.load(workdir + "/text_bank.npz")
+    threshold = run.config.data.threshold
+    sets = np.asarray(val.labels) > threshold
+    ids = densegait._key_ids(val.labels, threshold, bank)
+    query_ids = np.unique(ids)
+    query_sets = np.stack([sets[np.flatnonzero(ids == q)[0]] for q in query_ids])
+    gains = metrics.jaccard_gains(query_sets, sets)
+    text = run.project_text(bank.centroids(normalize=True)[query_ids])
+    scores = text @ run.embed_motion(np.asarray(val.motion), np.asarray(val.mask)).T
+    out["ndcg@10"] = float(np.nanmean(metrics.ndcg_at_k(scores, gains, 10)))
+training = [m for m in ("wat_jax.train", "wat_jax.objectives", "wat_jax.evaluate", "optax")
+            if m in sys.modules and m != "optax"]
+out["imported_training"] = training
+print("RESULT " + json.dumps(out))
+"""
+
+
+def _fresh(folder, workdir, task):
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    proc = subprocess.run(
+        [sys.executable, "-c", _FRESH, str(folder), str(workdir), task],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT ") :])
+
+
+@pytest.fixture(scope="module")
+def babel_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("babel_artifact")
+    _main("experiments/babel60.py:smoke", workdir)
+    return workdir
+
+
+def test_babel_run_loads_from_config_and_one_checkpoint(babel_run, tmp_path):
+    step = _copy_run(babel_run, tmp_path / "only")
+    assert sorted(os.listdir(tmp_path / "only")) == ["checkpoints", "config.json"]
+    got = _fresh(tmp_path / "only", babel_run, "babel60")
+    evaluated = json.load(open(babel_run / "eval" / f"step_{step}.json"))
+    assert got["step"] == step
+    assert got["top1"] == pytest.approx(evaluated["top1"], abs=1e-9)
+    assert got["classes"] == prepared.read_split(str(babel_run), "val").classes
+    assert got["scores_sorted"]
+    assert got["imported_training"] == []
+
+
+def test_a_checkpoint_folder_reads_with_the_config_beside_it(babel_run, tmp_path):
+    step = _copy_run(babel_run, tmp_path / "only")
+    run = wat_jax.load(str(tmp_path / "only" / "checkpoints" / str(step)))
+    assert run.step == step
+    with pytest.raises(InputError, match="is the checkpoint of step"):
+        wat_jax.load(str(tmp_path / "only" / "checkpoints" / str(step)), step=step + 1)
+
+
+def test_embed_motion_and_text_are_unit_rows(babel_run):
+    run = wat_jax.load(str(babel_run))
+    val = prepared.read_split(str(babel_run), "val")
+    emb = run.embed_motion(np.asarray(val.motion[:5]), np.asarray(val.mask[:5]))
+    assert emb.shape == (5, run.class_vectors.shape[1]) and emb.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    # Shorter windows are padded at the end with a mask: the same embedding.
+    short = run.embed_motion(np.asarray(val.motion[:2, :40]))
+    padded = np.zeros_like(val.motion[:2])
+    padded[:, :40] = val.motion[:2, :40]
+    mask = np.zeros(val.mask[:2].shape, bool)
+    mask[:, :40] = True
+    np.testing.assert_allclose(short, run.embed_motion(padded, mask), atol=1e-6)
+    text = run.embed_text(["a person walks", "a person jumps"])
+    assert text.shape == (2, emb.shape[1])
+    np.testing.assert_allclose(np.linalg.norm(text, axis=1), 1.0, atol=1e-5)
+    top = run.classify(np.asarray(val.motion[:3]), np.asarray(val.mask[:3]), top_k=2)
+    assert len(top) == 3 and all(len(t) == 2 and t[0][0] in run.classes for t in top)
+
+
+def test_embed_motion_reads_a_raw_amass_file_like_the_loader(babel_run):
+    run = wat_jax.load(str(babel_run))
+    val = prepared.read_split(str(babel_run), "val")
+    from wat_jax.data import amass
+
+    by_source = {}
+    for i, row in enumerate(val.index):
+        by_source.setdefault(row["source"], []).append((row["start_frame"], i))
+    source = sorted(by_source)[0]
+    path = amass.resolve(str(babel_run / "raw" / "amass"), source)
+    assert path is not None and os.path.isfile(path)
+    from_file = run.embed_motion(path)
+    prepared_rows = run.embed_motion(np.asarray(val.motion), np.asarray(val.mask))
+    # Every prepared val window of that file is among the file's windows.
+    for _, i in by_source[source]:
+        assert np.abs(from_file - prepared_rows[i]).max(axis=1).min() < 1e-5
+
+
+def test_bad_motion_is_one_clear_error(babel_run, tmp_path):
+    run = wat_jax.load(str(babel_run))
+    with pytest.raises(InputError, match=r"motion: must be \[B, T<=60, 25, 6\]"):
+        run.embed_motion(np.zeros((2, 60, 25, 3), np.float32))
+    with pytest.raises(InputError, match="NaN"):
+        run.embed_motion(np.full((1, 60, 25, 6), np.nan, np.float32))
+    bad = tmp_path / "x.txt"
+    bad.write_text("hello")
+    with pytest.raises(InputError, match="reads motion arrays"):
+        run.embed_motion(str(bad))
+    with pytest.raises(InputError, match="no such folder"):
+        wat_jax.load(str(tmp_path / "nothing"))
+
+
+def test_densegait_run_loads_and_reproduces_ndcg(tmp_path):
+    workdir = tmp_path / "dg"
+    _main("experiments/densegait.py:smoke", workdir)
+    step = _copy_run(workdir, tmp_path / "only")
+    got = _fresh(tmp_path / "only", workdir, "densegait")
+    evaluated = json.load(open(workdir / "eval" / f"step_{step}.json"))
+    assert got["ndcg@10"] == pytest.approx(evaluated["ndcg@10"], abs=1e-6)
+    assert len(got["classes"]) == 42 and got["imported_training"] == []
+    # A DenseGait tracklet file goes through the loader's normalisation.
+    run = wat_jax.load(str(tmp_path / "only"))
+    tracklet = sorted(glob.glob(str(workdir / "raw" / "**" / "*.npy"), recursive=True))[0]
+    emb = run.embed_motion(tracklet)
+    assert emb.shape == (1, run.class_vectors.shape[1])
+    assert len(run.classify(tracklet, top_k=3)[0]) == 3

@@ -1,0 +1,291 @@
+"""Checkpoint controls and faults: resume_from, init_from (another optimizer),
+keep_period, a damaged newest checkpoint, SIGINT, and a stop agreed by two processes."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from wat_jax import checkpointing
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _cmd(workdir, mode, *overrides, config="experiments/toy.py:smoke"):
+    return [
+        sys.executable,
+        "-m",
+        "wat_jax.main",
+        f"--config={config}",
+        f"--workdir={workdir}",
+        f"--mode={mode}",
+        *overrides,
+    ]
+
+
+def _env(devices=2):
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    return env
+
+
+def _run(workdir, mode="train", *overrides, check=True, devices=2):
+    proc = subprocess.run(
+        _cmd(workdir, mode, *overrides),
+        cwd=ROOT,
+        env=_env(devices),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(proc.stderr[-3000:])
+    return proc
+
+
+def _steps(workdir):
+    return sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())
+
+
+def _state(workdir, step=None):
+    return checkpointing.read_state_numpy(str(workdir), step)[1]
+
+
+def _same(a, b):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def _last_line(proc):
+    return proc.stderr.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """Toy smoke trained 20 steps uninterrupted, checkpoints at 10 and 20."""
+    workdir = tmp_path_factory.mktemp("straight")
+    _run(workdir, "train")
+    return workdir
+
+
+def test_resume_from_continues_another_run_exactly(straight, tmp_path):
+    first = tmp_path / "first"
+    _run(first, "train", "--config.total_steps=10")
+    moved = tmp_path / "moved"
+    _run(moved, "train", f"--config.resume_from={first}:10")
+    assert _steps(moved) == [20]
+    _same(_state(straight, 20), _state(moved, 20))
+    # The source run is only read.
+    assert _steps(first) == [10]
+
+
+def test_init_from_takes_params_only_with_another_optimizer(straight, tmp_path):
+    warm = tmp_path / "warm"
+    # lr 0 for one step: the params stay those of the source checkpoint.
+    _run(
+        warm,
+        "train",
+        f"--config.init_from={straight}/checkpoints/10",
+        "--config.total_steps=1",
+        "--config.optim.lr=0.0",
+        "--config.optim.schedule=cosine",
+        "--config.optim.b1=0.5",
+    )
+    src, dst = _state(straight, 10), _state(warm, 1)
+    _same(src["params"], dst["params"])
+    assert int(dst["step"]) == 1 and int(dst["position"]) == 16  # fresh schedule and data
+    # Mismatched shapes are named.
+    proc = _run(
+        tmp_path / "wide",
+        "train",
+        f"--config.init_from={straight}",
+        "--config.model.width=48",
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert _last_line(proc).startswith("error: config.init_from:")
+    assert "different model shape" in _last_line(proc)
+
+
+def test_keep_period_keeps_milestones(tmp_path):
+    _run(
+        tmp_path,
+        "train",
+        "--config.total_steps=12",
+        "--config.checkpoint_every_steps=1",
+        "--config.keep_checkpoints=2",
+        "--config.keep_period=5",
+    )
+    assert _steps(tmp_path) == [5, 10, 11, 12]
+
+
+def _damage(workdir, step):
+    """Truncates the largest file of a checkpoint's state (a half-copied checkpoint)."""
+    files = []
+    for base, _, names in os.walk(os.path.join(workdir, "checkpoints", str(step), "state")):
+        files += [os.path.join(base, n) for n in names]
+    biggest = max(files, key=os.path.getsize)
+    with open(biggest, "r+b") as f:
+        f.truncate(os.path.getsize(biggest) // 3)
+
+
+def test_damaged_newest_checkpoint_falls_back_for_eval_and_resume(straight, tmp_path):
+    import shutil
+
+    work = tmp_path / "run"
+    shutil.copytree(straight, work)
+    _damage(work, 20)
+    # An explicit damaged step: one line.
+    proc = _run(work, "eval", "--config.eval.step=20", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert _last_line(proc).startswith(f"error: {work}/checkpoints/20: checkpoint is damaged")
+    # The latest: falls back to 10 with a warning, read-only (nothing moved).
+    proc = _run(work, "eval")
+    assert "does not restore" in proc.stderr
+    assert os.path.exists(work / "eval" / "step_10.json")
+    assert _steps(work) == [10, 20]
+    # Resume: sets 20 aside (kept), continues from 10, ends equal to the straight run.
+    proc = _run(work, "train")
+    assert _steps(work) == [10, 20]
+    aside = os.listdir(work / checkpointing.DAMAGED_DIR)
+    assert len(aside) == 1 and aside[0].startswith("20-")
+    _same(_state(straight, 20), _state(work, 20))
+
+
+def test_sigint_saves_and_a_second_one_aborts(tmp_path):
+    steps = [
+        "--config.total_steps=100000",
+        "--config.checkpoint_every_steps=0",
+        "--config.log_every_steps=1000000",
+    ]
+    proc = subprocess.Popen(
+        _cmd(tmp_path, "train", *steps),
+        cwd=ROOT,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and "stage train" not in proc.stderr.readline():
+        pass
+    time.sleep(3.0)  # into the loop, past compilation
+    proc.send_signal(signal.SIGINT)
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0, err[-2000:]
+    assert "KeyboardInterrupt" not in err and "SIGINT received" in err
+    saved = _steps(tmp_path)
+    assert len(saved) == 1 and 0 < saved[0] < 100000
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _launch(workdir, steps):
+    port = _free_port()
+    return [
+        subprocess.Popen(
+            _cmd(
+                workdir,
+                "train",
+                *steps,
+                f"--coordinator_address=127.0.0.1:{port}",
+                "--num_processes=2",
+                f"--process_id={i}",
+            ),
+            cwd=ROOT,
+            env=_env(devices=1),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+
+
+def _finish(procs):
+    errors = [p.communicate(timeout=240)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors[0][-2000:] + errors[1][-2000:]
+    return errors
+
+
+def test_two_processes_agree_on_the_stop_step_and_resume_exactly(tmp_path):
+    # Checkpoints only when asked to stop (or at the end); the stop flag is
+    # all-reduced every log step (here every step).
+    steps = [
+        "--config.total_steps=20",
+        "--config.checkpoint_every_steps=0",
+        "--config.log_every_steps=1",
+    ]
+    reference, multi = tmp_path / "reference", tmp_path / "multi"
+    _finish(_launch(reference, steps))
+
+    procs = _launch(multi, steps)
+    deadline = time.time() + 240
+    metrics = multi / "metrics.jsonl"
+    while time.time() < deadline:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.02)
+    procs[1].send_signal(signal.SIGTERM)  # only one process is told
+    errors = _finish(procs)
+    saved = _steps(multi)
+    assert len(saved) == 1 and saved[0] < 20, saved
+    assert "saving a checkpoint and stopping" in errors[1]
+    for err in errors:
+        assert f"stopped at step {saved[0]}" in err
+
+    _finish(_launch(multi, steps))
+    assert _steps(multi)[-1] == 20
+    _same(_state(reference, 20), _state(multi, 20))
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MB tmpfs (needs root, as on the project's machines and CI)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True
+    )
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_disk_full_during_a_save_is_one_line_and_loses_nothing(small_disk):
+    work = small_disk / "run"
+    _run(work, "train", "--config.total_steps=10")
+    before = {
+        os.path.join(b, n): open(os.path.join(b, n), "rb").read()
+        for b, _, names in os.walk(work / "checkpoints" / "10")
+        for n in names
+    }
+    # Leave ~100 KB: the metrics lines fit, the next checkpoint (~400 KB) does not.
+    free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+    filler = small_disk / "filler"
+    with open(filler, "wb") as f:
+        f.write(b"\0" * max(free - 100_000, 0))
+    proc = _run(work, "train", "--config.total_steps=20", check=False)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    line = _last_line(proc)
+    assert line.startswith(f"error: {work}/checkpoints/20: could not save") and "space" in line
+    assert _steps(work) == [10]
+    for path, data in before.items():
+        assert open(path, "rb").read() == data
+    # With room again the next run removes the partial save and finishes.
+    filler.unlink()
+    _run(work, "train", "--config.total_steps=20")
+    assert _steps(work) == [10, 20]
+    assert not [d for d in os.listdir(work / "checkpoints") if "tmp" in d]

@@ -1,0 +1,265 @@
+"""A trained run read back from config.json and one checkpoint: `wat_jax.load`.
+
+    import wat_jax
+    run = wat_jax.load("runs/babel60")            # the newest checkpoint that restores
+    run.classify(motion, mask)                     # per window: [(class, score), ...]
+
+Nothing here imports the training code, the prepared data or the text bank:
+each checkpoint's metadata carries the model's dimensions and the class texts'
+prototype vectors (see train.run_meta), so a folder holding only config.json
+and checkpoints/<step>/ is a complete model. Evaluation, search, export and the
+pictures restore through `restore` too, so there is one way to read a run.
+"""
+
+import dataclasses
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from wat_jax import checkpointing, metrics
+from wat_jax.errors import fail
+from wat_jax.state import ModelDims, abstract_params, create_model
+
+
+@dataclasses.dataclass
+class Restored:
+    """A checkpoint's model, params and metadata."""
+
+    model: object
+    params: dict
+    meta: dict
+    step: int
+    dims: ModelDims
+
+
+def read_config(path: str):
+    """The run's config.json as a ConfigDict."""
+    import ml_collections
+
+    if not os.path.exists(path):
+        raise fail(
+            path,
+            "no config here; train in this workdir first (python -m wat_jax.main --mode=train)",
+        )
+    try:
+        with open(path) as f:
+            return ml_collections.ConfigDict(json.load(f))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise fail(path, f"not valid JSON ({e})") from None
+
+
+def locate(path: str) -> tuple[str, str, int | None]:
+    """A workdir or a checkpoints/<step>/ folder -> (config.json, checkpoints root, step).
+
+    config.json is looked for in the workdir, or beside the checkpoints/ folder
+    that holds the given step folder.
+    """
+    path = os.path.abspath(path)
+    if not os.path.isdir(path):
+        raise fail(path, "no such folder (give a workdir or a checkpoints/<step> folder)")
+    if os.path.basename(path).isdigit() and os.path.isdir(os.path.join(path, "state")):
+        root = os.path.dirname(path)
+        return os.path.join(os.path.dirname(root), "config.json"), root, int(os.path.basename(path))
+    return os.path.join(path, "config.json"), checkpointing.checkpoint_dir(path), None
+
+
+def restore(config, ckpt_root: str, step: int | None = None, mesh=None) -> Restored:
+    """The model of `config` with the params of checkpoint `step` under `ckpt_root`.
+
+    Args:
+      config: the run's config (its model block builds the model).
+      ckpt_root: the checkpoints/ folder.
+      step: a saved step; None picks the newest one that restores (a damaged
+        one is skipped with a warning).
+      mesh: replicate the params on this mesh; None keeps them on the host.
+    """
+    ckpt = checkpointing.Checkpointer(ckpt_root, read_only=True, root=True)
+    try:
+        if not ckpt.all_steps():
+            raise fail(ckpt_root, "no checkpoint here; run --mode=train first")
+
+        def read(s):
+            meta = ckpt.read_meta(s)
+            if "dims" not in meta:
+                raise fail(
+                    ckpt.step_dir(s),
+                    "checkpoint has no model dimensions in its metadata (written before "
+                    "wat_jax 0.3); train it again",
+                )
+            dims = ModelDims.from_json(meta["dims"])
+            model = create_model(config, dims.text_dim, dims.num_classes)
+            params = ckpt.restore_params(s, abstract_params(model, dims, mesh), meta)
+            return Restored(model, params, meta, s, dims)
+
+        found, restored = ckpt.restore_newest(read, step)
+        if found is None:
+            raise fail(ckpt_root, f"no checkpoint restores (tried {ckpt.all_steps()})")
+        return restored
+    finally:
+        ckpt.close()
+
+
+def _file_windows(config, path: str, dims: ModelDims) -> tuple[np.ndarray, np.ndarray]:
+    """An AMASS .npz or a DenseGait (T, 18, 3) .npy -> windows [N, T, J, F], mask [N, T].
+
+    The same preparation as the loaders' val windows: BABEL's deterministic
+    windows of the resampled sequence; DenseGait's centred window, normalised.
+    """
+    if not os.path.isfile(path):
+        raise fail(path, "no such file")
+    d = config.data
+    if path.endswith(".npz") and config.task == "babel60":
+        from wat_jax.data import amass, babel, rotations
+
+        rot, trans = amass.resample(amass.load_npz(path), float(d.fps))
+        rot6d = rotations.matrix_to_rot6d(rot)  # [T, 24, 6]
+        window = int(d.window_frames)
+        starts = babel.window_starts(len(rot), int(d.chunk_frames), window, 1, None) or [0]
+        motion = np.zeros((len(starts), window, dims.joints, dims.features), np.float32)
+        mask = np.zeros((len(starts), window), bool)
+        for i, s in enumerate(starts):
+            clip = amass.window_features(rot6d[s : s + window], trans[s : s + window])
+            motion[i, : len(clip)], mask[i, : len(clip)] = clip, True
+        return motion, mask
+    if path.endswith(".npy") and config.task == "densegait":
+        from wat_jax.data import densegait
+
+        tracklet = densegait.load_tracklet(path)
+        window = int(d.window_frames)
+        start = densegait.window_starts(len(tracklet), window, 1, None)[0]
+        clip, valid = densegait.cut_window(tracklet, start, window)
+        motion = densegait.normalize(clip[None], valid[None], float(d.min_confidence))
+        return motion, valid[None]
+    kinds = {"babel60": "an AMASS .npz", "densegait": "a DenseGait (T, 18, 3) .npy"}
+    raise fail(
+        path,
+        f"a {config.task} run reads motion arrays [B, T, J, F] or "
+        f"{kinds.get(config.task, 'no motion files')}",
+    )
+
+
+class Run:
+    """A trained model: both towers, the class texts and the config, on the default device."""
+
+    def __init__(self, config, restored: Restored, directory: str, batch_size: int = 64):
+        self.config, self.directory = config, directory
+        self.model, self.params, self.step = restored.model, restored.params, restored.step
+        self.dims, self.meta = restored.dims, restored.meta
+        texts = restored.meta.get("texts", {})
+        self.classes: list[str] = list(texts.get("keys", []))
+        self.phrases: list[str] = list(texts.get("phrases", []))
+        self.prototype: str = texts.get("prototype", "")
+        self._prototype_vectors = np.asarray(texts.get("vectors", []), np.float32)
+        self.batch_size = batch_size
+        self._motion = jax.jit(
+            lambda p, m, k: self.model.apply({"params": p}, m, k, method="embed_motion")
+        )
+        self._text = jax.jit(lambda p, t: self.model.apply({"params": p}, t, method="embed_text"))
+        self._class_vectors = None
+
+    def __repr__(self) -> str:
+        return (
+            f"Run({self.directory!r}, task={self.config.task!r}, step={self.step}, "
+            f"classes={len(self.classes)}, window={[self.dims.frames, self.dims.joints, self.dims.features]})"
+        )
+
+    def _check_motion(self, motion, mask) -> tuple[np.ndarray, np.ndarray]:
+        if isinstance(motion, (str, os.PathLike)):
+            if mask is not None:
+                raise fail("mask", "give no mask with a file: the file's windows bring their own")
+            return _file_windows(self.config, os.fspath(motion), self.dims)
+        motion = np.asarray(motion, np.float32)
+        want = (self.dims.joints, self.dims.features)
+        if motion.ndim != 4 or motion.shape[2:] != want or motion.shape[1] > self.dims.frames:
+            raise fail(
+                "motion",
+                f"must be [B, T<={self.dims.frames}, {want[0]}, {want[1]}], got {list(motion.shape)}",
+            )
+        if not np.isfinite(motion).all():
+            raise fail("motion", "contains NaN or inf")
+        b, t = motion.shape[:2]
+        mask = np.ones((b, t), bool) if mask is None else np.asarray(mask, bool)
+        if mask.shape != (b, t):
+            raise fail("mask", f"must be [B, T] = {[b, t]}, got {list(mask.shape)}")
+        if t < self.dims.frames:  # pad at the end, as the loaders do
+            pad = self.dims.frames - t
+            motion = np.pad(motion, ((0, 0), (0, pad), (0, 0), (0, 0)))
+            mask = np.pad(mask, ((0, 0), (0, pad)))
+        return motion, mask
+
+    def embed_motion(self, motion, mask=None) -> np.ndarray:
+        """[B, T, J, F] float32 (or an AMASS .npz / DenseGait .npy path) -> [B, E] unit rows."""
+        motion, mask = self._check_motion(motion, mask)
+        n, b = len(motion), self.batch_size
+        out = []
+        for start in range(0, n, b):  # fixed batch shape: one compilation
+            chunk = slice(start, min(start + b, n))
+            m = np.zeros((b,) + motion.shape[1:], np.float32)
+            k = np.zeros((b, motion.shape[1]), bool)
+            m[: chunk.stop - start], k[: chunk.stop - start] = motion[chunk], mask[chunk]
+            emb = self._motion(self.params, jnp.asarray(m), jnp.asarray(k))
+            out.append(np.asarray(emb)[: chunk.stop - start])
+        emb = np.concatenate(out) if out else np.zeros((0, self.dims.text_dim), np.float32)
+        return metrics.unit_rows(emb.astype(np.float32))
+
+    def project_text(self, text_vectors: np.ndarray) -> np.ndarray:
+        """Frozen text-encoder vectors [N, D] -> the joint space [N, E], unit rows."""
+        return metrics.unit_rows(
+            np.asarray(self._text(self.params, jnp.asarray(text_vectors, jnp.float32)))
+        )
+
+    def embed_text(self, texts: list[str]) -> np.ndarray:
+        """Sentences -> [N, E] unit rows: the run's frozen text encoder, then its projection."""
+        if isinstance(texts, str):
+            texts = [texts]
+        if not texts or any(not isinstance(t, str) or not t.strip() for t in texts):
+            raise fail("texts", "give a list of non-empty sentences")
+        if self.config.task == "toy":
+            raise fail("texts", "the toy task has no text encoder (its text vectors are random)")
+        from wat_jax.tasks import common
+
+        return self.project_text(common.encode(list(texts), self.config))
+
+    @property
+    def class_vectors(self) -> np.ndarray:
+        """[C, E] unit rows: the class (or attribute) texts classification ranks."""
+        if self._class_vectors is None:
+            if not len(self._prototype_vectors):
+                raise fail(self.directory, "checkpoint metadata has no class texts")
+            self._class_vectors = self.project_text(self._prototype_vectors)
+        return self._class_vectors
+
+    def class_scores(self, motion, mask=None) -> np.ndarray:
+        """[B, C] cosine of each window to each class text, as the eval stage ranks them."""
+        return self.embed_motion(motion, mask) @ self.class_vectors.T
+
+    def classify(self, motion, mask=None, top_k: int = 5) -> list[list[tuple[str, float]]]:
+        """Per window, the top_k (class, score) pairs, best first (ties: lower column first)."""
+        scores = self.class_scores(motion, mask)
+        k = min(max(int(top_k), 1), scores.shape[1])
+        order = np.lexsort((np.broadcast_to(np.arange(scores.shape[1]), scores.shape), -scores))
+        return [
+            [(self.classes[c], float(row[c])) for c in ids[:k]] for row, ids in zip(scores, order)
+        ]
+
+
+def load(path: str, step: int | None = None) -> Run:
+    """Reads a trained run: a workdir, or one checkpoints/<step>/ folder beside a config.json.
+
+    Args:
+      path: the folder.
+      step: the checkpoint step; None for the newest one that restores (or the
+        step of the folder given).
+
+    Returns:
+      A Run: embed_motion, embed_text, classes, classify (see the class).
+    """
+    config_path, ckpt_root, folder_step = locate(path)
+    if step is not None and folder_step is not None and step != folder_step:
+        raise fail(path, f"is the checkpoint of step {folder_step}, not {step}")
+    config = read_config(config_path)
+    restored = restore(config, ckpt_root, folder_step if step is None else step)
+    return Run(config, restored, os.path.abspath(path))
