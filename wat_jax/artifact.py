@@ -18,10 +18,11 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
 from wat_jax import checkpointing, metrics
 from wat_jax.errors import fail
-from wat_jax.state import ModelDims, abstract_params, create_model
+from wat_jax.state import ModelDims, abstract_params, create_model, motion_tower_size
 
 
 @dataclasses.dataclass
@@ -97,6 +98,12 @@ def restore(config, ckpt_root: str, step: int | None = None, mesh=None) -> Resto
         found, restored = ckpt.restore_newest(read, step)
         if found is None:
             raise fail(ckpt_root, f"no checkpoint restores (tried {ckpt.all_steps()})")
+        logging.info(
+            "restored step %d: motion tower %s parameters, windows %s",
+            found,
+            f"{motion_tower_size(restored.params):,}",
+            [restored.dims.frames, restored.dims.joints, restored.dims.features],
+        )
         return restored
     finally:
         ckpt.close()

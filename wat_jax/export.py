@@ -139,7 +139,7 @@ def export_motion_tower(
 
     Args:
       config: the workdir's resolved config.
-      workdir: the run directory (checkpoints, prepared data).
+      workdir: the run directory (config.json and checkpoints/ are enough).
       step: the checkpoint step; latest when None.
       output: the .bin path; WORKDIR/export/motion_tower.bin when None.
 
@@ -148,13 +148,13 @@ def export_motion_tower(
     """
     from absl import logging
 
-    from wat_jax import evaluate, tasks, workdir as run_dir
+    from wat_jax import artifact, checkpointing
 
-    task = tasks.get_task(config.task)
-    embedder, step = evaluate.restore_embedder(config, workdir, task, step)
-    window = run_dir.read_gallery(config, workdir, "val").motion.shape[1:]  # (T, J, F)
-    params = jax.tree.map(np.asarray, jax.device_get(embedder.params))
-    exported, leaves, names = export_tower(embedder.model, params, *window)
+    # The same restore as wat_jax.load: config.json and the checkpoint are enough.
+    restored = artifact.restore(config, checkpointing.checkpoint_dir(workdir), step)
+    step, d = restored.step, restored.dims
+    params = jax.tree.map(np.asarray, jax.device_get(restored.params))
+    exported, leaves, names = export_tower(restored.model, params, d.frames, d.joints, d.features)
     output = output or os.path.join(workdir, "export", "motion_tower.bin")
     save(
         exported,

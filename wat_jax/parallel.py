@@ -130,3 +130,13 @@ def to_host(tree):
         return np.asarray(x)
 
     return jax.tree.map(fetch, tree)
+
+
+def runtime_summary() -> str:
+    """Backend, device kind and count, and this process's place: for start-up headers."""
+    devices = jax.devices()
+    return (
+        f"backend {jax.default_backend()}, {len(devices)} x {devices[0].device_kind} "
+        f"({jax.local_device_count()} local), process {jax.process_index()} of "
+        f"{jax.process_count()}"
+    )

@@ -179,3 +179,9 @@ def abstract_params(model, dims: ModelDims, mesh=None):
     shapes = jax.eval_shape(lambda: init_params(model, 0, example))
     sharding = parallel.replicated(mesh) if mesh is not None else None
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
+
+
+def motion_tower_size(params) -> int:
+    """Parameters of the motion tower (encoder and head): the model's size as papers quote it."""
+    tower = {k: v for k, v in params.items() if k in ("motion_encoder", "motion_head")}
+    return int(sum(np.prod(np.shape(x)) for x in jax.tree.leaves(tower)))

@@ -20,6 +20,7 @@ from wat_jax.state import (
     create_model,
     create_train_state,
     make_optimizer,
+    motion_tower_size,
 )
 
 
@@ -244,6 +245,12 @@ def _train(config, workdir: str, task) -> TrainState:
         ckpt.close()
         raise
     meta = run_meta(config, workdir, task, dims)
+    logging.info(
+        "train: motion tower %s parameters, windows %s, %s",
+        f"{motion_tower_size(state.params):,}",
+        [dims.frames, dims.joints, dims.features],
+        parallel.runtime_summary(),
+    )
 
     # Loop: one compiled step; host reads metrics only at log steps.
     train_step = make_train_step(model, tx, config.loss, mesh, config.batch_size)
