@@ -125,7 +125,7 @@ def jaccard(a, b):
 
 
 def contrastive_targets(labels_local, labels_all, local_index, mode, threshold=0.5):
-    """Target distributions over the global batch for `info_nce_loss`.
+    """Target distributions over the global batch: InfoNCE targets, SigLIP positives (> 0).
 
     Args:
       labels_local: [b, C] labels of this device's rows.
