@@ -7,18 +7,19 @@ so that distances and label counts do not depend on the backend's default.
 Data parallelism. The train step runs these per device under `jax.shard_map`:
 "local" arguments are this device's `b` rows, "all" arguments are the whole
 global batch of `N` rows (all_gathered, in device order), and `local_index[i]`
-is local row i's column in the global batch. Each loss comes in two forms:
+is local row i's column in the global batch. Each loss has one form:
 
     <loss>_terms(...) -> (total, count)   # float32 scalars
-    <loss>(...)       -> total / max(count, 1)
 
-The mean over the global batch is `psum(total) / psum(count)`, which equals the
-single-device value exactly. A pmean of per-device means equals it only when
-every device has the same count; that holds for `info_nce_loss` and
-`siglip_loss` (count is always b) but not for the masked ones (`mse_loss` with a
-target mask, `triplet_loss`, `multilabel_cross_entropy`), where rows without a
-target, a valid negative, or a label are excluded from the count. A loss whose
-count is 0 on every device is 0.
+the sum of its per-row values over this device's rows and how many rows count.
+The mean over the global batch is `psum(total) / psum(count)` (a loss whose
+count is 0 everywhere is taken as 0), which equals the single-device value
+exactly. A pmean of per-device means would equal it only when every device has
+the same count; that holds for InfoNCE and SigLIP (count is always b) but not
+for the masked ones (MSE with a target mask, triplet, multi-label
+cross-entropy), where rows without a target, a valid negative, or a label are
+left out of the count. This module therefore has no mean form: callers divide
+(objectives.py by the mean count across devices, tests by the count).
 """
 
 import jax
@@ -41,11 +42,6 @@ def _f32(x):
 def _matmul_t(a, b):
     """a @ b.T at full precision: [b, D] x [N, D] -> [b, N]."""
     return jnp.matmul(a, b.T, precision=_PRECISION)
-
-
-def _mean(terms):
-    total, count = terms
-    return total / jnp.maximum(count, 1.0)
 
 
 def l2_normalize(x, axis=-1, eps=1e-6):
@@ -71,7 +67,21 @@ def _cosine(a, b):
 
 
 def mse_loss_terms(motion_emb, targets, target_mask=None):
-    """(sum, count) form of `mse_loss`: samples with no valid target are left out of both."""
+    """Mean squared error between each motion embedding and its K target embeddings.
+
+    Per sample: the mean over valid targets k of the mean over D of (m - t_k)^2.
+    The paper's objective is K=2: the class-name embedding and the class's
+    description centroid.
+
+    Args:
+      motion_emb: [b, D] motion embeddings.
+      targets: [b, K, D] target text embeddings.
+      target_mask: optional [b, K] bool, which targets exist.
+
+    Returns:
+      (sum over samples with a valid target of their value, number of such
+      samples), float32 scalars; samples without a valid target add to neither.
+    """
     motion = _f32(motion_emb)  # [b, D]
     targets = _f32(targets)  # [b, K, D]
     if target_mask is None:
@@ -85,24 +95,6 @@ def mse_loss_terms(motion_emb, targets, target_mask=None):
     per_sample = jnp.sum(per_target * mask, axis=-1) / jnp.maximum(num_valid, 1.0)
     has_target = num_valid > 0
     return jnp.sum(jnp.where(has_target, per_sample, 0.0)), jnp.sum(has_target, dtype=jnp.float32)
-
-
-def mse_loss(motion_emb, targets, target_mask=None):
-    """Mean squared error between each motion embedding and its K target embeddings.
-
-    Per sample: the mean over valid targets k of the mean over D of (m - t_k)^2;
-    then the mean over samples that have a valid target. The paper's objective is
-    K=2: the class-name embedding and the class's description centroid.
-
-    Args:
-      motion_emb: [b, D] motion embeddings.
-      targets: [b, K, D] target text embeddings.
-      target_mask: optional [b, K] bool, which targets exist.
-
-    Returns:
-      A float32 scalar (0 when no sample has a valid target).
-    """
-    return _mean(mse_loss_terms(motion_emb, targets, target_mask))
 
 
 def label_sets(labels, threshold=0.5):
@@ -133,7 +125,7 @@ def jaccard(a, b):
 
 
 def contrastive_targets(labels_local, labels_all, local_index, mode, threshold=0.5):
-    """Target distributions over the global batch for `info_nce_loss`.
+    """Target distributions over the global batch: InfoNCE targets, SigLIP positives (> 0).
 
     Args:
       labels_local: [b, C] labels of this device's rows.
@@ -169,16 +161,6 @@ def _soft_cross_entropy(logits, targets):
 
 
 def info_nce_loss_terms(motion_local, text_local, motion_all, text_all, targets, log_scale):
-    """(sum, count) form of `info_nce_loss`; count is b."""
-    scale = jnp.exp(_f32(log_scale))
-    targets = _f32(targets)  # [b, N]
-    motion_to_text = _soft_cross_entropy(scale * _cosine(motion_local, text_all), targets)
-    text_to_motion = _soft_cross_entropy(scale * _cosine(text_local, motion_all), targets)
-    per_row = 0.5 * (motion_to_text + text_to_motion)  # [b]
-    return jnp.sum(per_row), jnp.float32(per_row.shape[0])
-
-
-def info_nce_loss(motion_local, text_local, motion_all, text_all, targets, log_scale):
     """Symmetric CLIP InfoNCE with soft targets and a learnable temperature.
 
     Embeddings are L2-normalised here; logits are exp(log_scale) * cosine. Each
@@ -194,27 +176,23 @@ def info_nce_loss(motion_local, text_local, motion_all, text_all, targets, log_s
       log_scale: scalar log of the logit scale (the caller clips it).
 
     Returns:
-      The float32 mean over local rows of the average of both directions.
+      (sum over local rows of the average of both directions, b), float32.
     """
-    return _mean(
-        info_nce_loss_terms(motion_local, text_local, motion_all, text_all, targets, log_scale)
-    )
-
-
-def siglip_loss_terms(motion_local, text_all, positives, log_scale, bias):
-    """(sum, count) form of `siglip_loss`; count is b."""
-    logits = jnp.exp(_f32(log_scale)) * _cosine(motion_local, text_all) + _f32(bias)  # [b, N]
-    signs = 2.0 * _f32(positives) - 1.0
-    per_row = -jnp.sum(jax.nn.log_sigmoid(signs * logits), axis=-1)  # [b]
+    scale = jnp.exp(_f32(log_scale))
+    targets = _f32(targets)  # [b, N]
+    motion_to_text = _soft_cross_entropy(scale * _cosine(motion_local, text_all), targets)
+    text_to_motion = _soft_cross_entropy(scale * _cosine(text_local, motion_all), targets)
+    per_row = 0.5 * (motion_to_text + text_to_motion)  # [b]
     return jnp.sum(per_row), jnp.float32(per_row.shape[0])
 
 
-def siglip_loss(motion_local, text_all, positives, log_scale, bias):
+def siglip_loss_terms(motion_local, text_all, positives, log_scale, bias):
     """Pairwise sigmoid loss (SigLIP) of local motions against all texts.
 
     Each (motion i, text j) pair is a binary problem: positive when
-    positives[i, j], negative otherwise. Summed over texts and averaged over rows
-    (not pairs), as SigLIP does; every global pair is seen by exactly one device.
+    positives[i, j], negative otherwise. A row's value is the sum over texts;
+    the mean is over rows (not pairs), as SigLIP does. Every global pair is seen
+    by exactly one device.
 
     Args:
       motion_local: [b, D] this device's motion embeddings.
@@ -224,9 +202,12 @@ def siglip_loss(motion_local, text_all, positives, log_scale, bias):
       bias: scalar logit bias (SigLIP initialises it at -10).
 
     Returns:
-      A float32 scalar.
+      (sum over local rows, b), float32.
     """
-    return _mean(siglip_loss_terms(motion_local, text_all, positives, log_scale, bias))
+    logits = jnp.exp(_f32(log_scale)) * _cosine(motion_local, text_all) + _f32(bias)  # [b, N]
+    signs = 2.0 * _f32(positives) - 1.0
+    per_row = -jnp.sum(jax.nn.log_sigmoid(signs * logits), axis=-1)  # [b]
+    return jnp.sum(per_row), jnp.float32(per_row.shape[0])
 
 
 def _safe_sqrt(x):
@@ -245,9 +226,31 @@ def triplet_loss_terms(
     threshold=0.5,
     mining="all",
 ):
-    """(sum, count) form of `triplet_loss`: count is the number of anchors with a valid negative."""
+    """Triplet loss on raw (unnormalised) embeddings with label-aware negatives.
+
+    Anchor is motion i, positive its own text i, negatives the texts j whose
+    binarised label set differs from i's (so never the own column, and never a
+    sample with the same attribute set). Distances are Euclidean; the paper used
+    margin 10 on raw embeddings. Device counts differ: divide the psum'd sum by
+    the psum'd count.
+
+    Args:
+      motion_local: [b, D] anchors.
+      text_local: [b, D] positives.
+      text_all: [N, D] texts of the global batch (candidate negatives).
+      labels_local: [b, C] labels of the anchors.
+      labels_all: [N, C] labels of the global batch.
+      margin: hinge margin.
+      threshold: labels above it are in the set.
+      mining: "all" (mean hinge over valid negatives) or "hardest" (the valid
+        negative nearest the anchor).
+
+    Returns:
+      (sum over anchors with a valid negative, number of such anchors), float32;
+      anchors without a valid negative add to neither.
+    """
     if mining not in MINING_MODES:
-        raise fail("triplet_loss", f"mining {mining!r} is not one of {MINING_MODES}")
+        raise fail("triplet_loss_terms", f"mining {mining!r} is not one of {MINING_MODES}")
     anchor = _f32(motion_local)  # [b, D]
     positive = _f32(text_local)  # [b, D]
     gallery = _f32(text_all)  # [N, D]
@@ -280,63 +283,7 @@ def triplet_loss_terms(
     return total, jnp.sum(has_negative, dtype=jnp.float32)
 
 
-def triplet_loss(
-    motion_local,
-    text_local,
-    text_all,
-    labels_local,
-    labels_all,
-    margin,
-    threshold=0.5,
-    mining="all",
-):
-    """Triplet loss on raw (unnormalised) embeddings with label-aware negatives.
-
-    Anchor is motion i, positive its own text i, negatives the texts j whose
-    binarised label set differs from i's (so never the own column, and never a
-    sample with the same attribute set). Distances are Euclidean; the paper used
-    margin 10 on raw embeddings. Anchors without a valid negative are excluded
-    from the mean. Under data parallelism use `triplet_loss_terms` and divide the
-    psum'd sum by the psum'd count: device counts differ.
-
-    Args:
-      motion_local: [b, D] anchors.
-      text_local: [b, D] positives.
-      text_all: [N, D] texts of the global batch (candidate negatives).
-      labels_local: [b, C] labels of the anchors.
-      labels_all: [N, C] labels of the global batch.
-      margin: hinge margin.
-      threshold: labels above it are in the set.
-      mining: "all" (mean hinge over valid negatives) or "hardest" (the valid
-        negative nearest the anchor).
-
-    Returns:
-      A float32 scalar, 0 when no local anchor has a valid negative.
-    """
-    return _mean(
-        triplet_loss_terms(
-            motion_local,
-            text_local,
-            text_all,
-            labels_local,
-            labels_all,
-            margin,
-            threshold,
-            mining,
-        )
-    )
-
-
 def multilabel_cross_entropy_terms(logits, labels):
-    """(sum, count) form of `multilabel_cross_entropy`: rows without a label are left out."""
-    weights = jnp.maximum(_f32(labels), 0.0)  # [b, C]
-    mass = jnp.sum(weights, axis=-1, keepdims=True)
-    has_label = mass[:, 0] > 0
-    per_row = _soft_cross_entropy(_f32(logits), weights / jnp.maximum(mass, 1e-12))  # [b]
-    return jnp.sum(jnp.where(has_label, per_row, 0.0)), jnp.sum(has_label, dtype=jnp.float32)
-
-
-def multilabel_cross_entropy(logits, labels):
     """Softmax cross-entropy against the label distribution (labels normalised to sum 1).
 
     Args:
@@ -344,6 +291,11 @@ def multilabel_cross_entropy(logits, labels):
       labels: [b, C] multi-hot (or non-negative soft) labels.
 
     Returns:
-      The float32 mean over rows with at least one label (0 when there are none).
+      (sum over rows with at least one label, number of such rows), float32;
+      rows without a label add to neither.
     """
-    return _mean(multilabel_cross_entropy_terms(logits, labels))
+    weights = jnp.maximum(_f32(labels), 0.0)  # [b, C]
+    mass = jnp.sum(weights, axis=-1, keepdims=True)
+    has_label = mass[:, 0] > 0
+    per_row = _soft_cross_entropy(_f32(logits), weights / jnp.maximum(mass, 1e-12))  # [b]
+    return jnp.sum(jnp.where(has_label, per_row, 0.0)), jnp.sum(has_label, dtype=jnp.float32)

@@ -1,25 +1,103 @@
 """The training objective, computed per device inside the data-parallel step.
 
-Every term is a (sum over this device's rows, row count) pair. The step
-divides each device's sum by the mean count across devices and `pmean`s the
-gradients, which equals the gradient of the global mean exactly, whatever the
-device count: the property the 8-vs-1-device test checks. Contrastive terms see
-global negatives through `all_gather`; its transpose sends every device's
+`LOSSES` maps each config.loss.name to one function of this device's `Rows`
+returning the loss's (sum, count) straight from losses.py: the sum over the rows
+that count (rows without a text target, a valid negative or a label do not)
+and how many they are. The step divides each device's sum by the mean count
+across devices and `pmean`s the gradients, which equals the gradient of the
+global mean exactly, whatever the device count and however the counted rows
+fall on devices: the property the 8-vs-1-device tests check. Contrastive terms
+see global negatives through `all_gather`; its transpose sends every device's
 gradient contributions back to the rows' owners.
 """
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
+import ml_collections
 
 from wat_jax import losses, parallel
 
-LOSSES = ("mse", "infonce", "siglip", "triplet")
 MAX_LOG_SCALE = 4.6052  # log(100): CLIP's clip on the learned temperature
 
 
-def _row_terms(mean_value, rows):
-    """A mean over `rows` local rows as a (sum, count) pair."""
-    return mean_value * rows, jnp.asarray(rows, jnp.float32)
+class Rows(NamedTuple):
+    """This device's rows, embedded, and what a loss reads beside them."""
+
+    motion: jax.Array  # [b, E] motion embeddings
+    text: jax.Array  # [b, K, E] embedded text targets, one per config.text.targets
+    text_mask: jax.Array  # [b, K] which targets exist
+    labels: jax.Array  # [b, C]
+    params: dict  # the model's parameters (log_scale, logit_bias)
+    loss_cfg: ml_collections.ConfigDict
+
+
+def _log_scale(rows):
+    return jnp.minimum(rows.params["log_scale"], MAX_LOG_SCALE)
+
+
+def _threshold(rows):
+    return rows.loss_cfg.get("label_threshold", 0.5)
+
+
+def _global(rows):
+    """What the losses with global negatives read: (this device's first text targets
+    [b, E], every device's motion [N, E], first text targets [N, E] and labels [N, C]
+    in device order, this device's rows' columns among them [b])."""
+    text_local = rows.text[:, 0]
+    return (
+        text_local,
+        parallel.gather(rows.motion),
+        parallel.gather(text_local),
+        parallel.gather(rows.labels),
+        parallel.global_row_index(rows.motion.shape[0]),
+    )
+
+
+def _mse(rows):
+    return losses.mse_loss_terms(rows.motion, rows.text, rows.text_mask)
+
+
+def _infonce(rows):
+    text_local, motion_all, text_all, labels_all, index = _global(rows)
+    targets = losses.contrastive_targets(
+        rows.labels, labels_all, index, rows.loss_cfg.targets, _threshold(rows)
+    )
+    return losses.info_nce_loss_terms(
+        rows.motion, text_local, motion_all, text_all, targets, _log_scale(rows)
+    )
+
+
+def _siglip(rows):
+    _, _, text_all, labels_all, index = _global(rows)
+    targets = losses.contrastive_targets(
+        rows.labels, labels_all, index, rows.loss_cfg.targets, _threshold(rows)
+    )
+    positives = (targets > 0).astype(jnp.float32)
+    return losses.siglip_loss_terms(
+        rows.motion, text_all, positives, _log_scale(rows), rows.params["logit_bias"]
+    )
+
+
+def _triplet(rows):
+    text_local, _, text_all, labels_all, _ = _global(rows)
+    return losses.triplet_loss_terms(
+        rows.motion,
+        text_local,
+        text_all,
+        rows.labels,
+        labels_all,
+        rows.loss_cfg.margin,
+        _threshold(rows),
+        rows.loss_cfg.get("mining", "all"),
+    )
+
+
+# config.loss.name -> the (sum, count) of that loss on this device's rows.
+LOSSES = {"mse": _mse, "infonce": _infonce, "siglip": _siglip, "triplet": _triplet}
+# Losses that see global negatives, and so the learned temperature (logged).
+_GLOBAL = ("infonce", "siglip", "triplet")
 
 
 def objective_terms(model, params, batch, rng, loss_cfg, *, train=True):
@@ -35,8 +113,12 @@ def objective_terms(model, params, batch, rng, loss_cfg, *, train=True):
       train: dropout on or off.
 
     Returns:
-      dict term name -> (sum, count), and dict of auxiliary scalars.
+      dict term name -> (sum, count): config.loss.name's loss, and "ce" for the
+      class head when ce_weight > 0; and a dict of auxiliary scalars.
     """
+    name = loss_cfg.name
+    if name not in LOSSES:
+        raise ValueError(f"config.loss.name must be one of {tuple(LOSSES)}, got {name!r}")
     variables = {"params": params}
     rngs = {"dropout": rng}
     motion_emb = model.apply(
@@ -45,71 +127,18 @@ def objective_terms(model, params, batch, rng, loss_cfg, *, train=True):
     text_emb = model.apply(
         variables, batch["text"], train=train, rngs=rngs, method="embed_text"
     )  # [b, K, E]
-    rows = motion_emb.shape[0]
-    labels = batch["labels"]
-    terms, aux = {}, {}
-    name = loss_cfg.name
-    if name not in LOSSES:
-        raise ValueError(f"config.loss.name must be one of {LOSSES}, got {name!r}")
-
-    if name == "mse":
-        mse = losses.mse_loss(motion_emb, text_emb, batch["text_mask"])
-        terms["mse"] = _row_terms(mse, rows)
-
-    if name in ("infonce", "siglip", "triplet"):
-        # Global negatives: every device's embeddings and labels, in device order.
-        motion_all = parallel.gather(motion_emb)
-        text_local = text_emb[:, 0]
-        text_all = parallel.gather(text_local)
-        labels_all = parallel.gather(labels)
-        index = parallel.global_row_index(rows)
-        threshold = loss_cfg.get("label_threshold", 0.5)
-        log_scale = jnp.minimum(params["log_scale"], MAX_LOG_SCALE)
-        aux["temperature"] = jnp.exp(-log_scale)
-        if name == "infonce":
-            targets = losses.contrastive_targets(
-                labels, labels_all, index, loss_cfg.targets, threshold
-            )
-            value = losses.info_nce_loss(
-                motion_emb, text_local, motion_all, text_all, targets, log_scale
-            )
-            terms["infonce"] = _row_terms(value, rows)
-        elif name == "siglip":
-            targets = losses.contrastive_targets(
-                labels, labels_all, index, loss_cfg.targets, threshold
-            )
-            value = losses.siglip_loss(
-                motion_emb,
-                text_all,
-                (targets > 0).astype(jnp.float32),
-                log_scale,
-                params["logit_bias"],
-            )
-            terms["siglip"] = _row_terms(value, rows)
-        else:
-            terms["triplet"] = losses.triplet_loss_terms(
-                motion_emb,
-                text_local,
-                text_all,
-                labels,
-                labels_all,
-                loss_cfg.margin,
-                threshold,
-                loss_cfg.get("mining", "all"),
-            )
-
+    rows = Rows(motion_emb, text_emb, batch["text_mask"], batch["labels"], params, loss_cfg)
+    terms = {name: LOSSES[name](rows)}
+    aux = {"temperature": jnp.exp(-_log_scale(rows))} if name in _GLOBAL else {}
     if loss_cfg.get("ce_weight", 0.0) > 0:
         logits = model.apply(variables, motion_emb, method="classify")
-        terms["ce"] = losses.multilabel_cross_entropy_terms(logits, labels)
+        terms["ce"] = losses.multilabel_cross_entropy_terms(logits, rows.labels)
     return terms, aux
 
 
-def combine(terms, loss_cfg):
-    """Term weights: `weight` for the named loss, `ce_weight` for the class head."""
-    weights = {loss_cfg.name: loss_cfg.get("weight", 1.0)}
-    if loss_cfg.get("ce_weight", 0.0) > 0:
-        weights["ce"] = loss_cfg.ce_weight
-    return weights
+def _weight(term, loss_cfg):
+    """`ce_weight` for the class head, `weight` for the named loss."""
+    return loss_cfg.ce_weight if term == "ce" else loss_cfg.get("weight", 1.0)
 
 
 def device_loss(model, params, batch, rng, loss_cfg, *, train=True):
@@ -121,10 +150,9 @@ def device_loss(model, params, batch, rng, loss_cfg, *, train=True):
     terms, aux = objective_terms(model, params, batch, rng, loss_cfg, train=train)
     loss = 0.0
     metrics = dict(aux)
-    for term, weight in combine(terms, loss_cfg).items():
-        total, count = terms[term]
+    for term, (total, count) in terms.items():
         mean_count = jax.lax.stop_gradient(jax.lax.pmean(count, parallel.AXIS))
         share = total / jnp.maximum(mean_count, 1e-9)
-        loss = loss + weight * share
+        loss = loss + _weight(term, loss_cfg) * share
         metrics[term] = share
     return loss, metrics

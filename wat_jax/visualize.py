@@ -19,65 +19,13 @@ import numpy as np
 
 from wat_jax import io
 from wat_jax.data import gait_attributes
+from wat_jax.data.skeletons import SMPL, OpenPose18
 from wat_jax.errors import fail
 
-# SMPL's 24-joint tree; rows 22 and 23 of BABEL's features are the first two left-hand
-# finger joints (see data/amass.py), hung here from the two wrists as SMPL's hands are.
-SMPL_PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21)
-# Approximate rest-pose offset of each joint from its parent: y up, z forward, x to the
-# body's left. Eyeballed from a mean adult; the drawing needs proportions, not precision.
-SMPL_OFFSETS = np.array(
-    [
-        [0.0, 0.0, 0.0],  # 0 pelvis
-        [0.06, -0.09, 0.0],
-        [-0.06, -0.09, 0.0],  # 1, 2 hips
-        [0.0, 0.11, -0.02],  # 3 spine1
-        [0.04, -0.38, 0.0],
-        [-0.04, -0.38, 0.0],  # 4, 5 knees
-        [0.0, 0.13, 0.01],  # 6 spine2
-        [-0.01, -0.40, -0.04],
-        [0.01, -0.40, -0.04],  # 7, 8 ankles
-        [0.0, 0.05, 0.02],  # 9 spine3
-        [0.03, -0.06, 0.12],
-        [-0.03, -0.06, 0.12],  # 10, 11 feet
-        [0.0, 0.21, -0.03],  # 12 neck
-        [0.08, 0.12, -0.01],
-        [-0.08, 0.12, -0.01],  # 13, 14 collars
-        [0.0, 0.09, 0.05],  # 15 head
-        [0.12, 0.04, -0.02],
-        [-0.12, 0.04, -0.02],  # 16, 17 shoulders
-        [0.26, -0.01, -0.02],
-        [-0.26, -0.01, -0.02],  # 18, 19 elbows
-        [0.25, 0.01, 0.0],
-        [-0.25, 0.01, 0.0],  # 20, 21 wrists
-        [0.08, -0.01, -0.01],
-        [-0.08, -0.01, -0.01],  # 22, 23 hands
-    ]
-)
-SMPL_LEFT = (1, 4, 7, 10, 13, 16, 18, 20, 22)
-SMPL_RIGHT = (2, 5, 8, 11, 14, 17, 19, 21, 23)
-
-OPENPOSE_BONES = (
-    (1, 2),
-    (2, 3),
-    (3, 4),
-    (1, 5),
-    (5, 6),
-    (6, 7),
-    (1, 8),
-    (8, 9),
-    (9, 10),
-    (1, 11),
-    (11, 12),
-    (12, 13),
-    (1, 0),
-    (0, 14),
-    (14, 16),
-    (0, 15),
-    (15, 17),
-)
-OPENPOSE_LEFT = (5, 6, 7, 11, 12, 13, 15, 17)
-OPENPOSE_RIGHT = (2, 3, 4, 8, 9, 10, 14, 16)
+# The layouts drawn (data/skeletons.py), under the names this module has always had.
+SMPL_PARENTS, SMPL_OFFSETS = SMPL.PARENTS, SMPL.OFFSETS
+SMPL_LEFT, SMPL_RIGHT = SMPL.LEFT, SMPL.RIGHT
+OPENPOSE_BONES, OPENPOSE_LEFT, OPENPOSE_RIGHT = OpenPose18.BONES, OpenPose18.LEFT, OpenPose18.RIGHT
 SIDE_COLOURS = {"left": "tab:blue", "right": "tab:red", "centre": "black"}
 
 
@@ -90,8 +38,8 @@ def rot6d_to_matrix(rot6d: np.ndarray) -> np.ndarray:
 
 def babel_joints(motion: np.ndarray) -> np.ndarray:
     """Forward kinematics of BABEL features [T, 25, 6] -> joint positions [T, 24, 3] (world)."""
-    local = rot6d_to_matrix(motion[:, :24])  # [T, 24, 3, 3]
-    trans = np.asarray(motion[:, 24, :3], np.float64)  # [T, 3], relative to the first frame
+    local = rot6d_to_matrix(motion[:, : len(SMPL.JOINTS)])  # [T, 24, 3, 3]
+    trans = np.asarray(motion[:, SMPL.TRANSLATION_ROW, :3], np.float64)  # [T, 3], from frame 0
     world_rot = np.empty_like(local)
     pos = np.empty(local.shape[:2] + (3,))
     for j, parent in enumerate(SMPL_PARENTS):
@@ -103,7 +51,9 @@ def babel_joints(motion: np.ndarray) -> np.ndarray:
     return pos
 
 
-def project_side_view(joints: np.ndarray, head: int = 15, root: int = 0) -> np.ndarray:
+def project_side_view(
+    joints: np.ndarray, head: int = SMPL.HEAD, root: int = SMPL.PELVIS
+) -> np.ndarray:
     """[T, J, 3] -> [T, J, 2]: the up axis (root to head) vertical, and horizontally the
     remaining axis along which the window spreads most (shows a walk from the side)."""
     up_vec = (joints[:, head] - joints[:, root]).mean(0)
@@ -122,23 +72,23 @@ def skeleton_frames(motion: np.ndarray):
     """A window's drawing: (points [T, J, 2], visible [T, J], bones, joint sides, kind)."""
     motion = np.asarray(motion, np.float64)
     frames, joints, features = motion.shape
-    if (joints, features) == (18, 3):
+    if (joints, features) == (len(OpenPose18.JOINTS), 3):
         visible = motion[..., 2] > 0
         return (
             motion[..., :2],
             visible,
             OPENPOSE_BONES,
-            _sides(18, OPENPOSE_LEFT, OPENPOSE_RIGHT),
+            _sides(joints, OPENPOSE_LEFT, OPENPOSE_RIGHT),
             "openpose18",
         )
-    if (joints, features) == (25, 6):
+    if (joints, features) == (SMPL.FEATURE_ROWS, 6):
         points = project_side_view(babel_joints(motion))
         bones = [(p, j) for j, p in enumerate(SMPL_PARENTS) if p >= 0]
         return (
             points,
-            np.ones((frames, 24), bool),
+            np.ones((frames, len(SMPL.JOINTS)), bool),
             bones,
-            _sides(24, SMPL_LEFT, SMPL_RIGHT),
+            _sides(len(SMPL.JOINTS), SMPL_LEFT, SMPL_RIGHT),
             "smpl24",
         )
     if features < 2:

@@ -38,29 +38,11 @@ from absl import logging
 
 from wat_jax import run_log
 from wat_jax.data import gait_attributes, prepared
+from wat_jax.data.skeletons import OpenPose18
 from wat_jax.errors import fail
 
-JOINTS = (
-    "nose",
-    "neck",
-    "r_shoulder",
-    "r_elbow",
-    "r_wrist",
-    "l_shoulder",
-    "l_elbow",
-    "l_wrist",
-    "r_hip",
-    "r_knee",
-    "r_ankle",
-    "l_hip",
-    "l_knee",
-    "l_ankle",
-    "r_eye",
-    "l_eye",
-    "r_ear",
-    "l_ear",
-)
-NOSE, NECK, R_HIP, L_HIP = 0, 1, 8, 11
+JOINTS = OpenPose18.JOINTS
+NOSE, NECK, R_HIP, L_HIP = OpenPose18.NOSE, OpenPose18.NECK, OpenPose18.R_HIP, OpenPose18.L_HIP
 TRACK_COLUMN, FILE_COLUMN = "track_id", "file_name"
 # Rounding in a tool that wrote the CSV may leave a probability a hair outside [0, 1].
 _PROB_SLACK = 1e-6

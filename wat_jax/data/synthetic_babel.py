@@ -32,11 +32,15 @@ from absl import logging
 
 from wat_jax import io
 from wat_jax.data import rotations
+from wat_jax.data.skeletons import SMPL
 
 # SMPL joint ids (0 is the pelvis, whose row holds the body-frame root pitch/twist/roll).
-PELVIS, L_HIP, R_HIP, SPINE1, L_KNEE, R_KNEE, SPINE2, L_ANKLE, R_ANKLE, SPINE3 = range(10)
-NECK, HEAD, L_SHOULDER, R_SHOULDER, L_ELBOW, R_ELBOW = 12, 15, 16, 17, 18, 19
-NUM_BODY = 22
+PELVIS, SPINE1, SPINE2, SPINE3 = SMPL.PELVIS, SMPL.SPINE1, SMPL.SPINE2, SMPL.SPINE3
+L_HIP, R_HIP, L_KNEE, R_KNEE = SMPL.L_HIP, SMPL.R_HIP, SMPL.L_KNEE, SMPL.R_KNEE
+L_ANKLE, R_ANKLE, NECK, HEAD = SMPL.L_ANKLE, SMPL.R_ANKLE, SMPL.NECK, SMPL.HEAD
+L_SHOULDER, R_SHOULDER = SMPL.L_SHOULDER, SMPL.R_SHOULDER
+L_ELBOW, R_ELBOW = SMPL.L_ELBOW, SMPL.R_ELBOW
+NUM_BODY = SMPL.BODY_JOINTS
 X, Y, Z = 0, 1, 2
 ARMS_DOWN = 1.3  # shoulder z angle from the T-pose to arms at the sides
 HIP_HEIGHT = 0.93  # metres, scaled per body

@@ -33,6 +33,7 @@ from absl import logging
 from wat_jax import io, run_log
 from wat_jax.data import densegait as dg
 from wat_jax.data import gait_attributes
+from wat_jax.data.skeletons import OpenPose18 as OP
 
 _COL = {name: i for i, name in enumerate(gait_attributes.COLUMNS)}
 _GROUPS = {  # exclusive groups: (columns, probabilities)
@@ -203,10 +204,10 @@ def walk(truth: np.ndarray, length: int, fps: float, s, rng) -> np.ndarray:
 
     t = np.arange(length) / fps
     psi = 2 * np.pi * (cadence / 2) * t + rng.uniform(0, 2 * np.pi)  # cycle = 2 steps
-    pos = np.zeros((length, len(dg.JOINTS), 3))  # X to the person's left, Y up, Z forward
+    pos = np.zeros((length, len(OP.JOINTS), 3))  # X to the person's left, Y up, Z forward
     leg = 0.53 - 0.04 - knee_bias * 0.1
     pelvis = np.stack([sway * np.sin(psi), leg + 0.012 * np.cos(2 * psi), 0 * t], -1)
-    for side, sign, hip_j in ((0, -1, dg.R_HIP), (1, 1, dg.L_HIP)):
+    for side, sign, hip_j in ((0, -1, OP.R_HIP), (1, 1, OP.L_HIP)):
         phase = psi + np.pi * side
         hip = pelvis + [sign * hip_w, 0, 0]
         thigh = stride * np.sin(phase) + knee_bias * 0.5
@@ -219,15 +220,15 @@ def walk(truth: np.ndarray, length: int, fps: float, s, rng) -> np.ndarray:
         pos[:, hip_j], pos[:, hip_j + 1] = hip, knee
         pos[:, hip_j + 2] = knee + 0.245 * _dir(thigh - knee_flex, 0)
     neck = pelvis + torso * np.stack([0 * t, np.cos(lean) + 0 * t, np.sin(lean) + 0 * t], -1)
-    pos[:, dg.NECK] = neck
+    pos[:, OP.NECK] = neck
     head_dir = _dir(np.pi - lean - head_fwd, 0)  # up, tipped forward with the trunk
     turn = 0.02 * np.sin(2 * np.pi * 0.3 * t) if "Talking" in has else 0 * t
     nose = neck + head * 0.7 * head_dir + np.stack([turn, 0 * t, 0.04 + 0 * t], -1)
-    pos[:, dg.NOSE] = nose
-    for sign, eye, ear in ((-1, 14, 16), (1, 15, 17)):
+    pos[:, OP.NOSE] = nose
+    for sign, eye, ear in ((-1, OP.R_EYE, OP.R_EAR), (1, OP.L_EYE, OP.L_EAR)):
         pos[:, eye] = nose + [sign * 0.025, 0.02, -0.01]
         pos[:, ear] = nose + [sign * 0.06, 0.0, -0.06]
-    for side, sign, sh_j in ((0, -1, 2), (1, 1, 5)):
+    for side, sign, sh_j in ((0, -1, OP.R_SHOULDER), (1, 1, OP.L_SHOULDER)):
         offset, elbow_bend, gain, abd = arm[side]
         swing = offset + gain * arm_amp * np.sin(psi + np.pi * (1 - side))  # opposite leg
         shoulder = neck + [sign * shoulder_w, -0.02, 0]
@@ -266,11 +267,11 @@ def _project(pos, truth, t, speed, s, rng) -> np.ndarray:
     x = x0 + scale[:, None] * world_x + noise * rng.standard_normal(world_x.shape)
     y = y0 - scale[:, None] * pos[..., 1] + noise * rng.standard_normal(world_x.shape)
     conf = np.clip(rng.normal(0.78, 0.1, x.shape), 0.15, 0.99)
-    face = [dg.NOSE, 14, 15]
+    face = list(OP.FACE)
     if view == "Back":
         conf[:, face] *= 0.08
     elif view == "Side":  # the far side's eye and ear are hidden
-        far = (15, 17) if np.sin(heading) > 0 else (14, 16)
+        far = (OP.L_EYE, OP.L_EAR) if np.sin(heading) > 0 else (OP.R_EYE, OP.R_EAR)
         conf[:, far] *= 0.2
     track = np.stack([x, y, conf], -1)
     dropped = rng.random(conf.shape) < s.drop_prob

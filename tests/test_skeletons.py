@@ -1,0 +1,204 @@
+"""data/skeletons.py: ids agree with names, trees and sides are sound, users share it,
+and the modules around it import alone and in no circle."""
+
+import ast
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from wat_jax import visualize
+from wat_jax.data import densegait, synthetic_babel
+from wat_jax.data.skeletons import SMPL, OpenPose18
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LAYOUTS = (OpenPose18, SMPL)
+
+
+def _ids(layout):
+    """The layout's joint-id attributes: upper-case names that are joint names."""
+    names = {name.upper() for name in layout.JOINTS}
+    return {k: v for k, v in vars(layout).items() if k in names}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS, ids=lambda layout: layout.__name__)
+def test_every_joint_has_an_id_that_names_it(layout):
+    ids = _ids(layout)
+    assert len(ids) == len(layout.JOINTS) == len(set(layout.JOINTS))
+    for name, j in ids.items():
+        assert type(j) is int and layout.JOINTS[j] == name.lower(), name
+
+
+@pytest.mark.parametrize("layout", LAYOUTS, ids=lambda layout: layout.__name__)
+def test_left_and_right_mirror_each_other(layout):
+    left = [layout.JOINTS[j] for j in layout.LEFT]
+    right = [layout.JOINTS[j] for j in layout.RIGHT]
+    assert all(n.startswith("l_") for n in left) and all(n.startswith("r_") for n in right)
+    assert [n[2:] for n in left] == [n[2:] for n in right]
+    # Every sided joint is listed: the rest are on the midline.
+    sided = {j for j, n in enumerate(layout.JOINTS) if n[:2] in ("l_", "r_")}
+    assert sided == set(layout.LEFT) | set(layout.RIGHT)
+
+
+def test_openpose_bones_form_one_tree_over_18_joints():
+    assert len(OpenPose18.JOINTS) == 18
+    bones = OpenPose18.BONES
+    assert len(bones) == len(OpenPose18.JOINTS) - 1
+    reached, frontier = {OpenPose18.NECK}, [OpenPose18.NECK]
+    while frontier:
+        j = frontier.pop()
+        for a, b in bones:
+            for near, far in ((a, b), (b, a)):
+                if near == j and far not in reached:
+                    reached.add(far)
+                    frontier.append(far)
+    assert reached == set(range(18))
+    # OpenPose's own pairs (COCO-18 order), as visualize.py drew them before.
+    assert bones[:3] == ((1, 2), (2, 3), (3, 4)) and bones[-2:] == ((0, 15), (15, 17))
+    assert OpenPose18.FACE == (0, 14, 15)
+
+
+def test_openpose_limbs_are_consecutive_ids():
+    # synthetic_densegait poses a limb as root, root + 1, root + 2.
+    op = OpenPose18
+    for root, mid, end in (
+        (op.R_SHOULDER, op.R_ELBOW, op.R_WRIST),
+        (op.L_SHOULDER, op.L_ELBOW, op.L_WRIST),
+        (op.R_HIP, op.R_KNEE, op.R_ANKLE),
+        (op.L_HIP, op.L_KNEE, op.L_ANKLE),
+    ):
+        assert (mid, end) == (root + 1, root + 2)
+
+
+def test_smpl_tree_offsets_and_feature_rows():
+    parents = SMPL.PARENTS
+    assert len(parents) == len(SMPL.JOINTS) == 24 and parents[SMPL.PELVIS] == -1
+    assert all(0 <= p < j for j, p in enumerate(parents) if j)
+    assert parents[SMPL.L_KNEE] == SMPL.L_HIP and parents[SMPL.HEAD] == SMPL.NECK
+    assert parents[SMPL.L_HAND] == SMPL.L_WRIST and parents[SMPL.R_HAND] == SMPL.R_WRIST
+    assert SMPL.OFFSETS.shape == (24, 3) and not SMPL.OFFSETS.flags.writeable
+    # Left offsets are the right ones with x (the body's left) negated.
+    np.testing.assert_array_equal(
+        SMPL.OFFSETS[list(SMPL.LEFT)], SMPL.OFFSETS[list(SMPL.RIGHT)] * [-1, 1, 1]
+    )
+    assert SMPL.BODY_JOINTS == 22 and SMPL.JOINTS[SMPL.BODY_JOINTS - 1] == "r_wrist"
+    assert (SMPL.FEATURE_ROWS, SMPL.TRANSLATION_ROW) == (25, 24)
+
+
+def test_loaders_generators_and_pictures_use_the_one_layout():
+    assert densegait.JOINTS is OpenPose18.JOINTS
+    assert (densegait.NOSE, densegait.NECK, densegait.R_HIP, densegait.L_HIP) == (0, 1, 8, 11)
+    assert visualize.SMPL_PARENTS is SMPL.PARENTS and visualize.SMPL_OFFSETS is SMPL.OFFSETS
+    assert visualize.OPENPOSE_BONES is OpenPose18.BONES
+    assert (visualize.SMPL_LEFT, visualize.OPENPOSE_RIGHT) == (SMPL.LEFT, OpenPose18.RIGHT)
+    assert synthetic_babel.NUM_BODY == SMPL.BODY_JOINTS
+    for name in ("PELVIS", "L_HIP", "R_KNEE", "SPINE2", "NECK", "HEAD", "L_SHOULDER", "R_ELBOW"):
+        assert getattr(synthetic_babel, name) == getattr(SMPL, name), name
+
+
+# Modules this layout and the one-form losses touch.
+MODULES = (
+    "wat_jax.losses",
+    "wat_jax.objectives",
+    "wat_jax.visualize",
+    "wat_jax.data.skeletons",
+    "wat_jax.data.densegait",
+    "wat_jax.data.synthetic_densegait",
+    "wat_jax.data.synthetic_babel",
+)
+
+
+def test_each_module_imports_alone_in_a_fresh_interpreter():
+    # One interpreter per module: a circle of top-level imports fails in some order.
+    for module in MODULES:
+        run = subprocess.run(
+            [sys.executable, "-c", f"import {module}"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert run.returncode == 0, (module, run.stderr[-2000:])
+
+
+def import_graph(root: str) -> dict[str, set[str]]:
+    """wat_jax's modules -> the wat_jax modules they import, top level or inside functions.
+
+    `from P import m` counts as importing P.m when that is a module, else P.
+    """
+    modules = {}
+    for folder, _, files in os.walk(os.path.join(root, "wat_jax")):
+        for name in files:
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                dotted = os.path.relpath(path, root)[:-3].replace(os.sep, ".")
+                modules[dotted.removesuffix(".__init__")] = path
+    graph = {}
+    for module, path in modules.items():
+        package = module if path.endswith("__init__.py") else module.rpartition(".")[0]
+        targets = set()
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(parts + ([base] if base else []))
+                for alias in node.names:
+                    sub = f"{base}.{alias.name}"
+                    targets.add(sub if sub in modules else base)
+        graph[module] = {t for t in targets if t in modules and t != module}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (each holds a circle)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_cycle_finder_sees_a_circle_through_a_function_level_import():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert cycles(graph) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="data/synthetic_densegait.py still imports data/densegait.py for the CSV's "
+    "TRACK_COLUMN/FILE_COLUMN, and densegait.prepare imports the generator: the lead moves "
+    "the two names to gait_attributes.py (notes i17); then delete this mark",
+)
+def test_no_import_circle_through_the_modules_of_this_change():
+    touched = set(MODULES)
+    assert [c for c in cycles(import_graph(ROOT)) if touched & set(c)] == []
