@@ -98,17 +98,17 @@ class Checkpointer:
     ):
         self.directory = os.path.abspath(directory) if root else checkpoint_dir(directory)
         self.read_only = read_only
-        options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep,
-            keep_period=keep_period or None,
-            create=not read_only,
-            read_only=read_only,
-            enable_async_checkpointing=not read_only,
-            cleanup_tmp_directories=not read_only,  # a save cut short by a crash or full disk
-        )
         self._every = every_steps
         self._pending = None  # the step of the async save in flight
         with _quiet(read_only):  # orbax warns that a read-only manager is read-only
+            options = ocp.CheckpointManagerOptions(
+                max_to_keep=keep,
+                keep_period=keep_period or None,
+                create=not read_only,
+                read_only=read_only,
+                enable_async_checkpointing=not read_only,
+                cleanup_tmp_directories=not read_only,  # a save cut short by a crash or full disk
+            )
             self._manager = ocp.CheckpointManager(
                 self.directory, item_names=("state", "meta"), options=options
             )
