@@ -386,6 +386,19 @@ class _Run:
         return self.embed_motion(motion, mask) @ self.class_vectors.T
 
 
+def _babel_config(workdir: str):
+    """The run's config; InputError unless it is a BABEL-task run."""
+    from wat_jax import workdir as run_dir
+
+    config = run_dir.load_config(workdir)
+    if config.get("task") != "babel60":
+        raise fail(
+            os.path.join(workdir, "config.json"),
+            f"the timeline needs a BABEL-task run (task babel60), this is {config.get('task')!r}",
+        )
+    return config
+
+
 def _open_run(workdir: str, step: int | None = None) -> _Run:
     """The run at `workdir` (checkpoint `step`, latest when None).
 
@@ -395,33 +408,38 @@ def _open_run(workdir: str, step: int | None = None) -> _Run:
     from wat_jax import evaluate, tasks
     from wat_jax import workdir as run_dir
 
-    config = run_dir.load_config(workdir)
-    if config.get("task") != "babel60":
-        raise fail(
-            os.path.join(workdir, "config.json"),
-            f"the timeline needs a BABEL-task run (task babel60), this is {config.get('task')!r}",
-        )
+    config = _babel_config(workdir)
     embedder, step = evaluate.restore_embedder(config, workdir, tasks.get_task("babel60"), step)
     bank = run_dir.read_bank(config, workdir)
     return _Run(config, workdir, embedder, step, bank)
 
 
-def read_motion(run, motion: str):
-    """The --motion argument as a Sequence: an AMASS .npz, or `val:K` / `train:K`."""
+def _split_index(motion: str) -> tuple[str, int] | None:
+    """("val", K) for --motion=val:K (or train:K), None for a file path."""
+    split, sep, index = motion.partition(":")
+    if not sep or split not in ("val", "train") or os.path.exists(motion):
+        return None
+    try:
+        return split, int(index)
+    except ValueError:
+        raise fail("--motion", f"{motion!r}: expected {split}:K with K an integer") from None
+
+
+def read_motion(config, workdir: str, motion: str):
+    """The --motion argument as a Sequence: an AMASS .npz, or `val:K` / `train:K`.
+
+    Frame labels come with it when it is one of the run's BABEL sequences.
+    """
     from wat_jax.data import babel_sequences
 
-    data = run.config.data
-    split, sep, index = motion.partition(":")
-    if sep and split in ("val", "train") and not os.path.exists(motion):
-        try:
-            k = int(index)
-        except ValueError:
-            raise fail("--motion", f"{motion!r}: expected {split}:K with K an integer") from None
-        return babel_sequences.sequence_at(data, run.workdir, split, k)
+    data = config.data
+    picked = _split_index(motion)
+    if picked:
+        return babel_sequences.sequence_at(data, workdir, *picked)
     if not os.path.isfile(motion):
         raise fail(motion, "no such file (give an AMASS .npz, or val:K for a val sequence)")
     rot6d, trans = babel_sequences.load_features(motion, float(data.fps))
-    sid, labels = babel_sequences.labels_for_file(data, run.workdir, motion, len(rot6d))
+    sid, labels = babel_sequences.labels_for_file(data, workdir, motion, len(rot6d))
     return babel_sequences.Sequence(sid or "", motion, rot6d, trans, labels)
 
 
@@ -588,8 +606,13 @@ def main(argv):
         if not FLAGS.motion:
             raise fail("--motion", "required: an AMASS .npz, or val:K for a val sequence")
         check_options(FLAGS.query, FLAGS.stride_s, FLAGS.smooth_s, FLAGS.top_k)
+        if not _split_index(FLAGS.motion) and not os.path.isfile(FLAGS.motion):
+            raise fail(
+                FLAGS.motion, "no such file (give an AMASS .npz, or val:K for a val sequence)"
+            )
+        # The motion is read before the model is restored, so bad input fails fast.
+        seq = read_motion(_babel_config(FLAGS.workdir), FLAGS.workdir, FLAGS.motion)
         run = _open_run(FLAGS.workdir, FLAGS.step if FLAGS.step >= 0 else None)
-        seq = read_motion(run, FLAGS.motion)
         answer = run_timeline(
             run, seq, FLAGS.query, FLAGS.stride_s, FLAGS.smooth_s, FLAGS.top_k, FLAGS.relative
         )
