@@ -275,3 +275,131 @@ def random_scores(shape, seed, dtype=np.float64):
     large gallery at the cost of a few ties (broken in gallery order).
     """
     return np.random.default_rng(seed).random(shape, dtype=dtype)
+
+
+# ---- temporal action segmentation: per-frame predictions against frame labels ----------
+#
+# A sequence's ground truth is a [T, C] bool matrix (BABEL labels every frame with a
+# set of classes, possibly several, possibly none); a prediction is one class per frame
+# ([T] int, -1 for "no prediction"). Frames whose label set is empty are background:
+# left out of frame accuracy and frame mAP, and, for the segmental F1, a prediction on
+# them is treated as background too (the model cannot abstain, and MS-TCN likewise
+# leaves its background class out of both the predicted and the true segments).
+
+
+def label_runs(labels) -> list[tuple[int, int, int]]:
+    """Maximal runs of one value in a [T] int sequence, values < 0 (background) skipped.
+
+    Returns:
+      (class, start, stop) per run, stop exclusive, in time order.
+    """
+    labels = np.asarray(labels).reshape(-1)
+    if labels.size == 0:
+        return []
+    change = np.flatnonzero(labels[1:] != labels[:-1]) + 1
+    starts = np.concatenate([[0], change])
+    stops = np.concatenate([change, [labels.size]])
+    return [(int(labels[a]), int(a), int(b)) for a, b in zip(starts, stops) if labels[a] >= 0]
+
+
+def multilabel_runs(labels) -> list[tuple[int, int, int]]:
+    """Per class, the maximal runs of frames labelled with it in a [T, C] bool matrix.
+
+    Two classes labelling the same frames give two overlapping segments.
+
+    Returns:
+      (class, start, stop) per run, stop exclusive, ordered by class then time.
+    """
+    labels = np.asarray(labels, bool)
+    if labels.ndim != 2:
+        raise ValueError(f"labels must be [T, C], got shape {labels.shape}")
+    out = []
+    for c in range(labels.shape[1]):
+        on = np.concatenate([[False], labels[:, c], [False]]).astype(np.int8)
+        edges = np.flatnonzero(np.diff(on))
+        out += [(c, int(a), int(b)) for a, b in zip(edges[0::2], edges[1::2])]
+    return out
+
+
+def segment_matches(pred_segments, true_segments, overlap: float) -> tuple[int, int, int]:
+    """True positives, false positives and false negatives of predicted segments.
+
+    MS-TCN's rule (Farha & Gall, CVPR 2019; the segmental F1 of Lea et al. 2017): each
+    predicted segment, in time order, takes the true segment of its class with the
+    highest IoU (intersection over the span of the two, so disjoint segments score
+    <= 0); it is a true positive when that IoU is at least `overlap` and that true
+    segment is not matched yet, otherwise a false positive. Each true segment is
+    matched at most once; the unmatched ones are false negatives.
+
+    Args:
+      pred_segments: (class, start, stop) tuples, stop exclusive.
+      true_segments: the same for the ground truth (may overlap across classes).
+      overlap: the IoU threshold, e.g. 0.1, 0.25 or 0.5.
+
+    Returns:
+      (tp, fp, fn).
+    """
+    true = np.asarray([s for s in true_segments], np.int64).reshape(-1, 3)
+    hit = np.zeros(len(true), bool)
+    tp = fp = 0
+    for cls, start, stop in sorted(pred_segments, key=lambda s: (s[1], s[2], s[0])):
+        same = np.flatnonzero(true[:, 0] == cls)
+        if not len(same):
+            fp += 1
+            continue
+        inter = np.minimum(stop, true[same, 2]) - np.maximum(start, true[same, 1])
+        span = np.maximum(stop, true[same, 2]) - np.minimum(start, true[same, 1])
+        iou = inter / np.maximum(span, 1)
+        best = int(np.argmax(iou))  # the first of tied best, in true-segment order
+        if iou[best] >= overlap and not hit[same[best]]:
+            tp += 1
+            hit[same[best]] = True
+        else:
+            fp += 1
+    return tp, fp, int(len(true) - hit.sum())
+
+
+def segmental_counts(pred, labels, overlaps=(0.1, 0.25, 0.5)) -> dict:
+    """Segmental (tp, fp, fn) of one sequence at each IoU threshold.
+
+    Args:
+      pred: [T] int predicted class per frame (-1: none).
+      labels: [T, C] bool frame labels; frames with no label are background and
+        the prediction there is ignored (see the section comment above).
+      overlaps: IoU thresholds.
+
+    Returns:
+      {overlap: np.array([tp, fp, fn])}; sum them over sequences, then `f1_score`.
+    """
+    labels = np.asarray(labels, bool)
+    pred = np.where(labels.any(1), np.asarray(pred, np.int64), -1)
+    if pred.shape != labels.shape[:1]:
+        raise ValueError(f"pred has shape {pred.shape}, labels {labels.shape}")
+    pred_segments, true_segments = label_runs(pred), multilabel_runs(labels)
+    return {
+        o: np.array(segment_matches(pred_segments, true_segments, o), np.int64) for o in overlaps
+    }
+
+
+def f1_score(tp, fp, fn) -> float:
+    """F1 = 2PR / (P + R) from counts; 0 when there is no true positive."""
+    if tp <= 0:
+        return 0.0
+    precision, recall = tp / (tp + fp), tp / (tp + fn)
+    return float(2 * precision * recall / (precision + recall))
+
+
+def frame_accuracy(scores, labels) -> float:
+    """Fraction of labelled frames whose top-1 class is in their label set ([T, C] each)."""
+    return topk_accuracy(scores, labels, 1)
+
+
+def frame_map(scores, labels) -> float:
+    """Per-class AP over frames, averaged over classes that label a frame ([T, C] each).
+
+    Only labelled frames take part, so background frames count neither as positives
+    nor as negatives.
+    """
+    labels = np.asarray(labels, bool)
+    keep = labels.any(1)
+    return mean_average_precision(np.asarray(scores)[keep].T, labels[keep].T)

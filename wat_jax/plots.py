@@ -168,3 +168,112 @@ def eval_dir(workdir: str) -> str:
     path = os.path.join(workdir, "eval")
     os.makedirs(path, exist_ok=True)
     return path
+
+
+def _lanes(spans) -> list[int]:
+    """Greedy lane per (start, stop) span so that spans in one lane do not overlap."""
+    ends, lanes = [], []
+    for start, stop in spans:
+        lane = next((i for i, end in enumerate(ends) if end <= start), len(ends))
+        if lane == len(ends):
+            ends.append(stop)
+        else:
+            ends[lane] = stop
+        lanes.append(lane)
+    return lanes
+
+
+def timeline_png(
+    scores: np.ndarray,
+    classes: list[str],
+    fps: float,
+    path: str,
+    title: str,
+    true_segments: list[dict] | None = None,
+    query: tuple | None = None,
+    max_curves: int = 8,
+) -> str:
+    """An action timeline: predicted segments, ground truth, class and query curves.
+
+    Args:
+      scores: [T, C] per-frame (smoothed) class scores; segments are runs of the top-1.
+      classes: the C names (one colour each, shared by strips and curves).
+      fps: frames per second (the x axis is in seconds).
+      path: the PNG to write.
+      title: the figure title.
+      true_segments: optional [{"start_s", "end_s", "class"}]; overlapping ones are
+        drawn in separate lanes.
+      query: optional (text, curve [T], intervals [{"start_s", "end_s", "rank"}]).
+      max_curves: at most this many class curves (the classes predicted or true,
+        by their peak score).
+
+    Returns:
+      path.
+    """
+    from wat_jax import metrics as m
+
+    plt = _pyplot()
+    scores = np.asarray(scores, np.float64)
+    t = np.arange(len(scores)) / fps
+    duration = len(scores) / fps
+    colours = _palette(len(classes))
+    col = {c: i for i, c in enumerate(classes)}
+    pred = [(c, a / fps, b / fps) for c, a, b in m.label_runs(np.argmax(scores, 1))]
+    true = sorted(
+        ((col[s["class"]], s["start_s"], s["end_s"]) for s in true_segments or []),
+        key=lambda s: (s[1], s[2], s[0]),
+    )
+    rows = 3 if query is not None else 2
+    fig, axes = plt.subplots(
+        rows,
+        1,
+        figsize=(12, 2.2 + 2.2 * (rows - 1)),
+        sharex=True,
+        gridspec_kw=dict(height_ratios=[1.3] + [2] * (rows - 1)),
+    )
+    strip = axes[0]
+
+    def bars(items, y, height):
+        for c, start, stop in items:
+            strip.broken_barh([(start, stop - start)], (y, height), color=colours[c])
+            if stop - start > 0.06 * duration:
+                strip.text(
+                    (start + stop) / 2, y + height / 2, classes[c], ha="center", va="center",
+                    fontsize=7, clip_on=True,
+                )  # fmt: skip
+
+    bars(pred, 1.1, 0.8)
+    ticks, labels = [1.5], ["predicted"]
+    if true_segments is not None:
+        lanes = _lanes([(a, b) for _, a, b in true])
+        n = max(lanes, default=0) + 1
+        h = 0.8 / n
+        for (c, a, b), lane in zip(true, lanes):
+            bars([(c, a, b)], 0.1 + (n - 1 - lane) * h, h * 0.95)
+        ticks, labels = [0.5, 1.5], ["BABEL labels", "predicted"]
+    strip.set_yticks(ticks, labels, fontsize=8)
+    strip.set_ylim(0 if true_segments is not None else 1.0, 2.0)
+    strip.set_title(title)
+
+    shown = sorted({c for c, _, _ in pred} | {c for c, _, _ in true})
+    shown = sorted(shown, key=lambda c: -scores[:, c].max())[:max_curves]
+    ax = axes[1]
+    for c in shown:
+        ax.plot(t, scores[:, c], color=colours[c], lw=1.2, label=classes[c])
+    ax.set_ylabel("class score (cosine)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    if query is not None:
+        text, curve, intervals = query
+        ax = axes[2]
+        ax.plot(t, curve, color="black", lw=1.2)
+        for interval in intervals:
+            ax.axvspan(interval["start_s"], interval["end_s"], color="tab:orange", alpha=0.25)
+            if interval["rank"] <= 3:
+                ax.text(interval["start_s"], float(np.max(curve)), f"#{interval['rank']}",
+                        fontsize=7, va="top")  # fmt: skip
+        ax.set_ylabel("query score")
+        ax.set_title(f"query: {text!r}", fontsize=9)
+    axes[-1].set_xlabel("time (s)")
+    axes[-1].set_xlim(0, duration)
+    fig.tight_layout()
+    return _save(fig, path)

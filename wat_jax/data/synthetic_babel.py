@@ -16,7 +16,9 @@ Written files:
   <out>/babel/{train,val}.json   BABEL v1.0 entries whose feat_p repeats the
       dataset folder (SYNTH/SYNTH/...), as BABEL does. Most have frame_ann
       segments (action segments with "transition" segments between them, as in
-      BABEL); some have a null frame_ann and one seq_ann label.
+      BABEL); some train sequences have a null frame_ann and one seq_ann label. Val
+      sequences all have frame labels and at least `val_min_segments` actions, so
+      the timeline's segmental F1 has transitions to score.
 
 SMPL body frame: y up, z forward, x to the body's left. Joint angles are built
 as x-y-z Euler triples per joint (R = Rx @ Ry @ Rz), blended between segments,
@@ -61,6 +63,11 @@ def default_config(variant: str) -> ml_collections.ConfigDict:
         min_segment_s=3.0, max_segment_s=5.0 if small else 6.0,
         fps_choices=(60, 120),
         null_frame_ann_fraction=0.2,
+        # Val sequences are where the timeline's segmental F1 is scored: each has frame
+        # labels and at least val_min_segments actions (>= 2 transitions). Train keeps
+        # the settings above, and its sequences do not change with these two keys.
+        val_min_segments=3,
+        val_null_frame_ann_fraction=0.0,
         seed_offset=1000,  # the generator's seed is config.seed + seed_offset
     ))  # fmt: skip
 
@@ -350,8 +357,12 @@ def write_synthetic(out_dir: str, cfg, seed: int) -> tuple[str, str]:
     t0 = time.time()
     sid = 0
     for split, count in (("train", sc.num_train), ("val", sc.num_val)):
-        num_segments = rng.integers(sc.min_segments, sc.max_segments + 1, count)
-        single = rng.random(count) < sc.null_frame_ann_fraction
+        lo, hi, null = sc.min_segments, sc.max_segments, sc.null_frame_ann_fraction
+        if split == "val":  # drawn after train, so train is the same whatever these are
+            lo = max(lo, sc.val_min_segments)
+            hi, null = max(hi, lo), sc.val_null_frame_ann_fraction
+        num_segments = rng.integers(lo, hi + 1, count)
+        single = rng.random(count) < null
         num_segments[single] = 1
         plan = _class_plan(list(sc.classes), int(num_segments.sum()), rng)
         entries = {}

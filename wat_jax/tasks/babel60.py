@@ -180,7 +180,16 @@ def evaluate(config, workdir, embedder, step) -> dict:
             "random": zero_shot_score(rand, labels, split.classes, held),
         }
 
+    example = None
+    if config.eval.get("timeline", True):  # whole val sequences against BABEL's frame labels
+        from wat_jax import timeline
+
+        class_vectors = embedder.text(texts[main])
+        results["timeline"], example = timeline.eval_block(config, workdir, embedder, class_vectors)
+
     if jax.process_index() == 0:  # every process has the numbers; one draws
+        if example is not None:
+            _timeline_picture(example, split.classes, config, workdir, step)
         visualize.eval_pictures(
             config,
             workdir,
@@ -206,3 +215,22 @@ def evaluate(config, workdir, embedder, step) -> dict:
             "top-1",
         )
     return results
+
+
+def _timeline_picture(example: dict, classes: list[str], config, workdir: str, step: int) -> str:
+    """eval/timeline_step_<N>.png: the evaluated val sequence with the most true segments."""
+    from wat_jax import metrics as m
+
+    seq, fps = example["sequence"], float(config.data.fps)
+    true = [
+        {"class": classes[c], "start_s": a / fps, "end_s": b / fps}
+        for c, a, b in m.multilabel_runs(seq.labels)
+    ]
+    return plots.timeline_png(
+        example["scores"],
+        classes,
+        fps,
+        os.path.join(plots.eval_dir(workdir), f"timeline_step_{step}.png"),
+        f"BABEL val sequence {seq.sid} ({seq.num_frames / fps:.1f} s), step {step}",
+        true_segments=true,
+    )
