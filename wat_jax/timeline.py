@@ -34,9 +34,8 @@ code over whole val sequences against BABEL's frame labels: frame accuracy, fram
 and MS-TCN's segmental F1@{0.1, 0.25, 0.5} (wat_jax/metrics.py), beside random window
 scores aggregated the same way.
 
-The CLI reads a run through `_open_run`, an adapter over evaluate.restore_embedder and
-the text bank with the interface of wat_jax.load's Run (config, step, classes,
-embed_motion, embed_text, class_vectors, class_scores).
+The CLI reads a run through `wat_jax.load` (config.json and a checkpoint suffice; the
+class texts come from the checkpoint's metadata).
 """
 
 import os
@@ -360,32 +359,6 @@ def eval_block(config, workdir: str, embedder, class_vectors) -> tuple[dict, dic
 # ---- a trained run, the CLI -----------------------------------------------------------
 
 
-class _Run:
-    """A trained BABEL run with wat_jax.load's Run interface (see _open_run)."""
-
-    def __init__(self, config, workdir, embedder, step, bank):
-        self.config, self.workdir, self.step = config, workdir, step
-        self._embedder, self._bank = embedder, bank
-        self.classes = list(bank.keys)
-        prototype = config.eval.get("prototype", "centroid")
-        vectors = bank.names if prototype == "name" else bank.centroids(normalize=True)
-        self.class_vectors = metrics.unit_rows(embedder.text(vectors))
-
-    def embed_motion(self, motion, mask=None) -> np.ndarray:
-        motion = np.asarray(motion, np.float32)
-        if mask is None:
-            mask = np.ones(motion.shape[:2], bool)
-        return metrics.unit_rows(self._embedder.motion(motion, np.asarray(mask, bool)))
-
-    def embed_text(self, texts) -> np.ndarray:
-        from wat_jax.tasks import common
-
-        return metrics.unit_rows(self._embedder.text(common.encode(list(texts), self.config)))
-
-    def class_scores(self, motion, mask=None) -> np.ndarray:
-        return self.embed_motion(motion, mask) @ self.class_vectors.T
-
-
 def _babel_config(workdir: str):
     """The run's config; InputError unless it is a BABEL-task run."""
     from wat_jax import workdir as run_dir
@@ -399,19 +372,12 @@ def _babel_config(workdir: str):
     return config
 
 
-def _open_run(workdir: str, step: int | None = None) -> _Run:
-    """The run at `workdir` (checkpoint `step`, latest when None).
+def _open_run(workdir: str, step: int | None = None):
+    """The run at `workdir` (checkpoint `step`, newest when None) through wat_jax.load."""
+    import wat_jax
 
-    An adapter with the interface of wat_jax.load(path, step) -> Run; switch to that
-    once it is on main.
-    """
-    from wat_jax import evaluate, tasks
-    from wat_jax import workdir as run_dir
-
-    config = _babel_config(workdir)
-    embedder, step = evaluate.restore_embedder(config, workdir, tasks.get_task("babel60"), step)
-    bank = run_dir.read_bank(config, workdir)
-    return _Run(config, workdir, embedder, step, bank)
+    _babel_config(workdir)
+    return wat_jax.load(workdir, step)
 
 
 def _split_index(motion: str) -> tuple[str, int] | None:
