@@ -183,14 +183,21 @@ def test_each_true_segment_is_matched_once():
 
 def test_background_frames_and_several_labels_per_frame():
     # Class 0 on [0,5), no label on [5,7) (e.g. a BABEL transition), classes 1 AND 2 on
-    # [7,12). The prediction (0 on [0,6), 1 on [6,12)) is ignored on [5,7), leaving
-    # segments (0,0,5) and (1,7,12): TP 2; truth (2,7,12) is missed: FN 1.
+    # [7,12). Prediction 0 on [0,6), 1 on [6,12): segments keep their extent into the
+    # gap, (0,0,6) IoU 5/6 and (1,6,12) IoU 5/6: TP 2; truth (2,7,12) is missed: FN 1.
     # Precision 1, recall 2/3, F1 = 0.8.
     truth = np.zeros((12, 3), bool)
     truth[:5, 0] = truth[7:, 1] = truth[7:, 2] = True
     pred = [0] * 6 + [1] * 6
     f1, counts = _f1s(pred, truth)
     assert counts[0.5].tolist() == [2, 0, 1] and f1[0.5] == pytest.approx(0.8)
+    # A predicted segment wholly inside the gap (class 2 on [5,7)) is left out: the same.
+    _, counts = _f1s([0] * 5 + [2] * 2 + [1] * 5, truth)
+    assert counts[0.5].tolist() == [2, 0, 1]
+    # A late boundary running through the gap is one segment, not an extra FP:
+    # 0 on [0,9) has IoU 5/9 with truth 0 (TP@0.5); 1 on [9,12) IoU 3/5 (TP@0.5).
+    _, counts = _f1s([0] * 9 + [1] * 3, truth)
+    assert counts[0.5].tolist() == [2, 0, 1]
     scores = np.eye(3)[pred] + 0.01 * np.eye(3)[[2] * 12]
     # Frame accuracy counts the 10 labelled frames; the top class is in the set in all.
     assert metrics.frame_accuracy(scores, truth) == 1.0

@@ -281,10 +281,14 @@ def random_scores(shape, seed, dtype=np.float64):
 #
 # A sequence's ground truth is a [T, C] bool matrix (BABEL labels every frame with a
 # set of classes, possibly several, possibly none); a prediction is one class per frame
-# ([T] int, -1 for "no prediction"). Frames whose label set is empty are background:
-# left out of frame accuracy and frame mAP, and, for the segmental F1, a prediction on
-# them is treated as background too (the model cannot abstain, and MS-TCN likewise
-# leaves its background class out of both the predicted and the true segments).
+# ([T] int, -1 for "no prediction"). Frames whose label set is empty are background
+# (BABEL's transitions, classes outside the set): left out of frame accuracy and frame
+# mAP. For the segmental F1, predicted segments are the runs of the prediction over
+# all frames, and a predicted segment lying wholly on background frames is left out
+# (the model cannot predict background; MS-TCN likewise leaves its background class
+# out of both the predicted and the true segments). A segment that runs into a
+# background gap keeps its full extent, so a late boundary costs IoU, not an extra
+# false positive.
 
 
 def label_runs(labels) -> list[tuple[int, int, int]]:
@@ -364,18 +368,20 @@ def segmental_counts(pred, labels, overlaps=(0.1, 0.25, 0.5)) -> dict:
 
     Args:
       pred: [T] int predicted class per frame (-1: none).
-      labels: [T, C] bool frame labels; frames with no label are background and
-        the prediction there is ignored (see the section comment above).
+      labels: [T, C] bool frame labels; frames with no label are background, and a
+        predicted segment wholly on them is ignored (see the section comment above).
       overlaps: IoU thresholds.
 
     Returns:
       {overlap: np.array([tp, fp, fn])}; sum them over sequences, then `f1_score`.
     """
     labels = np.asarray(labels, bool)
-    pred = np.where(labels.any(1), np.asarray(pred, np.int64), -1)
+    pred = np.asarray(pred, np.int64)
     if pred.shape != labels.shape[:1]:
         raise ValueError(f"pred has shape {pred.shape}, labels {labels.shape}")
-    pred_segments, true_segments = label_runs(pred), multilabel_runs(labels)
+    labelled = np.concatenate([[0], np.cumsum(labels.any(1))])
+    pred_segments = [(c, a, b) for c, a, b in label_runs(pred) if labelled[b] > labelled[a]]
+    true_segments = multilabel_runs(labels)
     return {
         o: np.array(segment_matches(pred_segments, true_segments, o), np.int64) for o in overlaps
     }
