@@ -28,6 +28,12 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
     c.describe = default_describe_config()
     c.eval.prototype = "centroid"  # class text: description centroid (or "name")
     c.eval.zero_shot_classes = ()
+    # The action timeline over whole val sequences (wat_jax/timeline.py): frame accuracy,
+    # frame mAP and segmental F1 beside random; the sequence cap bounds its cost.
+    c.eval.timeline = True
+    c.eval.timeline_max_sequences = 64
+    c.eval.timeline_stride_s = 0.5
+    c.eval.timeline_smooth_s = 0.5
 
     # The paper's model and objective: 768-d, 8 post-norm layers, 4 heads,
     # feed-forward 1024, first-frame output, mean of the MSE to the class-name

@@ -497,3 +497,28 @@ def test_cli_bad_input_is_one_error_line(trained_run, args, where):
     lines = [line for line in proc.stderr.strip().splitlines() if not line.startswith("I")]
     assert len(lines) == 1 and lines[0].startswith(f"error: {where}"), proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
+
+
+def test_summary_table_shows_the_timeline_beside_random(tmp_path):
+    from wat_jax import evaluate
+
+    path = tmp_path / "step_3.json"
+    block = {"frame_acc": 0.9, "frame_mAP": 0.8, "f1@0.5": 0.7, "num_sequences": 4}
+    random = {"frame_acc": 0.1, "frame_mAP": 0.2, "f1@0.5": 0.05}
+    path.write_text(json.dumps({"step": 3, "top1": 0.5, "timeline": dict(block, random=random)}))
+    table = evaluate.summary_table(str(path))
+    rows = {line.split("  ")[0].strip(): line.split() for line in table.splitlines()[3:]}
+    assert rows["timeline f1@0.5"][-2:] == ["0.7000", "0.0500"]
+    assert rows["timeline frame_acc"][-2:] == ["0.9000", "0.1000"]
+    assert not any(k.startswith("timeline num_") for k in rows)
+
+
+def test_timeline_keys_are_declared_so_overrides_work():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("babel60_exp", f"{ROOT}/experiments/babel60.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config("smoke")
+    assert config.eval.timeline is True and config.eval.timeline_max_sequences == 64
+    assert config.eval.timeline_stride_s == 0.5 and config.eval.timeline_smooth_s == 0.5

@@ -20,6 +20,9 @@ from wat_jax import artifact, checkpointing, io, parallel
 from wat_jax.run_log import MetricWriter, Progress
 
 
+TIMELINE_HEADLINE = ("frame_acc", "frame_mAP", "f1@0.1", "f1@0.25", "f1@0.5")
+
+
 class Embedder:
     """A restored model's two towers as host functions over numpy arrays."""
 
@@ -104,6 +107,9 @@ def score(config, workdir: str, task, embedder: Embedder, step: int, writer=None
             for k, v in results.items()
             if isinstance(v, (int, float)) and k != "step" and not k.startswith("num_")
         }
+        for k, v in results.get("timeline", {}).items():  # the action timeline's curves
+            if k in TIMELINE_HEADLINE:
+                headline[f"eval/timeline/{k}"] = v
         if writer is None:
             with contextlib.closing(MetricWriter(workdir)) as own:
                 own.write(step, headline)
@@ -139,6 +145,13 @@ def summary_table(path: str) -> str:
         unseen = dict(zero_shot.get("unseen_only", {}))
         unseen["random"] = zero_shot.get("random", {}).get("unseen_only", {})
         rows += numbers(unseen, "zero-shot unseen-only ")
+    timeline = results.get("timeline")
+    if timeline:
+        rows += [
+            r
+            for r in numbers(timeline, "timeline ")
+            if not r[0].split(" ", 1)[1].startswith(("num_", "stride", "smooth", "seconds"))
+        ]
     width = max((len(k) for k, _, _ in rows), default=4)
     lines = [f"{'metric':<{width}}  {'model':>8}  {'random':>8}", "-" * (width + 20)]
     for key, value, base in rows:
