@@ -335,10 +335,36 @@ def prepare(data_cfg, workdir: str, seed: int) -> dict:
             )
         counts[f"{split}_tracks"] = len({track_ids[r] for r, _, _ in plan})
         counts[f"{split}_windows"] = len(plan)
-    # Pass 2, val first: it is the smaller split, so a bad file surfaces sooner.
-    for split in ("val", "train"):
-        _write_split(workdir, split, plans[split], track_ids, files, labels, d)
-    logging.info("densegait prepare: %s", counts)
+    counts["rows_read"] = len(files)
+    counts["splits"] = {}
+    for split, plan in plans.items():
+        rows = sorted({r for r, _, _ in plan})
+        present = labels[rows] > d.threshold  # [tracklets, 42]
+        counts["splits"][split] = {
+            "tracklets": len(rows),
+            "windows": len(plan),
+            "tracklets_per_attribute": {
+                c: int(n) for c, n in zip(gait_attributes.COLUMNS, present.sum(0))
+            },
+            "attribute_prevalence": {
+                c: round(float(f), 4) for c, f in zip(gait_attributes.COLUMNS, present.mean(0))
+            },
+        }
+    # Pass 2, val first: it is the smaller split, so a bad file surfaces sooner. All-or-nothing:
+    # both splits and the report are staged and replace data/ together.
+    with prepared.Staging(workdir) as stage:
+        for split in ("val", "train"):
+            _write_split(stage, split, plans[split], track_ids, files, labels, d)
+        stage.write_report({"task": "densegait", "csv": csv_path, **counts})
+        stage.commit()
+    logging.info(
+        "densegait prepare: %d rows, %d absent, %d short; train %d / val %d windows",
+        len(files),
+        skipped,
+        short,
+        counts["train_windows"],
+        counts["val_windows"],
+    )
     return counts
 
 
@@ -353,11 +379,11 @@ def _check_config(d) -> None:
         raise fail("config.data", "window_frames, train_windows_per_track and fps must be > 0")
 
 
-def _write_split(workdir, split, plan, track_ids, files, labels, d, chunk: int = 512) -> None:
-    """Streams the planned windows into a temporary memmap, then hands it to write_split."""
+def _write_split(stage, split, plan, track_ids, files, labels, d, chunk: int = 512) -> None:
+    """Streams the planned windows into a temporary memmap, then stages the split."""
     n, window = len(plan), d.window_frames
     shape = (n, window, len(JOINTS), 3)
-    tmp = os.path.join(workdir, "data", f".{split}-motion.building.npy")
+    tmp = os.path.join(stage.root, f".{split}-motion.building.npy")
     os.makedirs(os.path.dirname(tmp), exist_ok=True)
     motion = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
     try:
@@ -388,7 +414,26 @@ def _write_split(workdir, split, plan, track_ids, files, labels, d, chunk: int =
         data = prepared.PreparedSplit(
             motion, mask, labels[rows], list(gait_attributes.COLUMNS), index
         )
-        prepared.write_split(workdir, split, data)
+        stage.write_split(split, data)
     finally:
         del motion
         os.unlink(tmp)
+
+
+def report_table(report: dict) -> str:
+    """The build report as a short text table: rows read and skipped, then per split."""
+    splits = list(report["splits"])
+    parts = [report["splits"][s] for s in splits]
+    rows = [
+        ("rows read", [report["rows_read"]] + [None] * (len(parts) - 1)),
+        ("  tracklet file absent", [report["skipped_missing"]] + [None] * (len(parts) - 1)),
+        ("  shorter than a window", [report["short_tracks"]] + [None] * (len(parts) - 1)),
+        ("tracklets", [p["tracklets"] for p in parts]),
+        ("windows", [p["windows"] for p in parts]),
+        ("tracklets per attribute", [None] * len(parts)),
+    ]
+    for c in gait_attributes.COLUMNS:
+        rows.append((f"  {c}", [p["tracklets_per_attribute"][c] for p in parts]))
+    return prepared.format_table(
+        "DenseGait build report; details in data/report.json", splits, rows
+    )
