@@ -354,7 +354,8 @@ def prepare(data_cfg, workdir: str, seed: int) -> dict:
     # both splits and the report are staged and replace data/ together.
     with prepared.Staging(workdir) as stage:
         for split in ("val", "train"):
-            _write_split(stage, split, plans[split], track_ids, files, labels, d)
+            frames = _write_split(stage, split, plans[split], track_ids, files, labels, d)
+            counts["splits"][split].update(frames)
         stage.write_report({"task": "densegait", "csv": csv_path, **counts})
         stage.commit()
     logging.info(
@@ -379,8 +380,15 @@ def _check_config(d) -> None:
         raise fail("config.data", "window_frames, train_windows_per_track and fps must be > 0")
 
 
-def _write_split(stage, split, plan, track_ids, files, labels, d, chunk: int = 512) -> None:
-    """Streams the planned windows into a temporary memmap, then stages the split."""
+def _write_split(stage, split, plan, track_ids, files, labels, d, chunk: int = 512) -> dict:
+    """Streams the planned windows into a temporary memmap, then stages the split.
+
+    Returns:
+      Frame counts for the report: real frames in the windows, those with no joint at
+      data.min_confidence ("low_confidence_frames": the tracker lost the person), and
+      joints below it.
+    """
+    low = {"frames": 0, "low_confidence_frames": 0, "low_confidence_joints": 0}
     n, window = len(plan), d.window_frames
     shape = (n, window, len(JOINTS), 3)
     tmp = os.path.join(stage.root, f".{split}-motion.building.npy")
@@ -395,6 +403,10 @@ def _write_split(stage, split, plan, track_ids, files, labels, d, chunk: int = 5
             if loaded[0] != path:  # a track's windows are consecutive in the plan
                 loaded = (path, load_tracklet(path))
             raw[i % chunk], mask[i] = cut_window(loaded[1], start, window)
+            seen = raw[i % chunk][mask[i], :, 2] >= d.min_confidence  # [real frames, 18]
+            low["frames"] += len(seen)
+            low["low_confidence_frames"] += int((~seen.any(1)).sum())
+            low["low_confidence_joints"] += int((~seen).sum())
             index.append(
                 {
                     "source": track_ids[row],
@@ -415,6 +427,7 @@ def _write_split(stage, split, plan, track_ids, files, labels, d, chunk: int = 5
             motion, mask, labels[rows], list(gait_attributes.COLUMNS), index
         )
         stage.write_split(split, data)
+        return low
     finally:
         del motion
         os.unlink(tmp)
@@ -430,6 +443,9 @@ def report_table(report: dict) -> str:
         ("  shorter than a window", [report["short_tracks"]] + [None] * (len(parts) - 1)),
         ("tracklets", [p["tracklets"] for p in parts]),
         ("windows", [p["windows"] for p in parts]),
+        ("frames in windows", [p["frames"] for p in parts]),
+        ("  with no joint seen", [p["low_confidence_frames"] for p in parts]),
+        ("joints below min_confidence", [p["low_confidence_joints"] for p in parts]),
         ("tracklets per attribute", [None] * len(parts)),
     ]
     for c in gait_attributes.COLUMNS:
