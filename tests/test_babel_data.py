@@ -252,8 +252,30 @@ def test_val_windows_and_labels_are_exact(real_format, tmp_path):
         [20 / 30, 4.0, 220 / 30, 20 / 30, 110 / 30]
     )
     assert val.motion.shape == (5, 60, 25, 6) and val.mask.all()
-    assert counts["val"]["skipped_short"] == 1 and counts["val"]["sequences"] == 3
-    assert counts["val"]["ignored_act_cat"] == {"transition": 1}
+    rep = counts["splits"]["val"]
+    assert rep["sequences"] == {
+        "read": 3,
+        "used": 2,
+        "skipped": {"missing_file": 0, "smplx": 0, "too_short": 1, "no_label": 0},
+    }
+    assert rep["act_cat_outside_classes"] == {"transition": 1}
+    # 6 frame labels of sid 7 (one null, one "transition") and one seq label each for 8 and 9.
+    assert rep["segments"] == {
+        "read": 8,
+        "kept": 6,  # 4 of sid 7, stand of 8 and of 9 (9 is then too short)
+        "dropped": {
+            "null_act_cat": 1,
+            "end_before_start": 0,
+            "outside_classes": 1,
+            "outside_sequence": 0,
+        },
+    }
+    # Sid 7's chunks hold 3 labelled windows; sid 8 two; none dropped.
+    assert rep["windows"]["kept"] == 5 and rep["windows"]["dropped_no_label"] == 0
+    assert rep["windows"]["per_class"] == {
+        "walk": 1, "stand": 2, "forward movement": 1, "jump": 1, "sit": 0, "run": 1
+    }  # fmt: skip
+    assert prepared.read_report(workdir) == json.loads(json.dumps(counts))
 
     # Features of the window at 30-fps frame 120: frame f is source frame 4 * (120 + f).
     window = val.motion[1]
@@ -273,7 +295,7 @@ def test_val_windows_and_labels_are_exact(real_format, tmp_path):
 def test_train_windows_are_seeded_random_in_chunks(real_format, tmp_path):
     root, bdir, _, _ = real_format
     cfg = _data_cfg(root, bdir, train_windows_per_chunk=4)
-    a = babel.prepare(cfg, str(tmp_path / "a"), seed=3)["train"]
+    a = babel.prepare(cfg, str(tmp_path / "a"), seed=3)["splits"]["train"]
     train_a = prepared.read_split(str(tmp_path / "a"), "train", mmap=False)
     babel.prepare(cfg, str(tmp_path / "b"), seed=3)
     train_b = prepared.read_split(str(tmp_path / "b"), "train", mmap=False)
@@ -289,68 +311,261 @@ def test_train_windows_are_seeded_random_in_chunks(real_format, tmp_path):
         assert s % 100 + 60 <= min(100, n - (s // 100) * 100)
     # Stand covers all of sequence 8: all 2 chunks x 4 draws are kept.
     assert sum(r["babel_sid"] == "8" for r in train_a.index) == 8
-    assert a["windows"] == len(train_a.index)
+    assert a["windows"]["kept"] == len(train_a.index)
 
 
-def test_extra_files_union_and_frame_anns(tmp_path):
-    with open(tmp_path / "train.json", "w") as f:
-        json.dump(
-            {
-                "5": _entry("X/X/a.npz", [_label(["walk"], 0.0, 1.0)], [_label(["walk"])], 2.0),
-                "6": _entry("X/X/b.npz", None, [_label(["sit"])], 2.0),
-            },
-            f,
-        )
-    # Extra entries as BABEL v1.0 writes them: lists under seq_anns / frame_anns, either null.
+def _extra(feat_p, seq_anns, frame_anns, sid=0):
+    """An extra entry as BABEL v1.0's extra_*.json writes it: lists, either may be null."""
+
+    def ann(labels, i):
+        return dict(babel_lid=f"x{i}", anntr_id=f"annotator{i}", mul_act=True, labels=labels)
+
+    return dict(
+        babel_sid=sid, url="", feat_p=feat_p, dur=2.0,
+        seq_anns=None if seq_anns is None else [ann(x, i) for i, x in enumerate(seq_anns)],
+        frame_anns=None if frame_anns is None else [ann(x, i) for i, x in enumerate(frame_anns)],
+    )  # fmt: skip
+
+
+def _write_babel(folder, files):
+    os.makedirs(folder, exist_ok=True)
+    for name, entries in files.items():
+        with open(os.path.join(folder, f"{name}.json"), "w") as f:
+            json.dump(entries, f)
+
+
+RULE_CLASSES = ("walk", "stand", "sit", "jump", "run")
+
+
+def _labels_by_rule(folder, names, null_frame_labels="skip", extra_annotators="separate"):
+    """{sid: [(annotation name, frames per class over 60 frames at 30 fps)]}, and left-outs."""
+    records, _ = babel.read_babel(str(folder), names)
+    tally = babel.Tally(RULE_CLASSES)
+    col = {k: i for i, k in enumerate(RULE_CLASSES)}
+    out, left = {}, collections.Counter()
+    for sid, rec in records.items():
+        anns, left_out = babel.label_sources(rec, null_frame_labels, extra_annotators)
+        left.update(left_out)
+        out[sid] = [
+            (
+                a.name,
+                babel.frame_labels(babel.parse_segments(a, col, tally), 60, 30, 5).sum(0).tolist(),
+            )
+            for a in anns
+        ]
+    return out, left
+
+
+@pytest.fixture
+def release_shapes(tmp_path):
+    """Main and extra entries in BABEL v1.0's shapes, each sid pinning one rule."""
+    main = {
+        # frame_ann present, every act_cat null: BABEL uses it anyway (no label).
+        "1": _entry("X/X/a.npz", [_label(None, 0.0, 1.0), _label(None, 1.0, 2.0)],
+                    [_label(["walk"])], 2.0),
+        # frame_ann with labels; an extra annotator with seq_anns and two frame_anns.
+        "2": _entry("X/X/b.npz", [_label(["walk"], 0.0, 1.0)], [_label(["walk"])], 2.0),
+        # frame_ann null: seq_ann over all frames; extras read as seq_anns.
+        "3": _entry("X/X/c.npz", None, [_label(["sit"])], 2.0),
+    }  # fmt: skip
     extra = {
-        "5": dict(
-            babel_sid=5,
-            url="",
-            feat_p="X/X/a.npz",
-            dur=2.0,
-            seq_anns=[dict(babel_lid="e", anntr_id="f", mul_act=False, labels=[_label(["stand"])])],
-            frame_anns=[
-                dict(labels=[_label(["run"], 1, 2.0)]),  # integer times occur in BABEL
-                dict(labels=[_label(["jump"], 0.5, 1.0)]),
-            ],
+        "2": _extra(
+            "X/X/b.npz",
+            [[_label(["stand"])]],
+            [[_label(["run"], 1, 2.0)], [_label(["jump"], 0.5, 1.0)]],  # integer times occur
         ),
-        "6": dict(
-            babel_sid=6,
-            url="",
-            feat_p="X/X/b.npz",
-            dur=2.0,
-            seq_anns=[dict(labels=[_label(["stand"]), _label(None)])],
-            frame_anns=None,
-        ),
-        "7": dict(
-            babel_sid=7,
-            url="",
-            feat_p="X/X/c.npz",
-            dur=2.0,
-            seq_anns=None,
-            frame_anns=[dict(labels=[_label(["jump"], 0.0, 0.5)])],
-        ),
+        "3": _extra("X/X/c.npz", [[_label(["stand"]), _label(None)], [_label(["walk"])]],
+                    [[_label(["jump"], 0.0, 0.5)]]),
+        # Only in the extra file: frame_anns unless null, else seq_anns.
+        "4": _extra("X/X/d.npz", [[_label(["sit"])]], [[_label(["jump"], 0.0, 0.5)]]),
+        "5": _extra("X/X/e.npz", [[_label(["sit"])]], None),
+    }  # fmt: skip
+    _write_babel(tmp_path / "b", {"train": main, "extra_train": extra})
+    return tmp_path / "b"
+
+
+def test_label_rules_follow_babels_create_dataset(release_shapes):
+    """BABEL action_recognition/data_gen/create_dataset.py, lines 385-392 and 398-421."""
+    got, left = _labels_by_rule(release_shapes, ("train", "extra_train"))
+    assert got == {
+        # Null frame labels: the frame_ann is still the one used, so nothing is labelled.
+        "1": [("train.json frame_ann", [0, 0, 0, 0, 0])],
+        # One annotation per annotator; the extra one is read as frame_anns (the main
+        # entry's type), so its seq_anns "stand" is left out.
+        "2": [
+            ("train.json frame_ann", [30, 0, 0, 0, 0]),
+            ("extra_train.json frame_anns[0]", [0, 0, 0, 0, 30]),
+            ("extra_train.json frame_anns[1]", [0, 0, 0, 15, 0]),
+        ],
+        # Main type seq_ann: the extra annotators' seq_anns count, their frame_anns do not.
+        "3": [
+            ("train.json seq_ann", [0, 0, 60, 0, 0]),
+            ("extra_train.json seq_anns[0]", [0, 60, 0, 0, 0]),
+            ("extra_train.json seq_anns[1]", [60, 0, 0, 0, 0]),
+        ],
+        "4": [("extra_train.json frame_anns[0]", [0, 0, 0, 15, 0])],
+        "5": [("extra_train.json seq_anns[0]", [0, 0, 60, 0, 0])],
     }
-    with open(tmp_path / "extra_train.json", "w") as f:
-        json.dump(extra, f)
-    entries = babel.read_babel(str(tmp_path), ("train", "extra_train"))
-    classes = ("walk", "stand", "sit", "jump", "run")
-    ignored = collections.Counter()
+    assert left == {"frame_all_null": 1, "other_type": 3}  # stand of 2, jump of 3, sit of 4
 
-    def frames(sid):
-        return babel.frame_labels(entries[sid]["segments"], 60, 30, classes, ignored).sum(0)
+    # null_frame_labels=sequence: an all-null frame_ann gives way to the seq_ann.
+    got, _ = _labels_by_rule(release_shapes, ("train",), null_frame_labels="sequence")
+    assert got["1"] == [("train.json seq_ann", [60, 0, 0, 0, 0])]
+    assert got["2"] == [("train.json frame_ann", [30, 0, 0, 0, 0])]
+    # extra_annotators=ignore: main entries only; extra-only sids give nothing.
+    got, left = _labels_by_rule(release_shapes, ("train", "extra_train"), extra_annotators="ignore")
+    assert [len(got[s]) for s in "12345"] == [1, 1, 1, 0, 0] and left["extra_ignored"] == 10 - 1
 
-    # Frame labels from both files; the extra annotator's sequence label "stand" does not
-    # cover a sequence that has frame labels.
-    np.testing.assert_array_equal(frames("5"), [30, 0, 0, 15, 30])
-    # No frame labels anywhere: every sequence label covers every frame.
-    np.testing.assert_array_equal(frames("6"), [0, 60, 60, 0, 0])
-    np.testing.assert_array_equal(frames("7"), [0, 0, 0, 15, 0])  # only in the extra file
-    assert not ignored
-    with open(tmp_path / "extra_val.json", "w") as f:
-        json.dump({"8": dict(feat_p="X/X/d.npz", seq_anns={"labels": []}, frame_anns=None)}, f)
+
+def test_extra_annotators_make_their_own_windows(tmp_path):
+    """separate: a window once per annotator with that annotator's labels; union: once."""
+    root, bdir = tmp_path / "amass", tmp_path / "babel"
+    _write_npz(str(root / "KIT/1/a_poses.npz"), *_spin_sequence(3.4, 60), 60)  # 102 frames
+    main = {"1": _entry("KIT/KIT/1/a_poses.npz", [_label(["walk"], 0.0, 3.4)], [], 3.4)}
+    extra = {"1": _extra("KIT/KIT/1/a_poses.npz", [[_label(["sit"])]],
+                         [[_label(["run"], 0.0, 1.0)], [_label(["jump"], 3.0, 3.4)]])}  # fmt: skip
+    _write_babel(bdir, {"train": main, "val": main, "extra_train": extra, "extra_val": extra})
+    splits = {"train": ("train", "extra_train"), "val": ("val", "extra_val")}
+
+    def windows(mode):
+        cfg = _data_cfg(root, bdir, extra_annotators=mode, babel_splits=splits)
+        report = babel.prepare(cfg, str(tmp_path / mode), 0)
+        val = prepared.read_split(str(tmp_path / mode), "val", mmap=False)
+        sets = [sorted(c for c, y in zip(val.classes, row) if y) for row in val.labels]
+        return [(r["start_frame"], r["annotation"]) for r in val.index], sets, val, report
+
+    # One centred window [20, 80): walk (main), run (frames 0-29: annotator 0); annotator 1's
+    # jump (frames 90-101) misses it, so that sample is a dropped label-less window.
+    index, sets, val, report = windows("separate")
+    assert index == [(20, "val.json frame_ann"), (20, "extra_val.json frame_anns[0]")]
+    assert sets == [["walk"], ["run"]]
+    np.testing.assert_array_equal(val.motion[0], val.motion[1])
+    rep = report["splits"]["val"]
+    assert rep["windows"]["dropped_no_label"] == 1 and rep["annotations"]["extra"] == 2
+    assert rep["annotations"]["left_out"]["other_type"] == 1  # the extra seq_anns "sit"
+    index, sets, _, _ = windows("union")
+    assert index == [
+        (20, "val.json frame_ann+extra_val.json frame_anns[0]+extra_val.json frame_anns[1]")
+    ]
+    assert sets == [["run", "walk"]]
+    index, sets, _, report = windows("ignore")
+    assert index == [(20, "val.json frame_ann")] and sets == [["walk"]]
+    assert report["splits"]["val"]["annotations"]["left_out"]["extra_ignored"] == 3
+
+
+def test_null_frame_labels_skip_the_sequence(real_format, tmp_path):
+    """A frame_ann whose act_cat are all null: no windows (BABEL), or seq_ann ("sequence")."""
+    root, bdir, _, _ = real_format
+    with open(bdir / "val.json") as f:
+        val = json.load(f)
+    val["8"]["frame_ann"] = dict(labels=[_label(None, 0.0, 6.0)])
+    with open(bdir / "val.json", "w") as f:
+        json.dump(val, f)
+    report = babel.prepare(_data_cfg(root, bdir), str(tmp_path / "skip"), 0)["splits"]["val"]
+    index = prepared.read_split(str(tmp_path / "skip"), "val").index
+    assert [r["babel_sid"] for r in index] == ["7", "7", "7"]
+    assert report["sequences"]["skipped"]["no_label"] == 1
+    assert report["annotations"]["left_out"]["frame_all_null"] == 1
+    cfg = _data_cfg(root, bdir, null_frame_labels="sequence")
+    babel.prepare(cfg, str(tmp_path / "seq"), 0)
+    index = prepared.read_split(str(tmp_path / "seq"), "val").index
+    assert [r["babel_sid"] for r in index] == ["7", "7", "7", "8", "8"]
+    assert index[-1]["annotation"] == "val.json seq_ann"
+    with pytest.raises(InputError, match="data.null_frame_labels: must be one of"):
+        babel.prepare(_data_cfg(root, bdir, null_frame_labels="union"), str(tmp_path / "x"), 0)
+
+
+def test_segments_dropped_by_reason_and_warned_once_per_file(real_format, tmp_path, caplog):
+    root, bdir, _, _ = real_format
+    with open(bdir / "val.json") as f:
+        val = json.load(f)
+    labels = val["7"]["frame_ann"]["labels"]
+    labels += [_label(["walk"], 5.0, 4.0), _label(["run"], 9.0, 8.5)]  # end before start
+    labels += [_label(["sit"], 12.0, 14.0), _label(["sit"], 3.0, 3.0)]  # no frame of the 10 s
+    with open(bdir / "val.json", "w") as f:
+        json.dump(val, f)
+    with caplog.at_level("WARNING"):
+        report = babel.prepare(_data_cfg(root, bdir), str(tmp_path / "w"), 0)
+    rep = report["splits"]["val"]
+    assert rep["segments"]["dropped"] == {
+        "null_act_cat": 1,
+        "end_before_start": 2,
+        "outside_classes": 1,
+        "outside_sequence": 2,
+    }
+    assert rep["end_before_start_by_file"] == {str(bdir / "val.json"): 2}
+    reversed_lines = [r.getMessage() for r in caplog.records if "end_t < start_t" in r.getMessage()]
+    assert reversed_lines == [
+        f"babel val: {bdir / 'val.json'}: 2 labels with end_t < start_t, e.g. sid 7 "
+        "(start_t 5.0, end_t 4.0); dropped"
+    ]
+    # The windows are those without the broken labels.
+    val_split = prepared.read_split(str(tmp_path / "w"), "val")
+    assert [r["start_frame"] for r in val_split.index if r["babel_sid"] == "7"] == [20, 120, 220]
+
+
+def test_withheld_labels_say_so(real_format):
+    """BABEL's test.json: every act_cat is null; the error says the labels are withheld."""
+    root, bdir, _, _ = real_format
+    with open(bdir / "val.json") as f:
+        val = json.load(f)
+    for entry in val.values():
+        for key in ("seq_ann", "frame_ann"):
+            for label in (entry[key] or {"labels": []})["labels"]:
+                label.update(act_cat=None, raw_label=None, proc_label=None)
+    with open(bdir / "test.json", "w") as f:
+        json.dump(val, f)
+    cfg = _data_cfg(root, bdir, babel_splits={"train": ("train",), "val": ("test",)})
+    with pytest.raises(InputError, match=r"test\.json: split 'val': every one of its 8 labels has "
+                       r"act_cat null, i\.e\. its labels are withheld"):  # fmt: skip
+        babel.prepare(cfg, str(root / "w"), 0)
+
+
+def test_failed_prepare_keeps_the_old_data(real_format, tmp_path):
+    """All-or-nothing: a prepare failing on val after building a different train leaves
+    the previous data/ byte for byte, and no staging folder behind."""
+    root, bdir, poses, trans = real_format
+    workdir = tmp_path / "w"
+    babel.prepare(_data_cfg(root, bdir, train_windows_per_chunk=2), str(workdir), seed=0)
+
+    def snapshot():
+        out = {}
+        for dirpath, _, files in os.walk(workdir / "data"):
+            for name in files:
+                path = os.path.join(dirpath, name)
+                out[os.path.relpath(path, workdir)] = open(path, "rb").read()
+        return out
+
+    before = snapshot()
+    assert "data/report.json" in before and "data/train/motion.npy" in before
+    # seed 1 draws other train windows; sid 9 (val only) now holds NaN, so val fails.
+    bad = poses[:180].copy()
+    bad[3, 4] = np.nan
+    _write_npz(str(root / "KIT/9/c_poses.npz"), bad, trans[:180], 120)
+    with pytest.raises(InputError, match="c_poses.npz: poses contain NaN"):
+        babel.prepare(_data_cfg(root, bdir, train_windows_per_chunk=2), str(workdir), seed=1)
+    assert snapshot() == before
+    assert sorted(os.listdir(workdir)) == ["data", "raw"] or sorted(os.listdir(workdir)) == ["data"]
+
+
+def test_report_table_is_short(real_format, tmp_path):
+    root, bdir, _, _ = real_format
+    report = babel.prepare(_data_cfg(root, bdir), str(tmp_path / "w"), 0)
+    table = babel.report_table(report)
+    lines = table.splitlines()
+    assert lines[2].startswith("---") and "train" in lines[1] and "val" in lines[1]
+    assert any(line.split() == ["skipped:", "too", "short", "0", "1"] for line in lines)
+    assert any(line.split() == ["stand", "2", "2"] for line in lines)
+    assert max(len(line) for line in lines) < 110 and len(lines) < 40
+
+
+def test_entries_in_the_wrong_shape_name_the_file(tmp_path):
+    _write_babel(tmp_path, {"extra_val": {"8": dict(feat_p="X/X/d.npz", seq_anns={"labels": []})}})
     with pytest.raises(InputError, match=r"extra_val\.json \[babel_sid 8\]: 'seq_anns' must be"):
         babel.read_babel(str(tmp_path), ("extra_val",))
+    _write_babel(tmp_path, {"val": {"9": dict(feat_p="X/X/d.npz", dur=1.0)}})
+    with pytest.raises(InputError, match=r"val\.json \[babel_sid 9\]: entry has none of"):
+        babel.read_babel(str(tmp_path), ("val",))
 
 
 # ---------------------------------------------------------------- bad input
@@ -360,7 +575,8 @@ def test_missing_files_counted_then_fatal(real_format, tmp_path):
     root, bdir, _, _ = real_format
     os.remove(root / "KIT/9/c_poses.npz")
     counts = babel.prepare(_data_cfg(root, bdir, max_missing_fraction=0.5), str(tmp_path / "w1"), 0)
-    assert counts["val"]["skipped_missing"] == 1 and counts["val"]["windows"] == 5
+    val = counts["splits"]["val"]
+    assert val["sequences"]["skipped"]["missing_file"] == 1 and val["windows"]["kept"] == 5
     with pytest.raises(InputError, match="c_poses.npz.*1 of 3"):
         babel.prepare(_data_cfg(root, bdir, max_missing_fraction=0.2), str(tmp_path / "w2"), 0)
 
@@ -418,7 +634,8 @@ def test_default_configs():
 def test_smoke_prepare_is_small_and_in_the_real_format(tmp_path):
     cfg = babel.default_data_config("smoke")
     counts = babel.prepare(cfg, str(tmp_path), seed=10)
-    assert 10 <= counts["train"]["windows"] <= 99 and 5 <= counts["val"]["windows"] <= 99
+    windows = {s: counts["splits"][s]["windows"]["kept"] for s in prepared.SPLITS}
+    assert 10 <= windows["train"] <= 99 and 5 <= windows["val"] <= 99
     raw = tmp_path / "raw"
     with open(raw / "babel/train.json") as f:
         entries = json.load(f)

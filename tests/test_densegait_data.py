@@ -270,6 +270,58 @@ def test_release_layout_csv(tmp_path):
     assert track_ids == [str(t) for t in ids] and files[0].endswith(f"{ids[0]}.npy")
 
 
+def test_lost_frames_and_zero_confidence_joints_are_reported(tmp_path):
+    """Tracklets as a tracker leaves them: frames where the person was lost (all joints
+    (0, 0, 0)) and joints at confidence 0. They normalise to finite zeros, stay real frames
+    in the mask, and are counted in data/report.json, with tracklets per attribute."""
+    vid, tid = ids_in(True, 1)[0], ids_in(False, 1)[0]
+    lost = skeleton(60)
+    lost[10:15] = 0.0  # five lost frames
+    lost[:, 14:18, :] = 0.0  # eyes and ears never seen
+    probs = np.full((2, 42), 0.2)
+    probs[0, gait_attributes.COLUMNS.index("Backpack")] = 0.9
+    csv_path, tdir, _ = write_raw(tmp_path, {vid: lost, tid: skeleton(70)}, probs=probs)
+    cfg = real_cfg(csv_path, tdir)
+    report = dg.prepare(cfg, str(tmp_path / "w"), 0)
+    val = prepared.read_split(str(tmp_path / "w"), "val")
+    assert val.mask.all() and np.isfinite(val.motion).all()
+    assert not np.asarray(val.motion)[0, 10:15].any()
+    rep = prepared.read_report(str(tmp_path / "w"))
+    assert rep["splits"]["val"]["frames"] == 60
+    assert rep["splits"]["val"]["low_confidence_frames"] == 5
+    assert rep["splits"]["val"]["low_confidence_joints"] == 5 * 18 + 55 * 4
+    assert rep["splits"]["val"]["tracklets_per_attribute"]["Backpack"] == 1
+    assert rep["splits"]["train"]["tracklets_per_attribute"]["Backpack"] == 0
+    assert rep["rows_read"] == 2 and report["splits"]["val"]["tracklets"] == 1
+    table = dg.report_table(report)
+    assert any(
+        line.split() == ["with", "no", "joint", "seen", "0", "5"] for line in table.splitlines()
+    )
+
+
+def test_failed_prepare_keeps_the_old_data(tmp_path):
+    ids = ids_in(True, 1) + ids_in(False, 1)
+    csv_path, tdir, _ = write_raw(tmp_path, {t: skeleton(70) for t in ids})
+    workdir = tmp_path / "w"
+    dg.prepare(real_cfg(csv_path, tdir), str(workdir), 0)
+    before = {
+        os.path.join(d, f): open(os.path.join(d, f), "rb").read()
+        for d, _, fs in os.walk(workdir / "data")
+        for f in fs
+    }
+    bad = skeleton(70)
+    bad[3, 3, 0] = np.nan
+    np.save(os.path.join(tdir, f"{ids[1]}.npy"), bad)  # the train track: fails after val
+    with pytest.raises(InputError, match="NaN"):
+        dg.prepare(real_cfg(csv_path, tdir), str(workdir), 1)
+    after = {
+        os.path.join(d, f): open(os.path.join(d, f), "rb").read()
+        for d, _, fs in os.walk(workdir / "data")
+        for f in fs
+    }
+    assert after == before and sorted(os.listdir(workdir)) == ["data"]
+
+
 # ---------------------------------------------------------------- bad input
 def test_csv_missing_columns(tmp_path):
     header = [

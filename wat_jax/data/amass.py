@@ -103,18 +103,26 @@ def resolve(amass_root: str, feat_p: str) -> str | None:
     return None
 
 
+def smplx_file(amass_root: str, feat_p: str) -> str | None:
+    """The SMPL-X N file ("*_stageii.npz") lying where feat_p's SMPL+H G file should, or None."""
+    for cand in _candidates(feat_p):
+        if cand[-1].endswith("_poses.npz"):
+            stem = cand[-1][: -len("_poses.npz")]
+            path = os.path.join(amass_root, *cand[:-1], stem + SMPLX_SUFFIX)
+            if os.path.isfile(path):
+                return path
+    return None
+
+
 def missing_hint(amass_root: str, feat_p: str) -> str:
     """Why feat_p may be absent: a SMPL-X N file in its place, or which folders were tried."""
-    cands = _candidates(feat_p)
-    for cand in cands:
-        if cand[-1].endswith("_poses.npz"):
-            smplx = os.path.join(amass_root, *cand[:-1], cand[-1][: -len("_poses.npz")])
-            if os.path.isfile(smplx + SMPLX_SUFFIX):
-                return (
-                    f"found {smplx + SMPLX_SUFFIX}, a SMPL-X N file; BABEL needs the "
-                    "SMPL+H G release of AMASS (*_poses.npz)"
-                )
-    tried = sorted({c[0] for c in cands if len(c) > 1})
+    smplx = smplx_file(amass_root, feat_p)
+    if smplx is not None:
+        return (
+            f"found {smplx}, a SMPL-X N file; BABEL needs the SMPL+H G release of AMASS "
+            "(*_poses.npz)"
+        )
+    tried = sorted({c[0] for c in _candidates(feat_p) if len(c) > 1})
     return f"looked under the dataset folders {tried} of data.amass_root"
 
 

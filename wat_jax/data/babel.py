@@ -1,4 +1,4 @@
-"""BABEL-60 on AMASS: class list, BABEL JSON parsing, label intervals, windows, prepare.
+"""BABEL-60 on AMASS: class list, BABEL JSON parsing, label rules, windows, prepare.
 
 Rules (each chosen so that a label in seconds means the same frames at any
 capture rate):
@@ -14,27 +14,45 @@ capture rate):
   extra_val.json carry lists `seq_anns` / `frame_anns` (either may be null)
   from further annotators. Labels have `act_cat` (a list, or null), and frame
   labels `start_t`/`end_t` in seconds; act_cat is what BABEL-60 counts
-  (BABEL's action_recognition uses act_cat, not proc_label).
-- A sequence takes the union of its frame labels from every file read; only
-  when no file has frame labels for it do its sequence labels cover every
-  frame. So an extra annotator who saw one action in a densely labelled
-  sequence does not label all of it (BABEL's create_dataset.py likewise reads
-  an extra entry with the annotation type of the sid's dense entry).
+  (BABEL's action_recognition uses act_cat, not proc_label). An entry with the
+  singular keys is a sequence's main entry, one with the plural keys an extra
+  one, whichever file holds it.
+
+Which annotations label a sequence follows BABEL's action_recognition/
+data_gen/create_dataset.py (Babel_AR._update_dataset, lines 384-421 at commit
+c012f42), with its two choices as options:
+- The main entry gives one annotation: its frame_ann whenever that is not null,
+  else its seq_ann over the whole sequence (lines 385-392). A frame_ann whose
+  labels all have act_cat null therefore gives no label, and the sequence no
+  window (`data.null_frame_labels="skip"`, the default); "sequence" treats such
+  a frame_ann as absent, so the seq_ann labels the sequence instead.
+- An extra entry is read with the main entry's annotation type (lines
+  398-399): frame_anns when the main entry used frame_ann, seq_anns when it
+  used seq_ann, the other list ignored; for a sid with no main entry, frame_anns
+  unless null, else seq_anns (lines 401-404).
+- Each annotation (main or extra annotator) makes its own samples (lines
+  417-421): `data.extra_annotators="separate"`, the default, gives every window
+  once per annotation, each with that annotator's labels; "union" gives it once
+  with the union of all annotators' labels; "ignore" reads the main entries only.
+- Segments: act_cat null or empty is dropped (create_dataset.py lines 262 and
+  308), as is one with end_t < start_t (warned once per file), one whose
+  act_cat values are all outside `data.classes`, and one that covers no frame of
+  the resampled sequence; each is counted by reason in the build report.
 - Chunks: non-overlapping `chunk_frames` (100) from frame 0. The last, shorter
   chunk is used when it still holds `window_frames` (60) frames, so sequences
-  of 2 to 3.3 s are kept, and shorter ones are counted as `short`.
+  of 2 to 3.3 s are kept, and shorter ones are counted as too short.
 - Windows: `window_frames` per chunk; training draws `train_windows_per_chunk`
   uniform random starts per chunk (seeded by seed and babel_sid, so a window
   does not move when other files come or go); evaluation takes the centred
   window, start (L - W) // 2, so scores are deterministic.
 - A window's labels: every class of `data.classes` present in any of its
-  frames; windows with none are dropped. act_cat values outside the classes
-  ("transition", the rarer BABEL categories) are ignored and counted.
+  frames; windows with none are dropped and counted.
 - Columns follow BABEL's index order (BABEL60_CLASSES), whatever order
   `data.classes` lists them in.
 """
 
 import collections
+import dataclasses
 import json
 import math
 import os
@@ -64,7 +82,12 @@ BABEL60_CLASSES = (
     "scratch", "hop", "play sport", "stumble", "crossing limbs", "perform", "martial art",
 )  # fmt: skip
 
+NULL_FRAME_LABELS = ("skip", "sequence")
+EXTRA_ANNOTATORS = ("separate", "union", "ignore")
+SEQUENCE_SKIPS = ("missing_file", "smplx", "too_short", "no_label")
+SEGMENT_DROPS = ("null_act_cat", "end_before_start", "outside_classes", "outside_sequence")
 _EPS = 1e-6
+_WARN_EACH = 5  # per kind of warning and split; the report holds every count
 
 
 def default_data_config(variant: str) -> ml_collections.ConfigDict:
@@ -89,7 +112,14 @@ def default_data_config(variant: str) -> ml_collections.ConfigDict:
     c.window_frames = 60
     c.train_windows_per_chunk = {"smoke": 1, "demo": 3, "paper": 1}[variant]
     c.max_missing_fraction = 0.05
+    # Files per split; add "extra_train" / "extra_val" for BABEL's extra annotators.
     c.babel_splits = ml_collections.ConfigDict(dict(train=("train",), val=("val",)))
+    # BABEL's create_dataset.py rules (see the module docstring): a frame_ann whose act_cat
+    # are all null labels nothing ("skip") or gives way to the seq_ann ("sequence"); extra
+    # annotators make their own samples ("separate"), join the main one ("union") or are
+    # left out ("ignore").
+    c.null_frame_labels = "skip"
+    c.extra_annotators = "separate"
     c.synthetic = synthetic_babel.default_config(variant)
     if variant == "paper":
         c.classes = BABEL60_CLASSES
@@ -115,50 +145,62 @@ def frame_range(start_t: float, end_t: float, fps: float, n_frames: int) -> tupl
     return start, max(start, stop)
 
 
-# A segment: (start_t, end_t, act_cats); start_t None means the whole sequence.
-Segment = tuple
+# ---------------------------------------------------------------- reading the files
 
 
-def _segments_of(ann, whole: bool, where: str) -> list[Segment]:
-    if not isinstance(ann, dict) or not isinstance(ann.get("labels"), list):
-        raise fail(where, "annotation has no 'labels' list")
-    out = []
-    for label in ann["labels"]:
-        cats = label.get("act_cat") if isinstance(label, dict) else None
-        if not cats:
-            continue  # BABEL has labels whose act_cat is null
-        if whole:
-            out.append((None, None, tuple(cats)))
-            continue
-        try:
-            out.append((float(label["start_t"]), float(label["end_t"]), tuple(cats)))
-        except (KeyError, TypeError, ValueError) as e:
-            raise fail(where, f"frame label without numeric start_t/end_t ({e})") from e
-    return out
+@dataclasses.dataclass
+class Entry:
+    """One babel_sid's entry in one file."""
+
+    path: str  # the JSON file
+    sid: str
+    feat_p: str
+    raw: dict
+
+    @property
+    def where(self) -> str:
+        return f"{self.path} [babel_sid {self.sid}]"
+
+    def one(self, key: str):
+        """The singular annotation `key` (frame_ann / seq_ann): a dict or None."""
+        ann = self.raw.get(key)
+        if ann is not None and not isinstance(ann, dict):
+            raise fail(self.where, f"'{key}' must be an object or null, got {type(ann).__name__}")
+        return ann
+
+    def many(self, key: str):
+        """The plural annotations `key` (frame_anns / seq_anns): a list or None."""
+        anns = self.raw.get(key)
+        if anns is not None and not isinstance(anns, list):
+            raise fail(self.where, f"'{key}' must be a list or null, got {type(anns).__name__}")
+        if anns is not None and not all(isinstance(a, dict) or a is None for a in anns):
+            raise fail(self.where, f"'{key}' must hold objects")
+        return anns
 
 
-def _annotations(entry: dict, key: str, where: str) -> list:
-    """The entry's `key` (one annotation or null) and `key + "s"` (a list or null)."""
-    many = entry.get(key + "s")
-    if many is not None and not isinstance(many, list):
-        raise fail(where, f"'{key}s' must be a list or null, got {type(many).__name__}")
-    return [a for a in [entry.get(key)] + list(many or []) if a is not None]
+@dataclasses.dataclass
+class Record:
+    """Everything the files say about one babel_sid."""
+
+    feat_p: str
+    main: Entry | None = None
+    extras: list = dataclasses.field(default_factory=list)
 
 
-def read_babel(babel_dir: str, names) -> dict[str, dict]:
-    """Reads BABEL JSON files into {babel_sid: {"feat_p", "segments"}}.
+def read_babel(babel_dir: str, names) -> tuple[dict[str, Record], list[str]]:
+    """Reads BABEL JSON files.
 
     Args:
       babel_dir: the folder of BABEL's JSON files.
       names: file stems to read, e.g. ("train", "extra_train").
 
     Returns:
-      Entries merged by babel_sid: the union of their frame labels, or of their
-      sequence labels when no file has frame labels for that sid.
+      ({babel_sid: Record}, warnings). An entry with `seq_ann`/`frame_ann` is the
+      sid's main entry (the first one read wins; a repeat is warned about), one
+      with `seq_anns`/`frame_anns` an extra one.
     """
-    frame: dict[str, list] = {}
-    seq: dict[str, list] = {}
-    feat_p: dict[str, str] = {}
+    records: dict[str, Record] = {}
+    warnings = []
     for name in names:
         path = os.path.join(babel_dir, f"{name}.json")
         try:
@@ -170,42 +212,198 @@ def read_babel(babel_dir: str, names) -> dict[str, dict]:
             raise fail(path, f"not valid JSON ({e})") from e
         if not isinstance(data, dict):
             raise fail(path, "expected a JSON object mapping babel_sid to entries")
-        for sid, entry in data.items():
-            where = f"{path} [babel_sid {sid}]"
-            if not isinstance(entry, dict) or not isinstance(entry.get("feat_p"), str):
-                raise fail(where, "entry has no 'feat_p' string")
+        for sid, raw in data.items():
             sid = str(sid)
-            feat_p.setdefault(sid, entry["feat_p"])
-            frame.setdefault(sid, []).extend(
-                s
-                for a in _annotations(entry, "frame_ann", where)
-                for s in _segments_of(a, False, where)
-            )
-            seq.setdefault(sid, []).extend(
-                s
-                for a in _annotations(entry, "seq_ann", where)
-                for s in _segments_of(a, True, where)
-            )
-    return {
-        sid: {"feat_p": feat_p[sid], "segments": frame[sid] if frame[sid] else seq[sid]}
-        for sid in feat_p
-    }
+            where = f"{path} [babel_sid {sid}]"
+            if not isinstance(raw, dict) or not isinstance(raw.get("feat_p"), str):
+                raise fail(where, "entry has no 'feat_p' string")
+            entry = Entry(path, sid, raw["feat_p"], raw)
+            is_main = "frame_ann" in raw or "seq_ann" in raw
+            is_extra = "frame_anns" in raw or "seq_anns" in raw
+            if not (is_main or is_extra):
+                raise fail(where, "entry has none of seq_ann, frame_ann, seq_anns, frame_anns")
+            for key in ("frame_ann", "seq_ann"):
+                entry.one(key)  # type checks now, so errors name the file early
+            for key in ("frame_anns", "seq_anns"):
+                entry.many(key)
+            rec = records.setdefault(sid, Record(raw["feat_p"]))
+            if is_main:
+                if rec.main is None:
+                    rec.main = entry
+                    rec.feat_p = entry.feat_p
+                else:
+                    warnings.append(
+                        f"{where}: a second main entry (first in {rec.main.path}); ignored"
+                    )
+            if is_extra:
+                rec.extras.append(entry)
+    return records, warnings
 
 
-def frame_labels(segments, n_frames: int, fps: float, classes, ignored: collections.Counter):
-    """[n_frames, C] bool per-frame labels; counts act_cat values not in classes."""
-    col = {k: i for i, k in enumerate(classes)}
-    out = np.zeros((n_frames, len(classes)), bool)
-    for start_t, end_t, cats in segments:
-        if start_t is None:
+# ---------------------------------------------------------------- which annotations count
+
+
+@dataclasses.dataclass
+class Annotation:
+    """One annotator's labels of one sequence."""
+
+    entry: Entry
+    kind: str  # "frame_ann" or "seq_ann"
+    labels: list  # BABEL label objects
+    name: str  # e.g. "val.json frame_ann", "extra_val.json frame_anns[1]"
+
+
+def _any_act_cat(ann: dict) -> bool:
+    labels = ann.get("labels") if isinstance(ann, dict) else None
+    return any(isinstance(x, dict) and x.get("act_cat") for x in labels or [])
+
+
+def _annotation(entry: Entry, kind: str, ann: dict, key: str) -> Annotation:
+    if not isinstance(ann.get("labels"), list):
+        raise fail(entry.where, f"{key} has no 'labels' list")
+    return Annotation(entry, kind, ann["labels"], f"{os.path.basename(entry.path)} {key}")
+
+
+def label_sources(
+    rec: Record, null_frame_labels: str = "skip", extra_annotators: str = "separate"
+) -> tuple[list[Annotation], collections.Counter]:
+    """The annotations that label one sequence, by the rules of the module docstring.
+
+    Args:
+      rec: what the files say about the sid.
+      null_frame_labels: "skip" or "sequence".
+      extra_annotators: "separate", "union" or "ignore" ("separate" and "union" pick
+        the same annotations; they differ in how windows are labelled).
+
+    Returns:
+      (annotations, main first; counts of annotations left out: "other_type" (an extra
+      annotator's list of the type the main entry did not use), "extra_ignored",
+      "frame_all_null" (a frame annotation whose act_cat are all null)).
+    """
+    left_out = collections.Counter()
+    out, kind = [], None
+    fallback = null_frame_labels == "sequence"
+    if rec.main is not None:
+        frame, seq = rec.main.one("frame_ann"), rec.main.one("seq_ann")
+        all_null = frame is not None and not _any_act_cat(frame)
+        left_out["frame_all_null"] += all_null
+        if frame is not None and not (fallback and all_null):
+            kind = "frame_ann"
+            out.append(_annotation(rec.main, kind, frame, "frame_ann"))
+        else:
+            kind = "seq_ann"
+            if seq is not None:
+                out.append(_annotation(rec.main, kind, seq, "seq_ann"))
+    for extra in rec.extras:
+        frames = [a for a in extra.many("frame_anns") or [] if a is not None]
+        seqs = [a for a in extra.many("seq_anns") or [] if a is not None]
+        if extra_annotators == "ignore":
+            left_out["extra_ignored"] += len(frames) + len(seqs)
+            continue
+        null_frames = [a for a in frames if not _any_act_cat(a)]
+        left_out["frame_all_null"] += len(null_frames)
+        if fallback:  # an all-null frame annotation counts as absent
+            frames = [a for a in frames if _any_act_cat(a)]
+        k = kind
+        if k is None:  # a sid with extra entries only: frame_anns unless there are none
+            has_frames = extra.many("frame_anns") is not None and (not fallback or frames)
+            k = "frame_ann" if has_frames else "seq_ann"
+        used, other = (frames, seqs) if k == "frame_ann" else (seqs, frames)
+        left_out["other_type"] += len(other)
+        key = k + "s"
+        for i, ann in enumerate(extra.many(key) or []):
+            if ann is not None and any(ann is a for a in used):
+                out.append(_annotation(extra, k, ann, f"{key}[{i}]"))
+    return out, left_out
+
+
+# ---------------------------------------------------------------- segments and frames
+
+
+@dataclasses.dataclass
+class Segment:
+    start_t: float | None  # None: the whole sequence (a seq_ann label)
+    end_t: float | None
+    cols: tuple  # column indices of its act_cat values inside the classes
+
+
+class Tally:
+    """The counts of one split's build report."""
+
+    def __init__(self, classes):
+        self.classes = classes
+        self.sequences = collections.Counter()
+        self.segments = collections.Counter()
+        self.annotations = collections.Counter()
+        self.windows = collections.Counter()
+        self.outside_values = collections.Counter()
+        self.per_class = np.zeros(len(classes), np.int64)
+        self.warnings = []
+        self.examples = collections.defaultdict(list)
+        self.reversed_by_file = {}  # file -> [count, first sid, start_t, end_t]
+
+    def warn(self, kind: str, message: str) -> None:
+        """Logs the first few warnings of each kind; all are counted in the report."""
+        self.examples[kind].append(message)
+        if len(self.examples[kind]) <= _WARN_EACH:
+            logging.warning("%s", message)
+            self.warnings.append(message)
+
+
+def parse_segments(ann: Annotation, col: dict, tally: Tally) -> list[Segment]:
+    """The segments of one annotation that name a class, with the others counted by reason."""
+    out = []
+    for label in ann.labels:
+        tally.segments["read"] += 1
+        cats = label.get("act_cat") if isinstance(label, dict) else None
+        if not cats:  # BABEL has labels whose act_cat is null
+            tally.segments["null_act_cat"] += 1
+            continue
+        if not isinstance(cats, list) or not all(isinstance(c, str) for c in cats):
+            raise fail(ann.entry.where, f"act_cat must be a list of names or null, got {cats!r}")
+        start_t = end_t = None
+        if ann.kind == "frame_ann":
+            try:
+                start_t, end_t = float(label["start_t"]), float(label["end_t"])
+            except (KeyError, TypeError, ValueError) as e:
+                raise fail(
+                    ann.entry.where, f"frame label without numeric start_t/end_t ({e})"
+                ) from e
+            if not (math.isfinite(start_t) and math.isfinite(end_t)):
+                raise fail(ann.entry.where, f"start_t/end_t must be finite, got {start_t}, {end_t}")
+            if end_t < start_t:
+                tally.segments["end_before_start"] += 1
+                seen = tally.reversed_by_file.setdefault(
+                    ann.entry.path, [0, ann.entry.sid, start_t, end_t]
+                )
+                seen[0] += 1
+                continue
+        for c in cats:
+            if c not in col:
+                tally.outside_values[c] += 1
+        idx = tuple(sorted({col[c] for c in cats if c in col}))
+        if not idx:
+            tally.segments["outside_classes"] += 1
+            continue
+        out.append(Segment(start_t, end_t, idx))
+    return out
+
+
+def frame_labels(segments, n_frames: int, fps: float, num_classes: int, tally: Tally | None = None):
+    """[n_frames, C] bool per-frame labels; segments covering no frame are counted."""
+    out = np.zeros((n_frames, num_classes), bool)
+    for seg in segments:
+        if seg.start_t is None:
             start, stop = 0, n_frames
         else:
-            start, stop = frame_range(start_t, end_t, fps, n_frames)
-        for cat in cats:
-            if cat in col:
-                out[start:stop, col[cat]] = True
-            else:
-                ignored[cat] += 1
+            start, stop = frame_range(seg.start_t, seg.end_t, fps, n_frames)
+        if stop <= start:
+            if tally is not None:
+                tally.segments["outside_sequence"] += 1
+            continue
+        if tally is not None:
+            tally.segments["kept"] += 1
+        out[start:stop, list(seg.cols)] = True
     return out
 
 
@@ -223,13 +421,53 @@ def window_starts(n_frames: int, chunk: int, window: int, per_chunk: int, rng) -
     return starts
 
 
+# ---------------------------------------------------------------- one split
+
+
+def _options(data_cfg) -> tuple[str, str]:
+    null_mode = data_cfg.get("null_frame_labels", "skip")
+    extra_mode = data_cfg.get("extra_annotators", "separate")
+    if null_mode not in NULL_FRAME_LABELS:
+        raise fail(
+            "data.null_frame_labels", f"must be one of {NULL_FRAME_LABELS}, got {null_mode!r}"
+        )
+    if extra_mode not in EXTRA_ANNOTATORS:
+        raise fail(
+            "data.extra_annotators", f"must be one of {EXTRA_ANNOTATORS}, got {extra_mode!r}"
+        )
+    return null_mode, extra_mode
+
+
+def _no_window_error(split: str, names, files, tally: Tally):
+    seg = tally.segments
+    read = seg["read"]
+    where = files[0] if len(files) == 1 else f"{os.path.dirname(files[0])} ({', '.join(names)})"
+    if read and seg["null_act_cat"] == read:
+        return fail(
+            where,
+            f"split '{split}': every one of its {read} labels has act_cat null, i.e. its labels "
+            "are withheld (as in BABEL's test.json); prepare train and val only",
+        )
+    skipped = {k: tally.sequences[k] for k in SEQUENCE_SKIPS if tally.sequences[k]}
+    dropped = {k: seg[k] for k in SEGMENT_DROPS if seg[k]}
+    return fail(
+        where,
+        f"split '{split}' gave no window with a label in data.classes: "
+        f"{tally.sequences['read']} sequences (skipped: {skipped}), {read} labels "
+        f"(dropped: {dropped})",
+    )
+
+
 def build_split(data_cfg, amass_root: str, babel_dir: str, split: str, seed: int):
     """Windows of one split.
 
     Returns:
-      (prepared.PreparedSplit, stats dict).
+      (prepared.PreparedSplit, the split's build report: see `split_report`).
     """
+    t0 = time.time()
     classes = columns(data_cfg.classes)
+    col = {k: i for i, k in enumerate(classes)}
+    null_mode, extra_mode = _options(data_cfg)
     fps, chunk, window = (
         float(data_cfg.fps),
         int(data_cfg.chunk_frames),
@@ -238,36 +476,71 @@ def build_split(data_cfg, amass_root: str, babel_dir: str, split: str, seed: int
     if not 0 < window <= chunk:
         raise fail("data.window_frames", f"must be in 1..chunk_frames={chunk}, got {window}")
     names = tuple(data_cfg.babel_splits[split])
-    entries = read_babel(babel_dir, names)
-    if not entries:
-        raise fail(os.path.join(babel_dir, f"{names[0]}.json"), "has no entries")
+    files = [os.path.join(babel_dir, f"{n}.json") for n in names]
+    records, read_warnings = read_babel(babel_dir, names)
+    if not records:
+        raise fail(files[0], "has no entries")
+    tally = Tally(classes)
+    for w in read_warnings:
+        tally.warn("duplicate_sid", f"babel {split}: {w}")
 
-    sids = sorted(entries)
-    paths = {sid: amass.resolve(amass_root, entries[sid]["feat_p"]) for sid in sids}
-    missing = [sid for sid in sids if paths[sid] is None]
-    if len(missing) > data_cfg.max_missing_fraction * len(sids):
-        first = entries[missing[0]]["feat_p"]
+    sids = sorted(records)
+    tally.sequences["read"] = len(sids)
+    paths, absent = {}, []
+    for sid in sids:
+        feat_p = records[sid].feat_p
+        paths[sid] = amass.resolve(amass_root, feat_p)
+        if paths[sid] is not None:
+            continue
+        smplx = amass.smplx_file(amass_root, feat_p)
+        absent.append((sid, smplx))
+        if smplx is not None:
+            tally.sequences["smplx"] += 1
+            tally.warn(
+                "smplx",
+                f"babel {split}: {smplx} (sid {sid}, feat_p {feat_p}) is a SMPL-X N file; "
+                "BABEL needs the SMPL+H G release of AMASS (*_poses.npz); skipped",
+            )
+        else:
+            tally.sequences["missing_file"] += 1
+            tally.warn(
+                "missing_file",
+                f"babel {split}: no .npz for {feat_p} (sid {sid}); "
+                f"{amass.missing_hint(amass_root, feat_p)}; skipped",
+            )
+    if len(absent) > data_cfg.max_missing_fraction * len(sids):
+        sid = next((s for s, x in absent if x is not None), absent[0][0])
+        first = records[sid].feat_p
         raise fail(
             os.path.join(amass_root, first),
-            f"missing: {len(missing)} of {len(sids)} BABEL '{split}' sequences have "
-            f"no .npz under data.amass_root (max_missing_fraction="
+            f"missing: {len(absent)} of {len(sids)} BABEL '{split}' sequences have "
+            f"no SMPL+H .npz under data.amass_root (max_missing_fraction="
             f"{data_cfg.max_missing_fraction}); {amass.missing_hint(amass_root, first)}",
         )
-    for sid in missing[:5]:
-        logging.warning(
-            "babel %s: no .npz for %s (sid %s); skipped", split, entries[sid]["feat_p"], sid
-        )
 
-    ignored = collections.Counter()
     motion, labels, index = [], [], []
-    short = 0
-    t0 = time.time()
     todo = [sid for sid in sids if paths[sid] is not None]
     progress = run_log.Progress(f"babel {split}", len(todo), unit="sequences", every_s=10.0)
     for n, sid in enumerate(todo):
-        feat_p = entries[sid]["feat_p"]
+        progress.update(n + 1)
+        rec = records[sid]
+        anns, left_out = label_sources(rec, null_mode, extra_mode)
+        tally.annotations.update(left_out)
+        parsed = [(a, parse_segments(a, col, tally)) for a in anns]
+        tally.annotations["main"] += sum(a.entry is rec.main for a in anns)
+        tally.annotations["extra"] += sum(a.entry is not rec.main for a in anns)
+        if not any(segs for _, segs in parsed):
+            tally.sequences["no_label"] += 1
+            continue
         rot, trans = amass.resample(amass.load_npz(paths[sid]), fps)  # [T, 24, 3, 3], [T, 3]
-        per_frame = frame_labels(entries[sid]["segments"], len(rot), fps, classes, ignored)
+        per_frame = [frame_labels(segs, len(rot), fps, len(classes), tally) for _, segs in parsed]
+        sample_names = [a.name for a, _ in parsed]
+        if extra_mode == "union":
+            per_frame = [np.any(per_frame, axis=0)]
+            sample_names = ["+".join(sample_names)]
+        if len(rot) < window:
+            tally.sequences["too_short"] += 1
+            continue
         rng = np.random.default_rng([seed, zlib.crc32(f"{split}/{sid}".encode())])
         starts = window_starts(
             len(rot),
@@ -276,20 +549,49 @@ def build_split(data_cfg, amass_root: str, babel_dir: str, split: str, seed: int
             int(data_cfg.train_windows_per_chunk),
             rng if split == "train" else None,
         )
-        short += not starts
         rot6d = rotations.matrix_to_rot6d(rot)  # [T, 24, 6]
+        kept = 0
         for s in starts:
-            y = per_frame[s : s + window].any(0)
-            if not y.any():
-                continue
-            motion.append(amass.window_features(rot6d[s : s + window], trans[s : s + window]))
-            labels.append(y)
-            index.append(dict(source=feat_p, babel_sid=sid, start_frame=s, start_s=s / fps))
-        progress.update(n + 1)
-    if not motion:
-        raise fail(
-            babel_dir, f"split '{split}' ({names}) gave no window with a label in data.classes"
+            feats = None
+            for frames, name in zip(per_frame, sample_names):
+                y = frames[s : s + window].any(0)
+                if not y.any():
+                    tally.windows["no_label"] += 1
+                    continue
+                if feats is None:
+                    feats = amass.window_features(rot6d[s : s + window], trans[s : s + window])
+                motion.append(feats)
+                labels.append(y)
+                index.append(
+                    dict(
+                        source=rec.feat_p,
+                        babel_sid=sid,
+                        start_frame=s,
+                        start_s=s / fps,
+                        annotation=name,
+                    )
+                )
+                kept += 1
+        if not kept:
+            tally.sequences["no_label"] += 1
+        else:
+            tally.sequences["used"] += 1
+    for path, (count, sid, start_t, end_t) in tally.reversed_by_file.items():
+        tally.warn(
+            "end_before_start",
+            f"babel {split}: {path}: {count} labels with end_t < start_t, e.g. sid {sid} "
+            f"(start_t {start_t}, end_t {end_t}); dropped",
         )
+    for kind, found in tally.examples.items():
+        if len(found) > _WARN_EACH:
+            logging.warning(
+                "babel %s: %d more warnings of kind %s (counts in data/report.json)",
+                split,
+                len(found) - _WARN_EACH,
+                kind,
+            )
+    if not motion:
+        raise _no_window_error(split, names, files, tally)
 
     motion = np.stack(motion)  # [N, W, 25, 6]
     data = prepared.PreparedSplit(
@@ -299,20 +601,100 @@ def build_split(data_cfg, amass_root: str, babel_dir: str, split: str, seed: int
         list(classes),
         index,
     )
-    stats = dict(
-        sequences=len(todo),
-        windows=len(motion),
-        skipped_missing=len(missing),
-        skipped_short=short,
-        ignored_act_cat=dict(ignored.most_common()),
-        windows_per_class={k: int(v) for k, v in zip(classes, data.labels.sum(0))},
-        seconds=round(time.time() - t0, 2),
+    tally.windows["kept"] = len(motion)
+    tally.per_class = data.labels.sum(0).astype(np.int64)
+    return data, split_report(tally, files, time.time() - t0)
+
+
+def split_report(tally: Tally, files, seconds: float) -> dict:
+    """One split's part of report.json."""
+    seq, seg, ann = tally.sequences, tally.segments, tally.annotations
+    return {
+        "files": list(files),
+        "sequences": {
+            "read": seq["read"],
+            "used": seq["used"],
+            "skipped": {k: seq[k] for k in SEQUENCE_SKIPS},
+        },
+        "annotations": {
+            "main": ann["main"],
+            "extra": ann["extra"],
+            "left_out": {k: ann[k] for k in ("frame_all_null", "other_type", "extra_ignored")},
+        },
+        "segments": {
+            "read": seg["read"],
+            "kept": seg["kept"],
+            "dropped": {k: seg[k] for k in SEGMENT_DROPS},
+        },
+        "act_cat_outside_classes": dict(tally.outside_values.most_common()),
+        "end_before_start_by_file": {p: v[0] for p, v in tally.reversed_by_file.items()},
+        "windows": {
+            "kept": tally.windows["kept"],
+            "dropped_no_label": tally.windows["no_label"],
+            "per_class": {k: int(v) for k, v in zip(tally.classes, tally.per_class)},
+        },
+        "warnings": {k: len(v) for k, v in tally.examples.items()},
+        "examples": {k: v[:20] for k, v in tally.examples.items()},
+        "seconds": round(seconds, 2),
+    }
+
+
+def report_table(report: dict) -> str:
+    """The build report as a short text table, one column per split."""
+    splits = list(report["splits"])
+    parts = [report["splits"][s] for s in splits]
+
+    def row(label, get):
+        return (label, [get(p) for p in parts])
+
+    names = {
+        "missing_file": "missing file",
+        "smplx": "SMPL-X file",
+        "too_short": "too short",
+        "no_label": "no label",
+        "null_act_cat": "act_cat null",
+        "end_before_start": "end before start",
+        "outside_classes": "outside the classes",
+        "outside_sequence": "outside the sequence",
+    }
+    rows = [row("sequences read", lambda p: p["sequences"]["read"])]
+    rows += [
+        row(f"  skipped: {names[k]}", lambda p, k=k: p["sequences"]["skipped"][k])
+        for k in SEQUENCE_SKIPS
+    ]
+    rows.append(row("  used", lambda p: p["sequences"]["used"]))
+    rows.append(
+        row(
+            "annotations used (extra)",
+            lambda p: (
+                f"{p['annotations']['main'] + p['annotations']['extra']} ({p['annotations']['extra']})"
+            ),
+        )
     )
-    return data, stats
+    rows.append(row("segments read", lambda p: p["segments"]["read"]))
+    rows += [
+        row(f"  dropped: {names[k]}", lambda p, k=k: p["segments"]["dropped"][k])
+        for k in SEGMENT_DROPS
+    ]
+    rows.append(row("  kept", lambda p: p["segments"]["kept"]))
+    rows.append(row("windows kept", lambda p: p["windows"]["kept"]))
+    rows.append(row("  dropped: no label", lambda p: p["windows"]["dropped_no_label"]))
+    rows.append(("windows per class", [None] * len(parts)))
+    for k in parts[0]["windows"]["per_class"]:
+        rows.append(row(f"  {k}", lambda p, k=k: p["windows"]["per_class"].get(k, 0)))
+    o = report["options"]
+    title = (
+        f"BABEL build report (null_frame_labels={o['null_frame_labels']}, "
+        f"extra_annotators={o['extra_annotators']}); details in data/report.json"
+    )
+    return prepared.format_table(title, splits, rows)
 
 
 def prepare(data_cfg, workdir: str, seed: int) -> dict:
-    """Writes workdir/data/{train,val} from AMASS + BABEL, or from synthetic files in that format.
+    """Writes workdir/data/{train,val} and report.json from AMASS + BABEL (or synthetic files).
+
+    Every split is built in a staging folder that replaces workdir/data only when all
+    succeeded (prepared.Staging), so a failure leaves the previous data as it was.
 
     Args:
       data_cfg: `config.data` (see default_data_config).
@@ -320,9 +702,12 @@ def prepare(data_cfg, workdir: str, seed: int) -> dict:
       seed: draws the training windows (and the synthetic data).
 
     Returns:
-      {split: stats}: windows, sequences, skipped_missing, skipped_short,
-      ignored_act_cat (value -> count), windows_per_class, seconds.
+      The build report (also written to workdir/data/report.json): options, and per
+      split the files read, sequences read/used/skipped by reason, annotations used and
+      left out, segments read/kept/dropped by reason, act_cat values outside the classes,
+      windows kept, dropped for want of a label, and per class.
     """
+    null_mode, extra_mode = _options(data_cfg)
     if data_cfg.source == "synthetic":
         amass_root, babel_dir = synthetic_babel.write_synthetic(
             os.path.join(workdir, "raw"), data_cfg, seed
@@ -337,21 +722,29 @@ def prepare(data_cfg, workdir: str, seed: int) -> dict:
             "data.source", f"unknown source {data_cfg.source!r}; expected synthetic or amass_babel"
         )
 
-    counts = {}
-    for split in prepared.SPLITS:
-        data, stats = build_split(data_cfg, amass_root, babel_dir, split, seed)
-        prepared.write_split(workdir, split, data)
-        top = list(stats["ignored_act_cat"].items())[:8]
-        logging.info(
-            "babel %s: %d windows from %d sequences (%d missing, %d short) in %.1f s; "
-            "ignored act_cat (top): %s",
-            split,
-            stats["windows"],
-            stats["sequences"],
-            stats["skipped_missing"],
-            stats["skipped_short"],
-            stats["seconds"],
-            top,
-        )
-        counts[split] = stats
-    return counts
+    report = {
+        "task": "babel60",
+        "source": data_cfg.source,
+        "amass_root": amass_root,
+        "babel_dir": babel_dir,
+        "options": {"null_frame_labels": null_mode, "extra_annotators": extra_mode},
+        "splits": {},
+    }
+    with prepared.Staging(workdir) as stage:
+        for split in prepared.SPLITS:
+            data, report["splits"][split] = build_split(
+                data_cfg, amass_root, babel_dir, split, seed
+            )
+            stage.write_split(split, data)
+            s = report["splits"][split]
+            logging.info(
+                "babel %s: %d windows from %d of %d sequences in %.1f s",
+                split,
+                s["windows"]["kept"],
+                s["sequences"]["used"],
+                s["sequences"]["read"],
+                s["seconds"],
+            )
+        stage.write_report(report)
+        stage.commit()
+    return report

@@ -317,10 +317,37 @@ def prepare(data_cfg, workdir: str, seed: int) -> dict:
             )
         counts[f"{split}_tracks"] = len({track_ids[r] for r, _, _ in plan})
         counts[f"{split}_windows"] = len(plan)
-    # Pass 2, val first: it is the smaller split, so a bad file surfaces sooner.
-    for split in ("val", "train"):
-        _write_split(workdir, split, plans[split], track_ids, files, labels, d)
-    logging.info("densegait prepare: %s", counts)
+    counts["rows_read"] = len(files)
+    counts["splits"] = {}
+    for split, plan in plans.items():
+        rows = sorted({r for r, _, _ in plan})
+        present = labels[rows] > d.threshold  # [tracklets, 42]
+        counts["splits"][split] = {
+            "tracklets": len(rows),
+            "windows": len(plan),
+            "tracklets_per_attribute": {
+                c: int(n) for c, n in zip(gait_attributes.COLUMNS, present.sum(0))
+            },
+            "attribute_prevalence": {
+                c: round(float(f), 4) for c, f in zip(gait_attributes.COLUMNS, present.mean(0))
+            },
+        }
+    # Pass 2, val first: it is the smaller split, so a bad file surfaces sooner. All-or-nothing:
+    # both splits and the report are staged and replace data/ together.
+    with prepared.Staging(workdir) as stage:
+        for split in ("val", "train"):
+            frames = _write_split(stage, split, plans[split], track_ids, files, labels, d)
+            counts["splits"][split].update(frames)
+        stage.write_report({"task": "densegait", "csv": csv_path, **counts})
+        stage.commit()
+    logging.info(
+        "densegait prepare: %d rows, %d absent, %d short; train %d / val %d windows",
+        len(files),
+        skipped,
+        short,
+        counts["train_windows"],
+        counts["val_windows"],
+    )
     return counts
 
 
@@ -335,11 +362,18 @@ def _check_config(d) -> None:
         raise fail("config.data", "window_frames, train_windows_per_track and fps must be > 0")
 
 
-def _write_split(workdir, split, plan, track_ids, files, labels, d, chunk: int = 512) -> None:
-    """Streams the planned windows into a temporary memmap, then hands it to write_split."""
+def _write_split(stage, split, plan, track_ids, files, labels, d, chunk: int = 512) -> dict:
+    """Streams the planned windows into a temporary memmap, then stages the split.
+
+    Returns:
+      Frame counts for the report: real frames in the windows, those with no joint at
+      data.min_confidence ("low_confidence_frames": the tracker lost the person), and
+      joints below it.
+    """
+    low = {"frames": 0, "low_confidence_frames": 0, "low_confidence_joints": 0}
     n, window = len(plan), d.window_frames
     shape = (n, window, len(JOINTS), 3)
-    tmp = os.path.join(workdir, "data", f".{split}-motion.building.npy")
+    tmp = os.path.join(stage.root, f".{split}-motion.building.npy")
     os.makedirs(os.path.dirname(tmp), exist_ok=True)
     motion = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
     try:
@@ -351,6 +385,10 @@ def _write_split(workdir, split, plan, track_ids, files, labels, d, chunk: int =
             if loaded[0] != path:  # a track's windows are consecutive in the plan
                 loaded = (path, load_tracklet(path))
             raw[i % chunk], mask[i] = cut_window(loaded[1], start, window)
+            seen = raw[i % chunk][mask[i], :, 2] >= d.min_confidence  # [real frames, 18]
+            low["frames"] += len(seen)
+            low["low_confidence_frames"] += int((~seen.any(1)).sum())
+            low["low_confidence_joints"] += int((~seen).sum())
             index.append(
                 {
                     "source": track_ids[row],
@@ -370,7 +408,30 @@ def _write_split(workdir, split, plan, track_ids, files, labels, d, chunk: int =
         data = prepared.PreparedSplit(
             motion, mask, labels[rows], list(gait_attributes.COLUMNS), index
         )
-        prepared.write_split(workdir, split, data)
+        stage.write_split(split, data)
+        return low
     finally:
         del motion
         os.unlink(tmp)
+
+
+def report_table(report: dict) -> str:
+    """The build report as a short text table: rows read and skipped, then per split."""
+    splits = list(report["splits"])
+    parts = [report["splits"][s] for s in splits]
+    rows = [
+        ("rows read", [report["rows_read"]] + [None] * (len(parts) - 1)),
+        ("  tracklet file absent", [report["skipped_missing"]] + [None] * (len(parts) - 1)),
+        ("  shorter than a window", [report["short_tracks"]] + [None] * (len(parts) - 1)),
+        ("tracklets", [p["tracklets"] for p in parts]),
+        ("windows", [p["windows"] for p in parts]),
+        ("frames in windows", [p["frames"] for p in parts]),
+        ("  with no joint seen", [p["low_confidence_frames"] for p in parts]),
+        ("joints below min_confidence", [p["low_confidence_joints"] for p in parts]),
+        ("tracklets per attribute", [None] * len(parts)),
+    ]
+    for c in gait_attributes.COLUMNS:
+        rows.append((f"  {c}", [p["tracklets_per_attribute"][c] for p in parts]))
+    return prepared.format_table(
+        "DenseGait build report; details in data/report.json", splits, rows
+    )

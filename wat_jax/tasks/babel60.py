@@ -26,8 +26,9 @@ PROTOTYPES = ("name", "centroid")
 def prepare(config, workdir):
     from wat_jax.data import babel
 
-    counts = babel.prepare(config.data, workdir, config.seed)
-    logging.info("prepared BABEL windows: %s", counts)
+    report = babel.prepare(config.data, workdir, config.seed)
+    if jax.process_index() == 0:  # the short table; the full report is data/report.json
+        print(babel.report_table(report))
 
 
 def _classes(workdir) -> list[str]:

@@ -28,7 +28,8 @@ def prepare(config, workdir):
     from wat_jax.data import densegait
 
     counts = densegait.prepare(config.data, workdir, config.seed)
-    logging.info("prepared DenseGait windows: %s", counts)
+    if jax.process_index() == 0:  # the short table; the full report is data/report.json
+        print(densegait.report_table(counts))
 
 
 def _sets(labels: np.ndarray, threshold: float) -> list[tuple]:
