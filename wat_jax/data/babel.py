@@ -407,6 +407,22 @@ def frame_labels(segments, n_frames: int, fps: float, num_classes: int, tally: T
     return out
 
 
+def sequence_labels(data_cfg, rec: Record, n_frames: int) -> np.ndarray:
+    """[n_frames, C] bool frame labels of one sequence: the union over the annotations
+    that count, by the same rules as prepare (label_sources, parse_segments,
+    frame_labels). The timeline scores whole sequences against these."""
+    classes = columns(data_cfg.classes)
+    col = {k: i for i, k in enumerate(classes)}
+    null_mode, extra_mode = _options(data_cfg)
+    anns, _ = label_sources(rec, null_mode, extra_mode)
+    tally = Tally(classes)
+    out = np.zeros((n_frames, len(classes)), bool)
+    for ann in anns:
+        segs = parse_segments(ann, col, tally)
+        out |= frame_labels(segs, n_frames, float(data_cfg.fps), len(classes))
+    return out
+
+
 def window_starts(n_frames: int, chunk: int, window: int, per_chunk: int, rng) -> list[int]:
     """Window start frames: per chunk, `per_chunk` random ones (rng) or the centred one (None)."""
     starts = []

@@ -4,14 +4,14 @@ Prepared splits hold fixed windows; the timeline (wat_jax/timeline.py) needs who
 recordings and every frame's label set. This module reads them through the same
 functions prepare uses (data/babel.py for the JSON and the frame rule, data/amass.py
 for loading, resampling to `data.fps` and window features), read-only, so a frame
-here is the frame prepare cut its windows from.
+here is the frame prepare cut its windows from. A frame's labels are the union over the
+annotations that count (babel.sequence_labels; prepare may keep annotators apart).
 
 Where the raw data is: `data.source=synthetic` writes it into WORKDIR/raw/amass and
 WORKDIR/raw/babel at prepare time; `amass_babel` reads `data.amass_root` and
 `data.babel_dir`.
 """
 
-import collections
 import dataclasses
 import os
 
@@ -92,7 +92,8 @@ def window_batch(rot6d, trans, starts, window: int) -> tuple[np.ndarray, np.ndar
 
 
 def _entries(data_cfg, babel_dir: str, split: str) -> dict:
-    return babel.read_babel(babel_dir, tuple(data_cfg.babel_splits[split]))
+    """{babel_sid: babel.Record} of a split's BABEL files."""
+    return babel.read_babel(babel_dir, tuple(data_cfg.babel_splits[split]))[0]
 
 
 def _pick(sids: list[str], max_sequences: int) -> list[str]:
@@ -115,19 +116,17 @@ def read_sequences(data_cfg, workdir: str, split: str, max_sequences: int = 0) -
       Sequences whose .npz exists and that have at least one labelled frame, in sid order.
     """
     amass_root, babel_dir = raw_dirs(data_cfg, workdir)
-    classes = babel.columns(data_cfg.classes)
     entries = _entries(data_cfg, babel_dir, split)
     fps = float(data_cfg.fps)
-    ignored = collections.Counter()
     out = []
     for sid in _pick(sorted(entries), int(max_sequences)):
-        path = amass.resolve(amass_root, entries[sid]["feat_p"])
+        path = amass.resolve(amass_root, entries[sid].feat_p)
         if path is None:
             continue  # prepare counts and reports missing files
         rot6d, trans = load_features(path, fps)
-        labels = babel.frame_labels(entries[sid]["segments"], len(rot6d), fps, classes, ignored)
+        labels = babel.sequence_labels(data_cfg, entries[sid], len(rot6d))
         if labels.any():
-            out.append(Sequence(sid, entries[sid]["feat_p"], rot6d, trans, labels))
+            out.append(Sequence(sid, entries[sid].feat_p, rot6d, trans, labels))
     return out
 
 
@@ -135,20 +134,14 @@ def sequence_at(data_cfg, workdir: str, split: str, index: int) -> Sequence:
     """The index-th sequence (sorted sid order) of a split, with its frame labels."""
     amass_root, babel_dir = raw_dirs(data_cfg, workdir)
     entries = _entries(data_cfg, babel_dir, split)
-    sids = [s for s in sorted(entries) if amass.resolve(amass_root, entries[s]["feat_p"])]
+    sids = [s for s in sorted(entries) if amass.resolve(amass_root, entries[s].feat_p)]
     if not 0 <= index < len(sids):
         raise fail("--motion", f"{split} has {len(sids)} sequences; index {index} is out of range")
     sid = sids[index]
-    path = amass.resolve(amass_root, entries[sid]["feat_p"])
+    path = amass.resolve(amass_root, entries[sid].feat_p)
     rot6d, trans = load_features(path, float(data_cfg.fps))
-    labels = babel.frame_labels(
-        entries[sid]["segments"],
-        len(rot6d),
-        float(data_cfg.fps),
-        babel.columns(data_cfg.classes),
-        collections.Counter(),
-    )
-    return Sequence(sid, entries[sid]["feat_p"], rot6d, trans, labels)
+    labels = babel.sequence_labels(data_cfg, entries[sid], len(rot6d))
+    return Sequence(sid, entries[sid].feat_p, rot6d, trans, labels)
 
 
 def labels_for_file(data_cfg, workdir: str, path: str, num_frames: int):
@@ -163,23 +156,15 @@ def labels_for_file(data_cfg, workdir: str, path: str, num_frames: int):
         return None, None
     target = os.path.realpath(path)
     name = os.path.basename(target)
-    classes = babel.columns(data_cfg.classes)
     for split in data_cfg.babel_splits:
         try:
             entries = _entries(data_cfg, babel_dir, split)
         except InputError:  # an unreadable split cannot hold the file
             continue
-        for sid, entry in entries.items():
-            if os.path.basename(entry["feat_p"].replace("\\", "/")) != name:
+        for sid, rec in entries.items():
+            if os.path.basename(rec.feat_p.replace("\\", "/")) != name:
                 continue
-            found = amass.resolve(amass_root, entry["feat_p"])
+            found = amass.resolve(amass_root, rec.feat_p)
             if found and os.path.realpath(found) == target:
-                labels = babel.frame_labels(
-                    entry["segments"],
-                    num_frames,
-                    float(data_cfg.fps),
-                    classes,
-                    collections.Counter(),
-                )
-                return sid, labels
+                return sid, babel.sequence_labels(data_cfg, rec, num_frames)
     return None, None

@@ -43,7 +43,7 @@ from wat_jax.errors import fail
 
 JOINTS = OpenPose18.JOINTS
 NOSE, NECK, R_HIP, L_HIP = OpenPose18.NOSE, OpenPose18.NECK, OpenPose18.R_HIP, OpenPose18.L_HIP
-TRACK_COLUMN, FILE_COLUMN = "track_id", "file_name"
+TRACK_COLUMN, FILE_COLUMN = gait_attributes.TRACK_COLUMN, gait_attributes.FILE_COLUMN
 # Rounding in a tool that wrote the CSV may leave a probability a hair outside [0, 1].
 _PROB_SLACK = 1e-6
 

@@ -10,6 +10,9 @@ import numpy as np
 
 from wat_jax.errors import fail
 
+# The annotations CSV's key columns, before the attribute columns below.
+TRACK_COLUMN, FILE_COLUMN = "track_id", "file_name"
+
 # (CSV column, group, readable phrase), in the order of PAPER.md task B. Column names are
 # the DenseGait release's, its typo "OtherAttchment" included; the release has both
 # "No accessory" and "No carrying", which makes 42.

@@ -31,7 +31,6 @@ import numpy as np
 from absl import logging
 
 from wat_jax import io, run_log
-from wat_jax.data import densegait as dg
 from wat_jax.data import gait_attributes
 from wat_jax.data.skeletons import OpenPose18 as OP
 
@@ -92,7 +91,9 @@ def write_synthetic(out_dir: str, cfg, seed: int) -> tuple[str, str]:
     rng = np.random.default_rng([seed, 61])
     table = io_text.StringIO()
     writer = csv.writer(table, lineterminator="\n")
-    writer.writerow([dg.TRACK_COLUMN, dg.FILE_COLUMN, *gait_attributes.COLUMNS])
+    writer.writerow(
+        [gait_attributes.TRACK_COLUMN, gait_attributes.FILE_COLUMN, *gait_attributes.COLUMNS]
+    )
     progress = run_log.Progress("synthetic densegait", s.num_tracks, unit="tracklets", every_s=10.0)
     try:
         for k in range(s.num_tracks):
