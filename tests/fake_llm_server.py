@@ -6,7 +6,9 @@ Each POST to /v1/chat/completions takes the next behaviour from `script`
 "model_404", "refusal", "same" (the same text for every choice), "chatty"
 (the text wrapped in chat artefacts). `ignore_n` answers one choice whatever
 `n` asks; `hang_after=N` makes every request after the N-th wait until
-`release()`. Every request is logged (body fields, behaviour, arrival time).
+`release()`. `models` (a list of ids) answers GET /v1/models with that list; None
+answers it 404, as servers without the endpoint do. Every chat request is logged
+(body fields, behaviour, arrival time); GETs go to `gets`.
 Not a test module: pytest collects only test_*.py.
 """
 
@@ -27,10 +29,12 @@ def sample_text(content: str, seed: int, choice: int) -> str:
 
 
 class FakeLLMServer:
-    def __init__(self, script=(), default="ok", ignore_n=False, hang_after=None):
+    def __init__(self, script=(), default="ok", ignore_n=False, hang_after=None, models=None):
         self.script, self.default = list(script), default
         self.ignore_n, self.hang_after = ignore_n, hang_after
+        self.models = models
         self.log: list[dict] = []
+        self.gets: list[str] = []
         self.lock = threading.Lock()
         self._released = threading.Event()
         server = self
@@ -41,6 +45,9 @@ class FakeLLMServer:
 
             def do_POST(self):
                 server._handle(self)
+
+            def do_GET(self):
+                server._get(self)
 
         class Server(http.server.ThreadingHTTPServer):
             daemon_threads = True
@@ -94,6 +101,14 @@ class FakeLLMServer:
             handler.wfile.write(payload)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client timed out and left
+
+    def _get(self, handler) -> None:
+        with self.lock:
+            self.gets.append(handler.path)
+        if handler.path.rstrip("/") != "/v1/models" or self.models is None:
+            return self._send(handler, 404, b'{"error": {"message": "not found"}}')
+        data = [{"id": m, "object": "model", "owned_by": "fake"} for m in self.models]
+        self._send(handler, 200, json.dumps({"object": "list", "data": data}).encode())
 
     def _handle(self, handler) -> None:
         body = json.loads(handler.rfile.read(int(handler.headers["Content-Length"])))

@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from tests import fake_llm_server
 from tests.fake_llm_server import FakeLLMServer
 from wat_jax.errors import InputError
 from wat_jax.text import backends, cleaning, describe, prompts
@@ -192,6 +193,73 @@ def test_server_ignoring_n_gets_repeated_requests(tmp_path):
     assert [e["n"] for e in log] == [3, 2, None]  # n is left out when 1
     assert len({e["seed"] for e in log}) == 3
     assert backend.stats["fallback_requests"] == 2 and backend.stats["retries"] == 0
+
+
+def test_records_carry_the_seed_each_text_was_sampled_with(tmp_path):
+    # A server ignoring `n` answers one text per request; the repeats go out with
+    # seed+1, seed+2, and each record must name the seed its text came from.
+    with FakeLLMServer(ignore_n=True) as server:
+        cfg = _cfg(server.url, per_key=3, samples_per_request=3, seed=5)
+        describe.describe(KEYS[:1], cfg, str(tmp_path))
+        log = server.log
+    base = describe.request_seed(5, KEYS[0].key, 0, 0)
+    assert [e["seed"] for e in log] == [base, base + 1, base + 2]
+    records = sorted(_records(tmp_path), key=lambda r: r["index"])
+    assert [r["seed"] for r in records] == [base, base + 1, base + 2]
+    # The fake server's texts are a function of the seed: the record's seed reproduces it.
+    content = log[0]["content"]
+    assert [r["text"] for r in records] == [
+        fake_llm_server.sample_text(content, base + j, 0) for j in range(3)
+    ]
+
+
+def test_model_missing_from_the_servers_list_is_one_error_naming_the_served_ones(tmp_path):
+    with FakeLLMServer(models=["llama-3.1-8b", "qwen2.5:latest"]) as server:
+        with pytest.raises(
+            InputError,
+            match=r"config.describe.model='fake-chat': not served by .*/v1; it serves "
+            r"'llama-3.1-8b', 'qwen2.5:latest'",
+        ):
+            describe.describe(KEYS[:1], _cfg(server.url), str(tmp_path))
+        assert server.log == [] and server.gets == ["/v1/models"]  # no chat request sent
+        assert not (tmp_path / describe.STORE_FILE).exists()
+        # A listed name (Ollama's "name" for "name:latest" too) is accepted.
+        describe.describe(KEYS[:1], _cfg(server.url, model="qwen2.5"), str(tmp_path / "ok"))
+        assert {e["model"] for e in server.log} == {"qwen2.5"}
+
+
+def test_server_without_a_model_list_is_not_checked(tmp_path):
+    with FakeLLMServer(models=None) as server:
+        describe.describe(KEYS[:1], _cfg(server.url), str(tmp_path))
+        assert server.gets == ["/v1/models"] and len(server.log) == 1
+
+
+def test_second_writer_is_refused_and_a_dead_ones_lock_is_taken_over(tmp_path):
+    from wat_jax import lock
+
+    cfg = describe.default_describe_config()
+    cfg.update(backend="template", per_key=2)
+    with lock.hold(str(tmp_path), "train"):  # a live holder in this process
+        child = subprocess.run(
+            [sys.executable, "-c", _CHILD, cfg.to_json(), json.dumps([]), str(tmp_path)],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": REPO},
+            capture_output=True,
+            text=True,
+        )
+    assert child.returncode != 0
+    assert f"the workdir is in use by train on host {socket.gethostname()}, pid {os.getpid()}" in (
+        child.stderr
+    )
+    # A lock whose process is gone (here: a child that exited) is taken over.
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True
+    )
+    holder = dataclasses.replace(lock._me("describe"), pid=int(dead.stdout))
+    (tmp_path / lock.LOCK_FILE).write_text(json.dumps(dataclasses.asdict(holder)))
+    describe.describe(KEYS, cfg, str(tmp_path))
+    assert not (tmp_path / lock.LOCK_FILE).exists()  # released after the run
+    _assert_complete(tmp_path, KEYS, 2)
 
 
 def test_concurrent_run_cleans_chat_artefacts_and_records_provenance(tmp_path):

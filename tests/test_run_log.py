@@ -123,3 +123,65 @@ def test_event_file_holds_framed_scalar_events(tmp_path):
     ]
     (value,) = [dict(_fields(v)) for n, v in _fields(second[5]) if n == 1]
     assert value == {1: b"train/loss", 2: -1.5}
+
+
+def _points(directory) -> list[tuple[int, str]]:
+    """(step, tag) of every scalar TensorBoard shows: its purge rule applied to our files
+    in name order (a SessionLog START at step s drops earlier points at step >= s)."""
+    import os
+
+    shown = []
+    for name in sorted(os.listdir(directory)):
+        for body in _records(os.path.join(directory, name)):
+            event = dict(_fields(body))
+            if 7 in event and dict(_fields(event[7])).get(1) == event_file.SESSION_START:
+                shown = [(s, t) for s, t in shown if s < event[2]]
+            if 5 in event:
+                tags = [dict(_fields(v))[1].decode() for n, v in _fields(event[5]) if n == 1]
+                shown += [(event[2], t) for t in tags]
+    return shown
+
+
+def test_resumed_writer_marks_the_resume_and_each_step_shows_once(tmp_path, monkeypatch):
+    import json
+
+    first = run_log.MetricWriter(str(tmp_path), resume_step=0)
+    for step in range(1, 13):  # logged to 12, checkpointed at 6, then killed
+        first.write(step, {"train/loss": 1.0 / step})
+    first.close()
+    times = iter([2e9, 2e9 + 1])  # the second file is named later, as in a real resume
+    monkeypatch.setattr(event_file.time, "time", lambda: next(times, 2e9 + 2))
+    second = run_log.MetricWriter(str(tmp_path), resume_step=6)
+    for step in range(7, 13):
+        second.write(step, {"train/loss": 2.0 / step})
+    second.close()
+    lines = [json.loads(x) for x in open(tmp_path / "metrics.jsonl")]
+    assert {"step": 6, "resumed": True} in lines and lines.index({"step": 6, "resumed": True}) == 12
+    points = _points(tmp_path / "tensorboard")
+    assert sorted(points) == [(s, "train/loss") for s in range(1, 13)]  # 12 points, not 18
+    # A fresh run writes no marker.
+    fresh = tmp_path / "fresh"
+    run_log.MetricWriter(str(fresh), resume_step=0).close()
+    assert (fresh / "metrics.jsonl").read_text() == ""
+
+
+def test_tensorboard_reader_purges_at_the_start_event(tmp_path, monkeypatch):
+    accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    times = iter([1e9, 1e9 + 5, 1e9 + 9])
+    monkeypatch.setattr(event_file.time, "time", lambda: next(times, 2e9))
+    first = run_log.MetricWriter(str(tmp_path), resume_step=0)
+    for step in range(1, 13):
+        first.write(step, {"train/loss": float(step)})
+    first.close()
+    monkeypatch.setattr(event_file.time, "time", lambda: 2e9)
+    second = run_log.MetricWriter(str(tmp_path), resume_step=6)
+    for step in range(7, 13):
+        second.write(step, {"train/loss": 100.0 + step})
+    second.close()
+    acc = accumulator.EventAccumulator(str(tmp_path / "tensorboard"))
+    acc.Reload()
+    events = acc.Scalars("train/loss")
+    assert [e.step for e in events] == list(range(1, 13))
+    assert [e.value for e in events] == [float(s) for s in range(1, 7)] + [
+        100.0 + s for s in range(7, 13)
+    ]

@@ -232,10 +232,26 @@ def test_unwritable_workdir_is_one_clear_line(tmp_path):
     assert last.startswith("error: ") and "workdir is not writable" in last
 
 
-def test_checkpoint_of_a_different_model_shape_is_refused(tmp_path):
+def test_config_json_belongs_to_the_run(tmp_path):
     _run(tmp_path, "train", "--config.total_steps=2")
+    config = (tmp_path / "config.json").read_bytes()
+    history = [json.loads(x) for x in open(tmp_path / "config_history.jsonl")]
+    assert len(history) == 1 and history[0]["created"] and history[0]["mode"] == "train"
+    # A model key that differs: refused before anything is written, naming the key.
     proc = _run(tmp_path, "train", "--config.total_steps=4", "--config.model.width=48", check=False)
     assert proc.returncode == 2
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ") and "different model shape" in last
+    assert last.startswith("error: ") and "model.width 32 -> 48" in last
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2"]  # nothing lost
+    assert (tmp_path / "config.json").read_bytes() == config
+    # Eval with that config evaluates the run's model and leaves config.json alone.
+    proc = _run(tmp_path, "eval", "--config.model.width=48")
+    assert "using this run's config.json for keys that change the model" in proc.stderr
+    assert (tmp_path / "config.json").read_bytes() == config
+    assert (tmp_path / "eval" / "step_2.json").exists()
+    # A run-control key may change on resume; the change is recorded.
+    _run(tmp_path, "train", "--config.total_steps=4")
+    assert json.load(open(tmp_path / "config.json"))["total_steps"] == 4
+    history = [json.loads(x) for x in open(tmp_path / "config_history.jsonl")]
+    assert history[-1]["changed"] == {"total_steps": [2, 4]}
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2", "4"]

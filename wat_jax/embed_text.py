@@ -8,7 +8,9 @@ weights that disagree with its config) prints one `error: ...` line on stderr,
 exits 2 and writes nothing.
 """
 
+import os
 import sys
+import tempfile
 
 from absl import app, flags
 
@@ -62,10 +64,25 @@ def read_sentences(path: str) -> list[str]:
     return sentences
 
 
+def check_output(path: str) -> None:
+    """The output can be written: checked before any embedding, which may take hours."""
+    if os.path.isdir(path):
+        raise fail(path, "is a directory; --output must name a .npy file")
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=directory, prefix=".write-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise fail(path, f"cannot write the output there ({e.strerror or e})") from e
+
+
 def main(argv) -> None:
     del argv
     try:
         sentences = read_sentences(FLAGS.input)
+        check_output(FLAGS.output)
         # Imported here so --help and bad input files answer without starting JAX.
         from wat_jax import io
         from wat_jax.text import encoder
@@ -80,7 +97,10 @@ def main(argv) -> None:
             cache_dir=FLAGS.cache_dir,
             dtype=FLAGS.dtype,
         )
-        io.write_npy(FLAGS.output, vectors)
+        try:
+            io.write_npy(FLAGS.output, vectors)
+        except OSError as e:  # e.g. the disk filled up while embedding
+            raise fail(FLAGS.output, f"cannot write the output ({e.strerror or e})") from e
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -6,8 +6,14 @@ beyond TensorBoard itself, and only on the machine that views them:
   record   uint64 length, uint32 masked CRC-32C of the length, the bytes,
            uint32 masked CRC-32C of the bytes (all little-endian)
   Event    1: wall_time (double), 2: step (int64), 3: file_version (string),
-           5: summary (Summary)
+           5: summary (Summary), 7: session_log (SessionLog)
   Summary  1: value (repeated Value); Value 1: tag (string), 2: simple_value (float)
+  SessionLog 1: status (enum; START = 1)
+
+A resumed training opens its file with a SessionLog START event at the first
+step it will log again: TensorBoard's reader (with its default
+purge_orphaned_data) then drops every point at or after that step from earlier
+files, so each step shows once after a resume.
 """
 
 import os
@@ -57,11 +63,19 @@ def _field(number: int, payload: bytes) -> bytes:
     return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
-def encode_event(wall_time: float, step: int, scalars=None, file_version: str = "") -> bytes:
-    """One serialized Event proto with `scalars` (tag -> float) as simple values."""
+SESSION_START = 1  # tensorflow.SessionLog.SessionStatus.START
+
+
+def encode_event(
+    wall_time: float, step: int, scalars=None, file_version: str = "", session_status: int = 0
+) -> bytes:
+    """One serialized Event proto with `scalars` (tag -> float) as simple values, or a
+    file version, or a SessionLog with `session_status`."""
     out = b"\x09" + struct.pack("<d", wall_time) + b"\x10" + _varint(int(step))
     if file_version:
         out += _field(3, file_version.encode())
+    if session_status:
+        out += _field(7, b"\x08" + _varint(session_status))
     if scalars:
         values = b"".join(
             _field(1, _field(1, tag.encode()) + b"\x15" + struct.pack("<f", float(value)))
@@ -92,6 +106,11 @@ class EventFile:
         self.path = os.path.join(directory, name)
         self._file = open(self.path, "ab")
         self._file.write(record(encode_event(now, 0, file_version="brain.Event:2")))
+        self._file.flush()
+
+    def restart(self, step: int) -> None:
+        """Marks a restart at `step`: TensorBoard forgets earlier files' points at step >= it."""
+        self._file.write(record(encode_event(time.time(), step, session_status=SESSION_START)))
         self._file.flush()
 
     def write(self, step: int, scalars: dict) -> None:

@@ -5,7 +5,8 @@ are overridden with --config.<key>=<value>; the config is locked, so a typo in
 a key is an error, not a silently ignored flag.
 """
 
-import json
+import ast
+import errno
 import os
 import sys
 
@@ -24,11 +25,30 @@ flags.DEFINE_enum("mode", "all", MODES, "Which stage to run; `all` runs them in 
 flags.DEFINE_string("coordinator_address", "", "Multi-host: host:port of process 0.")
 flags.DEFINE_integer("num_processes", 0, "Multi-host: number of processes.")
 flags.DEFINE_integer("process_id", -1, "Multi-host: this process's index.")
+flags.DEFINE_bool(
+    "break_lock",
+    False,
+    "Take the workdir lock even when a process on another host holds it (only once you "
+    "know that process is gone; a dead holder on this host is taken over without it).",
+)
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
 
 
+WRITING_STAGES = ("prepare", "describe", "embed", "train")
+
+
 def _check_workdir(workdir: str) -> None:
+    """The workdir exists (or is created) and is writable; one line when it cannot be."""
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise InputError(f"{workdir}: workdir is a file, not a directory")
+    parent = os.path.dirname(os.path.abspath(workdir))
+    while parent and not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if os.path.exists(parent) and not os.path.isdir(parent):
+        raise InputError(
+            f"{workdir}: workdir is not writable ({parent} is a file, not a directory)"
+        )
     try:
         os.makedirs(workdir, exist_ok=True)
         probe = os.path.join(workdir, f".write-probe-{os.getpid()}")
@@ -36,34 +56,133 @@ def _check_workdir(workdir: str) -> None:
             pass
         os.unlink(probe)
     except OSError as e:
-        raise InputError(f"{workdir}: workdir is not writable ({e.strerror})") from e
+        reason = e.strerror or str(e)
+        if e.errno == errno.ENOTDIR:
+            reason = "a part of the path is a file, not a directory"
+        raise InputError(f"{workdir}: workdir is not writable ({reason})") from e
 
 
-def run(config, workdir: str, mode: str) -> None:
-    """Runs one stage (or all) of `config`'s experiment in `workdir`."""
+def _check_values(config, stages) -> None:
+    """Config values that would fail late or with a misleading message, checked first."""
+
+    def at_least(key: str, value, low: int, what: str) -> None:
+        if not isinstance(value, int) or value < low:
+            raise InputError(f"config.{key}={value}: {what}")
+
+    at_least("batch_size", config.batch_size, 1, "must be a positive number of windows per step")
+    at_least("eval.batch_size", config.eval.batch_size, 0, "must be 0 (batch_size) or positive")
+    at_least("num_devices", config.get("num_devices", 0), 0, "must be 0 (every device) or more")
+    if "train" in stages:
+        at_least("total_steps", config.total_steps, 1, "must be at least 1")
+        at_least("log_every_steps", config.log_every_steps, 1, "must be at least 1")
+        at_least("checkpoint_every_steps", config.checkpoint_every_steps, 0, "must be 0 or more")
+        at_least("keep_checkpoints", config.keep_checkpoints, 1, "must be at least 1")
+        at_least("eval.every_steps", config.eval.get("every_steps", 0), 0, "must be 0 or more")
+
+
+def _check_devices(config, stages) -> None:
+    """The batch sizes divide over the devices, before any stage runs."""
+    from wat_jax import parallel
+
+    mesh = parallel.make_mesh(config.get("num_devices") or None)
+    if "train" in stages:
+        parallel.check_batch_size(config.batch_size, mesh)
+    if "eval" in stages:
+        key = "eval.batch_size" if config.eval.batch_size else "batch_size"
+        parallel.check_batch_size(config.eval.batch_size or config.batch_size, mesh, key)
+
+
+def run(config, workdir: str, mode: str, break_lock: bool = False) -> None:
+    """Runs one stage (or all) of `config`'s experiment in `workdir`.
+
+    Checks come first (config values, the workdir, batch sizes against the devices);
+    writing stages then hold the workdir lock (wat_jax/lock.py), and are refused when
+    the config changes a model or data key of the run (wat_jax/run_config.py); the
+    prepared data is checked against the config before training or evaluation.
+    """
+    stages = ("prepare", "describe", "embed", "train", "eval") if mode == "all" else (mode,)
+    _check_values(config, stages)
+    _check_workdir(workdir)
     # Imported here so --help and flag errors answer without starting JAX.
     import jax
 
-    from wat_jax import evaluate, io, parallel, tasks, train
+    from wat_jax import lock, parallel, run_config, tasks
 
     parallel.maybe_initialize_distributed(
         FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id
     )
-    _check_workdir(workdir)
     task = tasks.get_task(config.task)
-    if jax.process_index() == 0:
-        io.write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
-    stages = ("prepare", "describe", "embed", "train", "eval") if mode == "all" else (mode,)
+    if "train" in stages or "eval" in stages:
+        _check_devices(config, stages)
+    if not any(s in WRITING_STAGES for s in stages):  # eval: reads the run, writes eval/
+        _run_stages(run_config.config_for_eval(config, workdir), workdir, task, stages)
+        return
+    with lock.hold_for_processes(workdir, mode, break_lock):
+        control = run_config.check_writer(config, workdir, mode)
+        if "train" in stages and jax.process_index() == 0:
+            on_train = lambda: run_config.record_train(config, workdir, mode, control)
+        else:
+            on_train = None
+        _run_stages(config, workdir, task, stages, on_train)
+
+
+def _run_stages(config, workdir: str, task, stages, on_train=None) -> None:
+    import jax
+
+    from wat_jax import evaluate, train
+    from wat_jax.data import checks
+
     for stage in stages:
         logging.info("stage %s: %s", stage, workdir)
         if stage == "train":
+            checks.check_prepared(config, workdir)
+            if on_train is not None:
+                on_train()  # config.json: written only once a training is sure to start
             train.train_and_evaluate(config, workdir, task)
         elif stage == "eval":
+            checks.check_prepared(config, workdir, ("val",))
             result_path = evaluate.evaluate(config, workdir, task)
             if jax.process_index() == 0:
                 print(evaluate.summary_table(result_path))
         else:
             getattr(task, stage)(config, workdir)
+
+
+def _override_message(error: Exception, argv) -> str:
+    """ml_collections' error for a bad override as one readable line (an unknown key's
+    KeyError arrives repr()-wrapped once per config level, with a literal newline)."""
+    detail = error
+    while isinstance(detail, BaseException):  # AttributeError(KeyError(...)) for nested keys
+        detail = detail.args[0] if detail.args else str(detail)
+    for _ in range(4):
+        if isinstance(detail, str) and len(detail) > 1 and detail[0] == detail[-1] in "'\"":
+            try:
+                unwrapped = ast.literal_eval(detail)
+            except (ValueError, SyntaxError):
+                break
+            if not isinstance(unwrapped, str) or unwrapped.strip("'\"") == detail.strip("'\""):
+                break
+            detail = unwrapped
+        else:
+            break
+    lines = [line.strip() for line in str(detail).splitlines() if line.strip()]
+    first = lines[0] if lines else ""
+    name, _, rest = first.partition(" ")
+    hint = " ".join([rest] + lines[1:]).strip()
+    quoted = len(name) > 2 and name[0] == name[-1] and name[0] in "'\""
+    if not quoted or (hint and not hint.startswith("Did you mean")):
+        return "bad --config override: " + " ".join(lines)
+    name = name[1:-1]
+    flag = next(
+        (
+            a.split("=", 1)[0]
+            for a in argv[1:]
+            if a.startswith("--config.") and name in a.split("=", 1)[0].split(".")
+        ),
+        "--config",
+    )
+    message = f"{flag}: unknown config key '{name}'"
+    return message + (f"; {hint[0].lower()}{hint[1:]}" if hint else "")
 
 
 def parse_flags(argv):
@@ -78,9 +197,10 @@ def parse_flags(argv):
             message = f"{message.split(':', 1)[0]}: {message.strip().splitlines()[-1]}"
     except OSError as e:
         message = f"--config: {str(e).splitlines()[0]}: {str(e).strip().splitlines()[-1].strip()}"
-    except (KeyError, AttributeError, TypeError, ValueError) as e:
-        detail = e.args[0] if isinstance(e, KeyError) and e.args else e
-        message = f"bad --config override: {detail}"
+    except (KeyError, AttributeError) as e:
+        message = _override_message(e, argv)
+    except (TypeError, ValueError) as e:
+        message = f"bad --config override: {e}"
     print("error: " + " ".join(str(message).split()), file=sys.stderr)
     sys.exit(2)
 
@@ -92,7 +212,7 @@ def main(argv):
 
     quiet_library_logs()
     try:
-        run(FLAGS.config, FLAGS.workdir, FLAGS.mode)
+        run(FLAGS.config, FLAGS.workdir, FLAGS.mode, FLAGS.break_lock)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

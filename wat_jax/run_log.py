@@ -13,14 +13,31 @@ from wat_jax import event_file
 
 class MetricWriter:
     """Appends one JSON object per logged step to WORKDIR/metrics.jsonl, and the same
-    scalars to WORKDIR/tensorboard/ (`tensorboard --logdir=WORKDIR/tensorboard`)."""
+    scalars to WORKDIR/tensorboard/ (`tensorboard --logdir=WORKDIR/tensorboard`).
 
-    def __init__(self, workdir: str):
+    A training passes `resume_step`, the step its state starts from (0 for a fresh
+    start). When earlier sessions already logged, the writer marks the resume:
+    metrics.jsonl gets a line {"step": resume_step, "resumed": true} (readers merge
+    the lines of a step, the later value winning), and the TensorBoard file starts
+    with a SessionLog START at resume_step + 1, so TensorBoard drops the earlier
+    sessions' points from there on and shows each step once.
+    """
+
+    def __init__(self, workdir: str, resume_step: int | None = None):
         self._file = self._events = None
         if jax.process_index() == 0:
             os.makedirs(workdir, exist_ok=True)
-            self._file = open(os.path.join(workdir, "metrics.jsonl"), "a")
+            path = os.path.join(workdir, "metrics.jsonl")
+            logged_before = os.path.exists(path) and os.path.getsize(path) > 0
+            self._file = open(path, "a")
             self._events = event_file.EventFile(os.path.join(workdir, "tensorboard"))
+            if resume_step is not None and logged_before:
+                self._file.write(
+                    json.dumps({"step": int(resume_step), "resumed": True}, sort_keys=True) + "\n"
+                )
+                self._file.flush()
+                self._events.restart(int(resume_step) + 1)
+                logging.info("metrics: resuming at step %d", int(resume_step))
 
     def write(self, step: int, scalars: dict) -> None:
         if self._file is None:

@@ -170,10 +170,28 @@ def format_table(answer: dict) -> str:
 
 
 def _read_queries(path: str) -> list[str]:
+    """One query per line (UTF-8; blank lines skipped); one error line for a bad file."""
     if not os.path.exists(path):
         raise fail(path, "no such file")
-    with open(path) as f:
-        queries = [line.strip() for line in f if line.strip()]
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise fail(path, f"cannot read it ({e.strerror or e})") from e
+    queries = []
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise fail(
+                f"{path}:{number}",
+                f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
+                "save the queries as UTF-8",
+            ) from e
+        if line.strip():
+            queries.append(line.strip())
+    if queries and queries[0].startswith("\ufeff"):  # a UTF-8 byte-order mark
+        queries[0] = queries[0][1:].strip()
     if not queries:
         raise fail(path, "no queries (one per line expected)")
     return queries

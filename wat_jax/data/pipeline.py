@@ -10,6 +10,8 @@ loads only its own rows.
 
 import dataclasses
 import os
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -61,13 +63,39 @@ class TextBank:
     def load(cls, path: str) -> "TextBank":
         if not os.path.exists(path):
             raise fail(path, "no text embeddings here; run --mode=embed first")
-        with np.load(path, allow_pickle=False) as z:
-            return cls(
-                [str(k) for k in z["keys"]],
-                z["names"].astype(np.float32),
-                z["descriptions"].astype(np.float32),
-                z["offsets"].astype(np.int64),
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                bank = cls(
+                    [str(k) for k in z["keys"]],
+                    z["names"].astype(np.float32),
+                    z["descriptions"].astype(np.float32),
+                    z["offsets"].astype(np.int64),
+                )
+        except KeyError as e:
+            raise fail(path, f"not a text bank (no array {e}); run --mode=embed again") from e
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+            detail = " ".join(str(e).split()) or type(e).__name__
+            raise fail(
+                path, f"unreadable text bank ({detail}); run --mode=embed again to rebuild it"
+            ) from e
+        k, m = len(bank.keys), len(bank.descriptions)
+        if (
+            bank.names.ndim != 2
+            or bank.names.shape[0] != k
+            or bank.descriptions.ndim != 2
+            or bank.descriptions.shape[1] != bank.names.shape[1]
+            or bank.offsets.shape != (k + 1,)
+            or bank.offsets[0] != 0
+            or bank.offsets[-1] != m
+            or (np.diff(bank.offsets) < 0).any()
+        ):
+            raise fail(
+                path,
+                f"inconsistent text bank ({k} keys, names {list(bank.names.shape)}, "
+                f"descriptions {list(bank.descriptions.shape)}, offsets "
+                f"{list(bank.offsets.shape)}); run --mode=embed again",
             )
+        return bank
 
 
 def class_keys(labels: np.ndarray, threshold: float = 0.5) -> np.ndarray:

@@ -20,7 +20,6 @@ paraphrases of it.
 
 import dataclasses
 import datetime
-import fcntl
 import hashlib
 import json
 import os
@@ -29,7 +28,7 @@ from collections.abc import Sequence
 import ml_collections
 from absl import logging
 
-from wat_jax import io, run_log
+from wat_jax import io, lock, run_log
 from wat_jax.errors import fail
 from wat_jax.text import backends, cleaning, prompts
 from wat_jax.text.chat import ChatRequest
@@ -271,31 +270,37 @@ class _Run:
         return jobs
 
     def _completions(self, requests):
-        """(request index, texts) as they finish: streamed when the backend can."""
+        """(request index, texts, each text's seed) as they finish: streamed when the
+        backend can. A backend that knows the seed each text was sampled with (a
+        server ignoring `n` gets repeat requests with seed+1, +2, ...) reports it;
+        otherwise every text of a request has the request's seed."""
+        if hasattr(self.backend, "iter_complete_seeded"):
+            yield from self.backend.iter_complete_seeded(requests)
+            return
         if hasattr(self.backend, "iter_complete"):
-            yield from self.backend.iter_complete(requests)
+            for i, texts in self.backend.iter_complete(requests):
+                yield i, texts, [requests[i].seed] * len(texts)
             return
         batch = max(int(self.cfg.local_batch_size), 1)
         for start in range(0, len(requests), batch):
             for offset, texts in enumerate(self.backend.complete(requests[start : start + batch])):
-                yield start + offset, texts
+                i = start + offset
+                yield i, texts, [requests[i].seed] * len(texts)
 
     def run_chat(self, round_: int) -> None:
         phases = ("describe", "paraphrase") if self.cfg.strategy == "paraphrase" else ("describe",)
         for phase in phases:
             jobs = self._jobs(round_, phase)
-            for i, texts in self._completions([job[3] for job in jobs]):
+            for i, texts, seeds in self._completions([job[3] for job in jobs]):
                 k, group, prompt, request = jobs[i]
                 rows = []
                 # Sample j fills index group[j]; a dropped sample leaves its index for
                 # the next round, which asks again under a new seed.
-                for index, raw in zip(group, texts):
+                for index, raw, seed in zip(group, texts, seeds):
                     text = self.cleaner(k.key, raw)
                     if text is not None:
                         rows.append(
-                            self._record(
-                                k, index, text, prompt.id, prompt.sha256, request.seed, round_
-                            )
+                            self._record(k, index, text, prompt.id, prompt.sha256, seed, round_)
                         )
                 if rows:
                     _append(self.path, rows)
@@ -359,14 +364,9 @@ def describe(
     _check(keys, cfg)
     os.makedirs(workdir, exist_ok=True)
     path = os.path.join(workdir, STORE_FILE)
-    with open(os.path.join(workdir, ".descriptions.lock"), "w") as lock:
-        # Another run on this workdir (or another host's process on a shared disk)
-        # finishes first; this one then finds the texts written and requests nothing.
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            logging.info("describe: waiting for another run writing %s", path)
-            fcntl.flock(lock, fcntl.LOCK_EX)
+    # The workdir lock (wat_jax/lock.py): main.py already holds it for --mode=describe;
+    # a direct call takes it here. Another live writer is an error naming it.
+    with lock.hold(workdir, "describe"):
         _describe_locked(keys, cfg, path, backend)
     return path
 

@@ -9,6 +9,13 @@ as long as Retry-After asks), 5xx, timeouts, dropped connections and replies
 that are not chat-completion JSON. Failures that retrying cannot fix (an
 unknown or non-chat model, a refused API key, a bad URL) raise InputError at
 once. `stats` counts requests, retries by cause and n-fallback requests.
+
+Before the first request the model name is checked against GET <base_url>/models
+when the server answers it with a model list (vLLM, Ollama, llama.cpp and hosted
+APIs do): a name the server does not serve is one error naming the ones it does.
+Servers without the endpoint are not checked. Each text comes back with the seed
+of the request that produced it (repeat requests to a server ignoring `n` send
+seed+1, seed+2, ...), which describe records.
 """
 
 import collections
@@ -89,8 +96,7 @@ class OpenAIBackend:
         if not cfg.model:
             raise fail(
                 "config.describe.model",
-                "empty; set the model name the server serves "
-                "(for llama.cpp's llama-server any name works)",
+                "empty; set the model name the server serves (GET <base_url>/models lists them)",
             )
         if not cfg.base_url.startswith(("http://", "https://")):
             raise fail(
@@ -111,10 +117,46 @@ class OpenAIBackend:
         self.stats = collections.Counter()
         self._lock = threading.Lock()
         self._stop = threading.Event()  # set when a run ends early: retries stop waiting
+        self.base_url = cfg.base_url.rstrip("/")
+        self._models_url = self.base_url + "/models"
+        self._model_checked = False
 
     def _count(self, name: str, amount: int = 1) -> None:
         with self._lock:
             self.stats[name] += amount
+
+    def served_models(self) -> list[str] | None:
+        """The model ids GET <base_url>/models lists, or None when the server has no list."""
+        request = urllib.request.Request(self._models_url, headers=self._headers)
+        try:
+            with urllib.request.urlopen(request, timeout=min(self.timeout_s, 30.0)) as response:
+                data = json.loads(response.read())
+            models = [m["id"] for m in data["data"] if isinstance(m.get("id"), str)]
+        except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as e:
+            logging.info(
+                "describe: %s gives no model list (%s); model not checked", self._models_url, e
+            )
+            return None
+        except (KeyError, TypeError, AttributeError):
+            return None
+        return models or None
+
+    def check_model(self) -> None:
+        """InputError naming the served models when the server lists them and not ours."""
+        if self._model_checked:
+            return
+        models = self.served_models()
+        self._model_checked = True
+        if models is None:
+            return
+        # Ollama lists "name:tag" and also serves "name" as "name:latest".
+        if self.model in models or f"{self.model}:latest" in models:
+            return
+        shown = ", ".join(repr(m) for m in models[:10]) + (" ..." if len(models) > 10 else "")
+        raise fail(
+            f"config.describe.model={self.model!r}",
+            f"not served by {self.base_url}; it serves {shown}",
+        )
 
     def complete(self, requests: list[ChatRequest]) -> list[list[str]]:
         """Per request, its n texts (ChatBackend)."""
@@ -125,38 +167,48 @@ class OpenAIBackend:
 
     def iter_complete(self, requests: list[ChatRequest]):
         """Yields (request index, texts) as requests finish, so callers can store early."""
+        for i, texts, _ in self.iter_complete_seeded(requests):
+            yield i, texts
+
+    def iter_complete_seeded(self, requests: list[ChatRequest]):
+        """Yields (request index, texts, the seed each text was sampled with)."""
+        self.check_model()
         pool = concurrent.futures.ThreadPoolExecutor(self.concurrency, "describe-http")
         self._stop.clear()
         try:
             futures = {pool.submit(self._complete_one, r): i for i, r in enumerate(requests)}
             for future in concurrent.futures.as_completed(futures):
-                yield futures[future], future.result()
+                texts, seeds = future.result()
+                yield futures[future], texts, seeds
         finally:
             # On an error (or an abandoned generator) start nothing new and wake the
             # retry waits; requests in flight end within timeout_s on their own.
             self._stop.set()
             pool.shutdown(wait=False, cancel_futures=True)
 
-    def _complete_one(self, request: ChatRequest) -> list[str]:
-        texts = []
+    def _complete_one(self, request: ChatRequest) -> tuple[list[str], list[int]]:
+        texts, seeds = [], []
         while len(texts) < request.n:
             # Servers that ignore `n` answer one choice; ask again for the rest, with
             # the seed moved on so the repeats are new samples.
             want = request.n - len(texts)
+            seed = request.seed + len(texts)
             body = {
                 "model": self.model,
                 "messages": list(request.messages),
                 "temperature": request.temperature,
                 "top_p": request.top_p,
                 "max_tokens": request.max_tokens,
-                "seed": request.seed + len(texts),
+                "seed": seed,
             }
             if want > 1:
                 body["n"] = want  # omitted for 1: some servers reject the field
             if texts:
                 self._count("fallback_requests")
-            texts.extend(self._post(body)[:want])
-        return texts
+            got = self._post(body)[:want]
+            texts.extend(got)
+            seeds.extend([seed] * len(got))
+        return texts, seeds
 
     def _post(self, body: dict) -> list[str]:
         data = json.dumps(body).encode()
