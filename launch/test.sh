@@ -6,4 +6,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/launch/setup.sh"
 cd "$ROOT"
 export JAX_PLATFORMS=cpu HF_HUB_OFFLINE=1
-exec python -m pytest -q -p no:cacheprovider tests "$@"
+# With test paths among the arguments only those run; otherwise the whole suite.
+targets=(tests)
+for arg in "$@"; do
+  case "$arg" in tests/*|./tests/*) targets=() ;; esac
+done
+exec python -m pytest -q -p no:cacheprovider "${targets[@]}" "$@"
