@@ -44,12 +44,19 @@ def test_cli_prints_one_json_object_per_line():
         "--warmup=1",
         "--data_windows=64",
         "--data_batches=5",
+        "--matmul_size=256",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = [json.loads(line) for line in proc.stdout.splitlines()]
     by_what = {r["what"]: r for r in records}
     assert list(by_what) == ["machine", "precision", "step", "data"]
-    assert by_what["machine"]["local_devices"] == 8
+    machine = by_what["machine"]
+    assert machine["local_devices"] == 8
+    # The machine's own limit, measured in the same run in the step's dtype.
+    assert machine["matmul_size"] == 256 and machine["matmul_dtype"] == "float32"
+    assert 1e8 < machine["matmul_flops_per_sec"] < 1e14
+    assert machine["matmul_median_flops_per_sec"] <= machine["matmul_flops_per_sec"]
+    assert machine["machine_matmul_flops_per_sec"] == machine["matmul_flops_per_sec"]  # CPU
     step = by_what["step"]
     assert step["impl"] == "wat_jax" and step["steps"] == 3 and step["devices"] == 8
     for key in (
@@ -63,8 +70,26 @@ def test_cli_prints_one_json_object_per_line():
         assert step[key] > 0, key
     assert step["flops_source"] in ("xla_cost_analysis", "analytic")
     assert step["peak_flops_per_device"] is None and step["mfu"] is None  # CPU: no peak
+    # Analytic FLOPs/s over the matmul rate: a tiny step is far from the limit, never above it.
+    fraction = step["fraction_of_matmul_peak"]
+    expected = step["model_flops_per_step"] / step["median_step_s"]
+    assert fraction == pytest.approx(expected / machine["machine_matmul_flops_per_sec"])
+    assert 0 < fraction < 1
     data = by_what["data"]
     assert data["windows_per_sec"] > 0 and data["times_faster_than_step"] > 0
+
+
+def test_matmul_rate_is_the_products_flops_over_its_time():
+    record = benchmark.matmul_rate("float32", size=128, repeats=3)
+    assert record["matmul_size"] == 128
+    assert 1e8 < record["matmul_flops_per_sec"] < 1e14
+    bf16 = benchmark.matmul_rate("bfloat16", size=128, repeats=1)
+    assert bf16["matmul_dtype"] == "bfloat16" and bf16["matmul_flops_per_sec"] > 0
+
+
+def test_machine_record_without_a_step_skips_the_matmul():
+    record = benchmark.machine_record(None)
+    assert "matmul_flops_per_sec" not in record and record["cpu_cores"] >= 1
 
 
 def test_text_benchmark_passes_only_the_arguments_it_accepts(monkeypatch):

@@ -371,3 +371,24 @@ def test_cli_weights_disagreeing_with_config(tmp_path):
 def _write(path, data: bytes):
     path.write_bytes(data)
     return path
+
+
+def test_pack_rows_places_every_text_once_within_capacity():
+    rng = np.random.default_rng(1)
+    lengths = rng.integers(2, 65, 500)
+    rows = encoder.pack_rows(lengths, 64)
+    placed = np.concatenate(rows)
+    assert sorted(placed.tolist()) == list(range(500))
+    assert all(lengths[r].sum() <= 64 for r in rows)
+    assert len(rows) <= 1.15 * lengths.sum() / 64 + 1  # nearly full rows
+
+
+def test_packed_rows_give_each_text_its_own_vector(tiny):
+    words = "the person walks forward and then turns around slowly".split()
+    rng = np.random.default_rng(2)
+    texts = [" ".join(rng.choice(words, n)) for n in rng.integers(1, 40, 30)]
+    for pooling in ("mean", "cls"):
+        enc = encoder.load_encoder(tiny, pooling=pooling)
+        packed = enc.encode(texts, batch_size=4)
+        padded = enc.encode(texts, batch_size=4, packed=False)
+        np.testing.assert_allclose(packed, padded, atol=1e-5)

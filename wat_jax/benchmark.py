@@ -181,6 +181,7 @@ def benchmark_step(
     compare: str = "",
     block: int = 5,
     threads: int = 0,
+    matmul_flops_per_sec: float | None = None,
 ) -> list[dict]:
     """Times our train step (and the torch reference when `compare="torch"`).
 
@@ -191,6 +192,9 @@ def benchmark_step(
       compare: "" or "torch".
       block: steps per block when alternating implementations.
       threads: torch intra-op threads (0: the machine's cores).
+      matmul_flops_per_sec: the machine's matmul rate in the step's dtype (see
+        `matmul_rate`); each record's `fraction_of_matmul_peak` is its analytic
+        model FLOPs per second over it (None when not given).
 
     Returns:
       One record per implementation, and a `compare` record when comparing.
@@ -234,6 +238,9 @@ def benchmark_step(
             "dtype": shape.dtype,
             **_summary(times[name], shape.batch_size),
         }
+        record["fraction_of_matmul_peak"] = (
+            model / record["median_step_s"] / matmul_flops_per_sec if matmul_flops_per_sec else None
+        )
         if name == "wat_jax":
             flops = ours.xla_flops or model
             median = record["median_step_s"]
@@ -399,19 +406,83 @@ def _count_dtypes(jaxpr, counts: dict) -> None:
                     _count_dtypes(inner, counts)
 
 
-def machine_record() -> dict:
-    """Where the numbers come from."""
+def matmul_rate(dtype: str = "float32", size: int = 0, repeats: int = 5) -> dict:
+    """The machine's own matmul limit: FLOP/s of a large square matmul in `dtype`.
+
+    One jitted [size, size] x [size, size] product on the first device, timed
+    `repeats` times after a warm-up (blocking on the result). On CPU one device
+    already uses every core, so that is the machine's rate; on accelerators the
+    rate is per device and `machine_matmul_flops_per_sec` multiplies it by the
+    local device count. `size` 0 picks 2048 on CPU and 8192 elsewhere (big
+    enough to be compute-bound).
+
+    Returns:
+      {"matmul_size", "matmul_dtype", "matmul_flops_per_sec" (best run, per
+      device), "matmul_median_flops_per_sec", "machine_matmul_flops_per_sec"}.
+    """
     device = jax.devices()[0]
+    size = size or (2048 if device.platform == "cpu" else 8192)
+    rng = np.random.default_rng(0)
+    a, b = (
+        jax.device_put(jax.numpy.asarray(rng.standard_normal((size, size)), dtype), device)
+        for _ in range(2)
+    )
+    product = jax.jit(lambda x, y: x @ y).lower(a, b).compile()
+    jax.block_until_ready(product(a, b))
+    times = []
+    for _ in range(max(repeats, 1)):
+        start = time.perf_counter()
+        jax.block_until_ready(product(a, b))
+        times.append(time.perf_counter() - start)
+    flops = 2.0 * size**3
+    per_device = flops / min(times)
+    devices = 1 if device.platform == "cpu" else jax.local_device_count()
     return {
+        "matmul_size": size,
+        "matmul_dtype": dtype,
+        "matmul_flops_per_sec": per_device,
+        "matmul_median_flops_per_sec": flops / statistics.median(times),
+        "machine_matmul_flops_per_sec": per_device * devices,
+    }
+
+
+def machine_record(dtype: str | None = "float32", matmul_size: int = 0) -> dict:
+    """Where the numbers come from, with the machine's matmul rate in `dtype` (None: skip)."""
+    device = jax.devices()[0]
+    record = {
         "what": "machine",
         "platform": device.platform,
         "device_kind": device.device_kind,
         "local_devices": jax.local_device_count(),
         "cpu_cores": _cores(),
+        "cpu_model": _cpu_model(),
+        "load_average": _load_average(),
         "jax_version": jax.__version__,
         "python": sys.version.split()[0],
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
+    if dtype:
+        record.update(matmul_rate(dtype, matmul_size))
+    return record
+
+
+def _cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def _load_average() -> list[float] | None:
+    """1, 5 and 15 minute load averages: other work on a shared machine skews timings."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
 
 
 def _cores() -> int:
@@ -448,12 +519,21 @@ def main(argv):
     if compare == "torch" and importlib.util.find_spec("torch") is None:
         raise app.UsageError("--compare=torch needs torch importable (see launch/bench.sh)")
     emit = lambda record: print(json.dumps(record), flush=True)
-    emit(machine_record())
+    machine = machine_record(shape.dtype if "step" in what else None, f.matmul_size)
+    emit(machine)
     step_rate = None
     if "precision" in what:
         emit(precision_report(shape))
     if "step" in what:
-        for record in benchmark_step(shape, f.steps, f.warmup, compare, f.block, f.threads):
+        for record in benchmark_step(
+            shape,
+            f.steps,
+            f.warmup,
+            compare,
+            f.block,
+            f.threads,
+            machine.get("machine_matmul_flops_per_sec"),
+        ):
             emit(record)
             if record.get("impl") == "wat_jax":
                 step_rate = record["sequences_per_sec"]
@@ -477,6 +557,9 @@ def _define_flags():
     flags.DEFINE_integer("block", 5, "Steps per block when alternating with --compare.")
     flags.DEFINE_enum("compare", "", ["", "torch"], "Also time the PyTorch reference.")
     flags.DEFINE_integer("threads", 0, "Torch intra-op threads; 0: the machine's cores.")
+    flags.DEFINE_integer(
+        "matmul_size", 0, "Side of the square matmul timed as the machine's limit; 0: auto."
+    )
     for name, default in dict(
         width=768, layers=8, heads=4, mlp_dim=1024, frames=60, joints=25, features=6, text_dim=1024
     ).items():

@@ -125,7 +125,7 @@ class SelfAttention(nn.Module):
         q, k, v = heads("query"), heads("key"), heads("value")
         scores = jnp.einsum("bqhd,bkhd->bhqk", q, k, precision=p).astype(jnp.float32)
         logits = scores / np.sqrt(c.head_dim)
-        logits = jnp.where(mask[:, None, None, :], logits, _MASK_VALUE)
+        logits = jnp.where(mask, logits, _MASK_VALUE)  # mask [B, 1, 1 or L, L]
         probs = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
         context = jnp.einsum("bhqk,bkhd->bqhd", probs, v, precision=p)  # [B, L, H, Dh]
         context = context.reshape(hidden.shape)  # [B, L, D]
@@ -167,12 +167,62 @@ class BertEncoder(nn.Module):
     normalize: bool = True
     dtype: Any = jnp.float32
 
-    @nn.compact
     def __call__(self, input_ids, attention_mask, token_type_ids=None):
+        """One text per row: input_ids, attention_mask [B, L] -> [B, D]."""
+        mask = attention_mask.astype(bool)
+        positions = jnp.arange(input_ids.shape[1])[None, :]
+        hidden = self.encode_tokens(input_ids, positions, mask[:, None, None, :], token_type_ids)
+        hidden = hidden.astype(jnp.float32)
+        if self.pooling == "cls":
+            pooled = hidden[:, 0]
+        elif self.pooling == "mean":
+            weights = mask.astype(jnp.float32)[..., None]
+            pooled = (hidden * weights).sum(1) / jnp.maximum(weights.sum(1), 1e-9)
+        else:
+            raise ValueError(f"pooling must be 'mean' or 'cls', not {self.pooling!r}")
+        return self.finish(pooled)  # [B, D]
+
+    def packed(self, input_ids, segments, positions, num_segments: int):
+        """Several texts per row, as packed by the text encoder; same vectors as `__call__`.
+
+        Args:
+          input_ids: [R, L] token ids, texts laid end to end in each row.
+          segments: [R, L] int, 1..num_segments for the text a token belongs to, 0 for padding.
+          positions: [R, L] each token's position within its own text (0 at its [CLS]).
+          num_segments: most texts one row may hold (static).
+
+        Returns:
+          [R, num_segments, D] float32, the vector of text s of row r at [r, s - 1]
+          (rows of absent segments are zeros, or junk: the caller ignores them).
+
+        Tokens attend only to their own text's tokens, and take positions from
+        its start, so each text's vector is what it would be alone in a row;
+        only the order of floating-point sums differs (~1e-7).
+        """
+        same = segments[:, :, None] == segments[:, None, :]
+        mask = (same & (segments[:, None, :] > 0))[:, None]  # [R, 1, L, L]
+        hidden = self.encode_tokens(input_ids, positions, mask).astype(jnp.float32)
+        member = segments[..., None] == jnp.arange(1, num_segments + 1)  # [R, L, S]
+        if self.pooling == "cls":
+            member = member & (positions == 0)[..., None]
+        elif self.pooling != "mean":
+            raise ValueError(f"pooling must be 'mean' or 'cls', not {self.pooling!r}")
+        weights = member.astype(jnp.float32)
+        summed = jnp.einsum("rls,rld->rsd", weights, hidden, precision=jax.lax.Precision.HIGHEST)
+        return self.finish(summed / jnp.maximum(weights.sum(1), 1e-9)[..., None])
+
+    def finish(self, pooled):
+        if self.normalize:
+            norm = jnp.linalg.norm(pooled, axis=-1, keepdims=True)
+            pooled = pooled / jnp.maximum(norm, 1e-12)
+        return pooled
+
+    @nn.compact
+    def encode_tokens(self, input_ids, positions, mask, token_type_ids=None):
+        """The last layer's hidden states [B, L, D] (compute dtype); mask [B, 1, 1 or L, L]."""
         c = self.config
         if token_type_ids is None:
             token_type_ids = jnp.zeros_like(input_ids)
-        positions = jnp.arange(input_ids.shape[1])[None, :]
         hidden = sum(
             nn.Embed(rows, c.hidden_size, dtype=self.dtype, name=name)(ids)
             for rows, name, ids in (
@@ -182,21 +232,9 @@ class BertEncoder(nn.Module):
             )
         )  # [B, L, D]
         hidden = nn.LayerNorm(c.layer_norm_eps, dtype=self.dtype, name="embeddings_norm")(hidden)
-        mask = attention_mask.astype(bool)
         for i in range(c.num_layers):
             hidden = Layer(c, self.dtype, name=f"layer_{i}")(hidden, mask)  # [B, L, D]
-        hidden = hidden.astype(jnp.float32)
-        if self.pooling == "cls":
-            pooled = hidden[:, 0]
-        elif self.pooling == "mean":
-            weights = mask.astype(jnp.float32)[..., None]
-            pooled = (hidden * weights).sum(1) / jnp.maximum(weights.sum(1), 1e-9)
-        else:
-            raise ValueError(f"pooling must be 'mean' or 'cls', not {self.pooling!r}")
-        if self.normalize:
-            norm = jnp.linalg.norm(pooled, axis=-1, keepdims=True)
-            pooled = pooled / jnp.maximum(norm, 1e-12)
-        return pooled  # [B, D]
+        return hidden
 
 
 def weight_files(folder: str) -> list[str]:

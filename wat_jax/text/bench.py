@@ -13,6 +13,7 @@ other processes falls on both alike; the figure is the median run.
 """
 
 import json
+import os
 import statistics
 import sys
 import time
@@ -45,6 +46,7 @@ def benchmark_text_encoder(
     num_sentences: int = 256,
     compare_torch: bool = False,
     repeats: int = 2,
+    padded: bool = False,
 ) -> dict:
     """Times wat_jax's encoder (and sentence-transformers) on the same sentences.
 
@@ -54,6 +56,8 @@ def benchmark_text_encoder(
       num_sentences: synthetic sentences per timed run.
       compare_torch: also time sentence-transformers when torch is importable.
       repeats: timed runs each (median reported).
+      padded: also time our encoder without packing (each sorted batch padded to
+        a bucket, as before packing), in the same alternation.
 
     Returns:
       {"sentences_per_sec", "compile_s", "traces", ...}; with compare_torch also
@@ -66,6 +70,9 @@ def benchmark_text_encoder(
     ours = text_encoder.load_encoder(encoder)
     compile_s = _timed(lambda: ours.encode(sentences, batch_size))  # compiles every shape used
     runners = {"wat_jax": lambda: ours.encode(sentences, batch_size)}
+    if padded:
+        ours.encode(sentences, batch_size, packed=False)  # compiles its shapes
+        runners["padded"] = lambda: ours.encode(sentences, batch_size, packed=False)
     result = {
         "encoder": encoder,
         "batch_size": batch_size,
@@ -96,16 +103,32 @@ def benchmark_text_encoder(
                 max_abs_diff=float(np.abs(runners["wat_jax"]() - reference).max()),
             )
     times = {name: [] for name in runners}
-    for _ in range(repeats):
-        for name, run in runners.items():  # alternate, so background load hits both
-            times[name].append(_timed(run))
+    load_before = _load()
+    for i in range(repeats):
+        # alternate (ABBA), so background load hits every implementation alike
+        for name in list(runners) if i % 2 == 0 else list(runners)[::-1]:
+            times[name].append(_timed(runners[name]))
+    result["load_average"] = [load_before, _load()]
+    result["run_s"] = {name: [round(t, 4) for t in ts] for name, ts in times.items()}
     result["sentences_per_sec"] = num_sentences / statistics.median(times["wat_jax"])
+    if "padded" in times:
+        result["padded_sentences_per_sec"] = num_sentences / statistics.median(times["padded"])
+        result["speedup_over_padded"] = (
+            result["sentences_per_sec"] / result["padded_sentences_per_sec"]
+        )
     if "torch" in times:
         result["torch_sentences_per_sec"] = num_sentences / statistics.median(times["torch"])
         result["speedup_over_torch"] = (
             result["sentences_per_sec"] / result["torch_sentences_per_sec"]
         )
     return result
+
+
+def _load() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
 
 
 def main(argv) -> None:
@@ -116,7 +139,7 @@ def main(argv) -> None:
     if f.torch_site_packages:
         sys.path.append(f.torch_site_packages)
     result = benchmark_text_encoder(
-        f.encoder, f.batch_size, f.num_sentences, f.compare == "torch", f.repeats
+        f.encoder, f.batch_size, f.num_sentences, f.compare == "torch", f.repeats, f.padded
     )
     common = {k: result[k] for k in ("encoder", "batch_size", "num_sentences", "repeats")}
     print(
@@ -127,6 +150,13 @@ def main(argv) -> None:
                 "sentences_per_sec": result["sentences_per_sec"],
                 "compile_s": result["compile_s"],
                 "traces": result["traces"],
+                "load_average": result["load_average"],
+                "run_s": result["run_s"],
+                **{
+                    k: result[k]
+                    for k in ("padded_sentences_per_sec", "speedup_over_padded")
+                    if k in result
+                },
             }
         )
     )
@@ -159,8 +189,9 @@ if __name__ == "__main__":
     flags.DEFINE_string("encoder", "minilm", "`minilm`, a model folder, or hf:ORG/NAME.")
     flags.DEFINE_integer("batch_size", 64, "Sentences per forward pass.")
     flags.DEFINE_integer("num_sentences", 1024, "Sentences per timed run.")
-    flags.DEFINE_integer("repeats", 3, "Timed runs per implementation (median reported).")
+    flags.DEFINE_integer("repeats", 6, "Timed runs per implementation (median reported).")
     flags.DEFINE_enum("compare", "", ["", "torch"], "Also time sentence-transformers.")
+    flags.DEFINE_bool("padded", False, "Also time our encoder without packing (bucket padding).")
     flags.DEFINE_string(
         "torch_site_packages",
         "",
