@@ -78,6 +78,18 @@ def _edit_npy(w, split, name, fn):
     np.save(path, fn(array))
 
 
+def _damage(w, step):
+    """Truncates the largest file of a checkpoint's state, as a half-copied one would be."""
+    files = [
+        os.path.join(base, n)
+        for base, _, names in os.walk(w / "checkpoints" / str(step) / "state")
+        for n in names
+    ]
+    biggest = max(files, key=os.path.getsize)
+    with open(biggest, "r+b") as f:
+        f.truncate(os.path.getsize(biggest) // 3)
+
+
 def _nan_window(array, row=3):
     array = array.copy()
     array[row, 5, 2, 1] = np.nan
@@ -122,9 +134,36 @@ FAULTS = [
         "eval of a missing step",
         "toy_trained",
         _main(TOY, "eval", "--config.eval.step=99"),
-        "99",
+        "checkpoints: no checkpoint at step 99; have [10, 20]",
         unchanged=RUN_FILES,
         absent=("eval",),
+    ),
+    Fault(
+        "eval of a damaged checkpoint named by eval.step",
+        "toy_trained",
+        _main(TOY, "eval", "--config.eval.step=20"),
+        "checkpoints/20: checkpoint is damaged",
+        setup=lambda w: _damage(w, 20),
+        unchanged=RUN_FILES,
+        absent=("eval",),
+    ),
+    Fault(
+        "init_from a run of another model shape",
+        "toy_trained",
+        lambda w: _main(TOY, "train", f"--config.init_from={w}", "--config.model.width=48")(
+            w / "new"
+        ),
+        "config.init_from: ",
+        unchanged=RUN_FILES,
+        absent=("new/checkpoints/1", "new/config.json"),
+    ),
+    Fault(
+        "resume_from a folder without checkpoints",
+        "fresh",
+        lambda w: _main(TOY, "train", f"--config.resume_from={w / 'empty'}")(w / "run"),
+        "config.resume_from: ",
+        setup=lambda w: (w / "empty").mkdir(),
+        absent=("run/checkpoints", "run/config.json"),
     ),
     Fault(
         "negative batch size",

@@ -196,3 +196,11 @@ def test_cycle_finder_sees_a_circle_through_a_function_level_import():
 def test_the_package_has_no_import_circle():
     # Function-level imports count: a circle through one still couples the modules.
     assert cycles(import_graph(ROOT)) == []
+
+
+def test_readers_of_a_run_never_import_training():
+    graph = import_graph(ROOT)
+    assert "wat_jax.evaluate" not in graph["wat_jax.train"]
+    for reader in ("evaluate", "gallery", "search", "export", "artifact", "timeline"):
+        assert "wat_jax.train" not in graph[f"wat_jax.{reader}"], reader
+        assert "wat_jax.objectives" not in graph[f"wat_jax.{reader}"], reader

@@ -130,6 +130,10 @@ def test_resume_after_kill_minus_9_is_exact(tmp_path):
 
     _run(killed, "train", *steps)
     _assert_same_params(_params(straight, 40), _params(killed, 40))
+    # The resume is marked where it happened (TensorBoard restarts there too).
+    with open(killed / "metrics.jsonl") as f:
+        marks = [json.loads(line) for line in f if '"resumed"' in line]
+    assert marks == [{"resumed": True, "step": killed_at}]
     a, b = _metrics(straight), _metrics(killed)
     assert [a[s]["train/loss"] for s in range(1, 41)] == [b[s]["train/loss"] for s in range(1, 41)]
 

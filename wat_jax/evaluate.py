@@ -78,6 +78,22 @@ def make_embedder(config, model, params, mesh) -> Embedder:
     return Embedder(model, params, mesh, batch_size)
 
 
+def periodic(config, workdir: str, task):
+    """The training loop's evaluator: scores the live params as step N (see train.py).
+
+    The Embedder is built once, so its functions compile once; later calls swap params.
+    """
+    cache = {}
+
+    def evaluate_live(step, model, params, mesh, writer) -> str:
+        if "embedder" not in cache:
+            cache["embedder"] = make_embedder(config, model, params, mesh)
+        cache["embedder"].params = params
+        return score(config, workdir, task, cache["embedder"], step, writer)
+
+    return evaluate_live
+
+
 def restore_embedder(config, workdir: str, task=None, step: int | None = None):
     """Restores `step` (the newest that restores when None) read-only; (Embedder, step).
 

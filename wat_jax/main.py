@@ -114,6 +114,12 @@ def run(config, workdir: str, mode: str, break_lock: bool = False) -> None:
     task = tasks.get_task(config.task)
     if "train" in stages or "eval" in stages:
         _check_devices(config, stages)
+    if "train" in stages:  # a bad source folder is refused before anything is written
+        from wat_jax import checkpointing
+
+        for key in ("resume_from", "init_from"):
+            if config[key]:
+                checkpointing.parse_source(config[key], f"config.{key}")
     if not any(s in WRITING_STAGES for s in stages):  # eval: reads the run, writes eval/
         _run_stages(run_config.config_for_eval(config, workdir), workdir, task, stages)
         return
@@ -134,11 +140,17 @@ def _run_stages(config, workdir: str, task, stages, on_train=None) -> None:
 
     for stage in stages:
         logging.info("stage %s: %s", stage, workdir)
+        for line in _header(config, workdir, stage):
+            logging.info("%s", line)
         if stage == "train":
             checks.check_prepared(config, workdir)
-            if on_train is not None:
-                on_train()  # config.json: written only once a training is sure to start
-            train.train_and_evaluate(config, workdir, task)
+            train.train_and_evaluate(
+                config,
+                workdir,
+                task,
+                evaluator=evaluate.periodic(config, workdir, task),
+                on_start=on_train,  # config.json: written once the state is restored
+            )
         elif stage == "eval":
             checks.check_prepared(config, workdir, ("val",))
             result_path = evaluate.evaluate(config, workdir, task)
@@ -146,6 +158,32 @@ def _run_stages(config, workdir: str, task, stages, on_train=None) -> None:
                 print(evaluate.summary_table(result_path))
         else:
             getattr(task, stage)(config, workdir)
+
+
+def _header(config, workdir: str, stage: str) -> list[str]:
+    """What a log needs to say how this stage ran: config, overrides, runtime, workdir."""
+    from wat_jax import parallel
+
+    try:
+        source = config_flags.get_config_filename(FLAGS["config"])
+        overrides = config_flags.get_override_values(FLAGS["config"])
+    except (KeyError, AttributeError):  # run() called from Python, not the command line
+        source, overrides = "(in-process config)", {}
+    flat = ", ".join(f"{k}={v!r}" for k, v in sorted(_flatten(overrides).items())) or "none"
+    return [
+        f"  config {source} (task {config.task}); overrides: {flat}",
+        f"  {parallel.runtime_summary()}; stage {stage}; workdir {os.path.abspath(workdir)}",
+    ]
+
+
+def _flatten(tree, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
 
 
 def _override_message(error: Exception, argv) -> str:

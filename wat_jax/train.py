@@ -140,13 +140,20 @@ def run_meta(config, workdir: str, task, dims: ModelDims) -> dict:
     }
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task) -> TrainState:
+def train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str, task, evaluator=None, on_start=None
+) -> TrainState:
     """Trains `task` under `config`, resuming from `workdir` when it has checkpoints.
 
     Args:
       config: the resolved experiment config.
       workdir: where checkpoints and metrics.jsonl live.
       task: the experiment module (see wat_jax/tasks); gives the data.
+      evaluator: called as evaluator(step, model, params, mesh, writer) every
+        config.eval.every_steps steps (evaluate.periodic builds one); training
+        itself never imports the evaluation code.
+      on_start: called once the state is restored or initialised, before the first
+        step (main.py writes config.json there: only a training sure to start does).
 
     Returns:
       The final train state (replicated on the mesh).
@@ -154,7 +161,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task) ->
     # SIGTERM/SIGINT from here on (compilation included) end in a checkpoint.
     previous = _Stop.install()
     try:
-        return _train(config, workdir, task)
+        return _train(config, workdir, task, evaluator, on_start)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -218,7 +225,7 @@ def _restore_params_named(src, step, abstract_params):
         raise InputError(f"config.init_from: {e}") from None
 
 
-def _train(config, workdir: str, task) -> TrainState:
+def _train(config, workdir: str, task, evaluator=None, on_start=None) -> TrainState:
     # Mesh: one 'data' axis over every device.
     mesh = parallel.make_mesh(config.num_devices or None)
     parallel.check_batch_size(config.batch_size, mesh)
@@ -241,6 +248,8 @@ def _train(config, workdir: str, task) -> TrainState:
     )
     try:
         state = _restore(config, workdir, ckpt, model, make_state, mesh, dims)
+        if on_start is not None:
+            on_start()
     except BaseException:
         ckpt.close()
         raise
@@ -255,10 +264,10 @@ def _train(config, workdir: str, task) -> TrainState:
     # Loop: one compiled step; host reads metrics only at log steps.
     train_step = make_train_step(model, tx, config.loss, mesh, config.batch_size)
     start = int(state.step)
-    writer = MetricWriter(workdir)
+    writer = MetricWriter(workdir, resume_step=start)
     progress = Progress("train", config.total_steps, start)
     max_skips = config.optim.max_consecutive_skips
-    eval_every, embedder = int(config.eval.every_steps), None
+    eval_every = int(config.eval.every_steps)
     position = int(state.position)  # host copy; the step advances the device copy alike
     try:
         for step in range(start + 1, config.total_steps + 1):
@@ -286,13 +295,8 @@ def _train(config, workdir: str, task) -> TrainState:
                 break
             # Periodic evaluation scores the live params; the last step is left to
             # the eval stage, which scores the saved checkpoint.
-            if eval_every > 0 and step % eval_every == 0 and not last:
-                from wat_jax import evaluate
-
-                if embedder is None:  # built once, so its functions compile once
-                    embedder = evaluate.make_embedder(config, model, state.params, mesh)
-                embedder.params = state.params
-                evaluate.score(config, workdir, task, embedder, step, writer)
+            if evaluator is not None and eval_every > 0 and step % eval_every == 0 and not last:
+                evaluator(step, model, state.params, mesh, writer)
     finally:
         # Final save: wait for async writes before the process exits.
         try:
