@@ -25,9 +25,10 @@ if [ "$torch" = 1 ]; then
   export WAT_JAX_VENV="${BENCH_VENV:-/tmp/bench-venv}"
 fi
 source "$ROOT/launch/setup.sh"
-if [ "$torch" = 1 ] && ! python -c "import torch" 2>/dev/null; then
-  echo "bench: installing torch==2.13.0 into $WAT_JAX_VENV" >&2
-  python -m pip install -q "torch==2.13.0"
+if [ "$torch" = 1 ] && ! python -c "import torch, sentence_transformers" 2>/dev/null; then
+  # sentence-transformers is the text tower's reference (wat_jax.text.bench --compare=torch).
+  echo "bench: installing torch==2.13.0 and sentence-transformers into $WAT_JAX_VENV" >&2
+  python -m pip install -q "torch==2.13.0" "sentence-transformers==6.2.0"
 fi
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 source "$ROOT/launch/gpu.sh"
