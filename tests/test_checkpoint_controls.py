@@ -132,7 +132,7 @@ def _damage(workdir, step):
         files += [os.path.join(base, n) for n in names]
     biggest = max(files, key=os.path.getsize)
     with open(biggest, "r+b") as f:
-        f.truncate(os.path.getsize(biggest) // 3)
+        f.truncate(64)  # params and optimizer state alike are cut
 
 
 def test_damaged_newest_checkpoint_falls_back_for_eval_and_resume(straight, tmp_path):

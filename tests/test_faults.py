@@ -87,7 +87,7 @@ def _damage(w, step):
     ]
     biggest = max(files, key=os.path.getsize)
     with open(biggest, "r+b") as f:
-        f.truncate(os.path.getsize(biggest) // 3)
+        f.truncate(64)  # params and optimizer state alike are cut
 
 
 def _nan_window(array, row=3):

@@ -305,8 +305,10 @@ def _quiet(enabled: bool):
 
 
 def _first_line(e: BaseException) -> str:
+    """A short cause for a message: the first line, without TensorStore's appended details."""
     text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0][:200]}" if text else type(e).__name__
+    first = text[0].split(" See full TensorStore details")[0][:200] if text else ""
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
 
 
 def resolve_step(workdir: str, step: int | None, purpose: str) -> int:

@@ -253,7 +253,11 @@ def main(argv):
         run(FLAGS.config, FLAGS.workdir, FLAGS.mode, FLAGS.break_lock)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Files are closed and the lock released by now; exiting at once keeps orbax's
+        # background threads from printing tracebacks under the one error line.
+        os._exit(2)
 
 
 if __name__ == "__main__":
