@@ -114,7 +114,7 @@ def test_init_from_takes_params_only_with_another_optimizer(straight, tmp_path):
 
 
 def test_keep_period_keeps_milestones(tmp_path):
-    _run(
+    proc = _run(
         tmp_path,
         "train",
         "--config.total_steps=12",
@@ -123,6 +123,11 @@ def test_keep_period_keeps_milestones(tmp_path):
         "--config.keep_period=5",
     )
     assert _steps(tmp_path) == [5, 10, 11, 12]
+    # The start-up header says how the stage ran.
+    assert "config experiments/toy.py:smoke (task toy); overrides: " in proc.stderr
+    assert "keep_period=5" in proc.stderr and "total_steps=12" in proc.stderr
+    assert "backend cpu, 2 x cpu (2 local), process 0 of 1; stage train" in proc.stderr
+    assert "train: motion tower 19,872 parameters, windows [16, 5, 3]" in proc.stderr
 
 
 def _damage(workdir, step):
