@@ -138,7 +138,8 @@ def test_resume_after_kill_minus_9_is_exact(tmp_path):
     assert [a[s]["train/loss"] for s in range(1, 41)] == [b[s]["train/loss"] for s in range(1, 41)]
 
 
-def test_sigterm_saves_and_exits_zero(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_saves_and_exits_zero(tmp_path, signum):
     steps = [
         "--config.total_steps=100000",
         "--config.checkpoint_every_steps=0",
@@ -156,9 +157,10 @@ def test_sigterm_saves_and_exits_zero(tmp_path):
     while time.time() < deadline and "stage train" not in proc.stderr.readline():
         pass
     time.sleep(3.0)  # into the loop, past compilation
-    proc.send_signal(signal.SIGTERM)
-    proc.stderr.read()
-    assert proc.wait(timeout=120) == 0
+    proc.send_signal(signum)
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0, err[-2000:]
+    assert f"{signal.Signals(signum).name} received" in err and "KeyboardInterrupt" not in err
     saved = [int(d) for d in os.listdir(tmp_path / "checkpoints") if d.isdigit()]
     assert len(saved) == 1 and 0 < saved[0] < 100000
 
