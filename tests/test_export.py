@@ -65,7 +65,7 @@ def test_export_round_trip_equals_the_live_model_at_two_batch_sizes(exported):
     embed = export.load_motion_tower(path)
     window = run_dir.read_gallery(config, workdir, "val").motion.shape[1:]
     assert embed.window == window and embed.embed_dim == config.text.dim
-    embedder, step = evaluate.restore_embedder(config, workdir, tasks.get_task("toy"))
+    embedder, step = evaluate.restore_embedder(config, workdir)
     assert step == 5
     for batch in (3, 7):
         motion, mask = _random_batch(batch, window, seed=batch)

@@ -53,18 +53,13 @@ def read_config(path: str):
 
 
 def locate(path: str) -> tuple[str, str, int | None]:
-    """A workdir or a checkpoints/<step>/ folder -> (config.json, checkpoints root, step).
+    """A workdir, its checkpoints/ or one checkpoints/<step>/ (`PATH[:STEP]` as for
+    config.resume_from) -> (its config.json, the checkpoints root, the step or None).
 
-    config.json is looked for in the workdir, or beside the checkpoints/ folder
-    that holds the given step folder.
+    config.json is the one beside the checkpoints/ folder.
     """
-    path = os.path.abspath(path)
-    if not os.path.isdir(path):
-        raise fail(path, "no such folder (give a workdir or a checkpoints/<step> folder)")
-    if os.path.basename(path).isdigit() and os.path.isdir(os.path.join(path, "state")):
-        root = os.path.dirname(path)
-        return os.path.join(os.path.dirname(root), "config.json"), root, int(os.path.basename(path))
-    return os.path.join(path, "config.json"), checkpointing.checkpoint_dir(path), None
+    root, step = checkpointing.parse_source(path, "wat_jax.load")
+    return os.path.join(os.path.dirname(root), "config.json"), root, step
 
 
 def restore(config, ckpt_root: str, step: int | None = None, mesh=None) -> Restored:

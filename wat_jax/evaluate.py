@@ -94,12 +94,11 @@ def periodic(config, workdir: str, task):
     return evaluate_live
 
 
-def restore_embedder(config, workdir: str, task=None, step: int | None = None):
+def restore_embedder(config, workdir: str, step: int | None = None):
     """Restores `step` (the newest that restores when None) read-only; (Embedder, step).
 
     Only the params are read, and the model is built from the dimensions in the
     checkpoint's metadata: no training data, optimizer or text bank is needed.
-    `task` is accepted for callers that have one; the restore does not use it.
     """
     mesh = parallel.make_mesh(config.num_devices or None)
     restored = artifact.restore(config, checkpointing.checkpoint_dir(workdir), step, mesh)
@@ -138,7 +137,7 @@ def score(config, workdir: str, task, embedder: Embedder, step: int, writer=None
 def evaluate(config, workdir: str, task) -> str:
     """Scores a checkpoint; writes and returns DIR/eval/step_<N>.json."""
     step = config.eval.step if config.eval.step >= 0 else None
-    embedder, step = restore_embedder(config, workdir, task, step)
+    embedder, step = restore_embedder(config, workdir, step)
     return score(config, workdir, task, embedder, step)
 
 

@@ -204,15 +204,15 @@ def build_index(
     Returns:
       The saved Index.
     """
-    from wat_jax import evaluate, tasks
+    from wat_jax import evaluate
+    from wat_jax.tasks import common
 
     start = time.perf_counter()
     gallery = run_dir.read_gallery(config, workdir, split)
-    embedder, step = evaluate.restore_embedder(config, workdir, tasks.get_task(config.task), step)
+    embedder, step = evaluate.restore_embedder(config, workdir, step)
     motion_emb = metrics.unit_rows(embedder.motion(gallery.motion, gallery.mask))  # [N, E]
     bank = run_dir.read_bank(config, workdir)
-    vectors = bank.names if config.eval.get("prototype", "centroid") == "name" else bank.centroids()
-    text_emb = metrics.unit_rows(embedder.text(vectors))  # [K, E]
+    text_emb = metrics.unit_rows(embedder.text(common.prototype_vectors(config, bank)))  # [K, E]
     threshold = _label_threshold(config)
     labels = np.asarray(gallery.labels, np.float32)
     rows = []
@@ -235,7 +235,7 @@ def build_index(
         "embed_dim": int(motion_emb.shape[1]),
         "window": list(gallery.motion.shape[1:]),
         "classes": list(gallery.classes),
-        "prototype": config.eval.get("prototype", "centroid"),
+        "prototype": config.eval.prototype,
         "build_seconds": round(time.perf_counter() - start, 3),
     }
     index = Index(

@@ -117,12 +117,10 @@ def run_search(
         timings["rank"] = gallery.elapsed_ms(start)
         results = [{"query": q, "hits": h} for q, h in zip(queries, hits)]
     else:
-        from wat_jax import evaluate, tasks
+        from wat_jax import evaluate
 
         start = time.perf_counter()
-        embedder, _ = evaluate.restore_embedder(
-            config, workdir, tasks.get_task(config.task), index.meta["step"]
-        )
+        embedder, _ = evaluate.restore_embedder(config, workdir, index.meta["step"])
         motion_emb = embedder.motion(motion, mask)  # [1, E]
         timings["embed_motion"] = gallery.elapsed_ms(start)
         start = time.perf_counter()

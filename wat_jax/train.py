@@ -203,10 +203,9 @@ def _restore(config, workdir, ckpt, model, make_state, mesh, dims):
     state = parallel.replicate(make_state(), mesh)
     if config.init_from:
         src, step = _source_checkpointer(config.init_from, "config.init_from")
-        params = state_params = abstract.params
         try:
             step, params = src.restore_newest(
-                lambda s: _restore_params_named(src, s, state_params), step
+                lambda s: _restore_params_named(src, s, abstract.params), step
             )
         finally:
             src.close()

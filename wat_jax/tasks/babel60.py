@@ -20,8 +20,6 @@ from wat_jax.data.pipeline import Batcher, TextBank, class_keys
 from wat_jax.errors import fail
 from wat_jax.tasks import common
 
-PROTOTYPES = ("name", "centroid")
-
 
 def prepare(config, workdir):
     from wat_jax.data import babel
@@ -149,9 +147,7 @@ def evaluate(config, workdir, embedder, step) -> dict:
     labels = np.asarray(split.labels) > 0.5
     motion_emb = embedder.motion(split.motion, split.mask)
     texts = {"name": bank.names, "centroid": bank.centroids(normalize=True)}
-    main = config.eval.get("prototype", "centroid")
-    if main not in PROTOTYPES:
-        raise fail("config.eval.prototype", f"must be one of {PROTOTYPES}, got {main!r}")
+    main = common.prototype_kind(config)
     results = {
         "by_prototype": {},
         "num_windows": int(len(labels)),

@@ -84,13 +84,27 @@ def build_bank(keys, config, workdir: str) -> TextBank:
     return bank
 
 
-def bank_prototypes(config, bank: TextBank, phrases: list[str]) -> dict:
-    """The bank's keys with their eval.prototype vectors [K, D] (frozen, before projection)."""
+def prototype_kind(config) -> str:
+    """config.eval.prototype, checked: which text stands for a key in ranking."""
     kind = config.eval.prototype
     if kind not in PROTOTYPES:
         raise fail("config.eval.prototype", f"must be one of {PROTOTYPES}, got {kind!r}")
-    vectors = bank.centroids(normalize=True) if kind == "centroid" else bank.names
-    return {"keys": list(bank.keys), "phrases": phrases, "prototype": kind, "vectors": vectors}
+    return kind
+
+
+def prototype_vectors(config, bank: TextBank) -> np.ndarray:
+    """[K, D] each key's eval.prototype vector (frozen, before projection)."""
+    return bank.centroids(normalize=True) if prototype_kind(config) == "centroid" else bank.names
+
+
+def bank_prototypes(config, bank: TextBank, phrases: list[str]) -> dict:
+    """The bank's keys with their eval.prototype vectors, for checkpoint metadata."""
+    return {
+        "keys": list(bank.keys),
+        "phrases": phrases,
+        "prototype": prototype_kind(config),
+        "vectors": prototype_vectors(config, bank),
+    }
 
 
 def finite_mean(values) -> float:
