@@ -1,10 +1,14 @@
-"""The one error type for bad user input.
+"""The one error type for bad user input, and the one place it becomes an exit.
 
 Library code raises `InputError` with a message that names the file (or config
-key) and what is wrong with it; `wat_jax.main` and the other CLIs turn it into
-one line on stderr and a non-zero exit. Anything else is a bug and keeps its
-traceback.
+key) and what is wrong with it. Every command-line entry point wraps its main in
+`exits_on_input_error`, which turns it into one `error: ...` line on stderr and
+exit status 2. Anything else is a bug and keeps its traceback.
 """
+
+import functools
+import os
+import sys
 
 
 class InputError(Exception):
@@ -14,3 +18,29 @@ class InputError(Exception):
 def fail(where: object, problem: str) -> InputError:
     """Builds an InputError whose message reads `<where>: <problem>`."""
     return InputError(f"{where}: {problem}")
+
+
+def exit_with(error: InputError):
+    """Prints `error: <message>` on one line of stderr and exits with status 2.
+
+    Files are closed and locks released by the time an error reaches a CLI's main;
+    exiting at once (os._exit) keeps background threads (orbax's, for one) from
+    printing tracebacks under the one line.
+    """
+    print("error: " + " ".join(str(error).split()), file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(2)
+
+
+def exits_on_input_error(main):
+    """Decorates a CLI's `main(argv)`: an InputError ends it with `exit_with`."""
+
+    @functools.wraps(main)
+    def wrapped(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except InputError as e:
+            exit_with(e)
+
+    return wrapped

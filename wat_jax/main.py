@@ -13,7 +13,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from wat_jax.errors import InputError
+from wat_jax.errors import InputError, exits_on_input_error
 
 MODES = ("prepare", "describe", "embed", "train", "eval", "all")
 
@@ -243,21 +243,14 @@ def parse_flags(argv):
     sys.exit(2)
 
 
+@exits_on_input_error
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from wat_jax.run_log import quiet_library_logs
 
     quiet_library_logs()
-    try:
-        run(FLAGS.config, FLAGS.workdir, FLAGS.mode, FLAGS.break_lock)
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        # Files are closed and the lock released by now; exiting at once keeps orbax's
-        # background threads from printing tracebacks under the one error line.
-        os._exit(2)
+    run(FLAGS.config, FLAGS.workdir, FLAGS.mode, FLAGS.break_lock)
 
 
 if __name__ == "__main__":
