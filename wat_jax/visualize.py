@@ -180,7 +180,7 @@ PICTURE_GROUP = "viewpoint"  # the DenseGait attribute group the embedding pictu
 def _groups(config, labels: np.ndarray, class_names: list[str]):
     """Colour groups for the embedding picture: (window ids [N], names, column ids [G])."""
     labels = np.asarray(labels, np.float32)
-    threshold = float(config.data.get("threshold", 0.5))
+    threshold = float(config.data.threshold)
     if config.task == "densegait":
         columns = [
             class_names.index(a[0])
@@ -253,7 +253,7 @@ def eval_pictures(
             gallery,
             0,
             os.path.join(out, f"example_step_{step}.gif"),
-            float(config.data.get("threshold", 0.5)),
+            float(config.data.threshold),
         )
     )
     return paths
@@ -299,7 +299,7 @@ def main(argv):
                 gallery,
                 FLAGS.index,
                 FLAGS.output,
-                float(config.data.get("threshold", 0.5)),
+                float(config.data.threshold),
                 FLAGS.fps,
             )
         else:

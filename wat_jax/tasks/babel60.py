@@ -58,7 +58,7 @@ def prototypes(config, workdir) -> dict:
 
 def _held_out(config, classes) -> np.ndarray:
     """Boolean [C]: classes held out of training for zero-shot evaluation."""
-    names = list(config.eval.get("zero_shot_classes", ()) or ())
+    names = list(config.eval.zero_shot_classes)
     unknown = [n for n in names if n not in classes]
     if unknown:
         raise fail("config.eval.zero_shot_classes", f"unknown classes {unknown}")
@@ -178,7 +178,7 @@ def evaluate(config, workdir, embedder, step) -> dict:
         }
 
     example = None
-    if config.eval.get("timeline", True):  # whole val sequences against BABEL's frame labels
+    if config.eval.timeline:  # whole val sequences against BABEL's frame labels
         from wat_jax import timeline
 
         class_vectors = embedder.text(texts[main])
