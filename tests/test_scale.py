@@ -63,8 +63,8 @@ def test_scale_reports_every_stage_at_each_size(tmp_path):
 def test_bad_flags_are_one_error_line(tmp_path, args, message):
     proc = _run(args, tmp_path, 60)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [f"error: {message}" + proc.stderr.split(message, 1)[1].strip()]
-    assert proc.stderr.startswith(f"error: {message}")
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {message}"), proc.stderr
 
 
 def test_measure_sees_an_allocation():
@@ -75,5 +75,4 @@ def test_measure_sees_an_allocation():
         return float(block.sum())
 
     _, record = scale.measure(allocate)
-    assert record["peak_anon_mb"] - record["start_rss_mb"] > -1e9  # numbers are present
     assert record["peak_rss_mb"] - record["start_rss_mb"] >= 60, record

@@ -365,9 +365,7 @@ def main(argv):
         for size in sizes:
             workdir = tempfile.mkdtemp(prefix=f"{FLAGS.task}_{size}_", dir=root)
             try:
-                got = run_worker(
-                    FLAGS.task, FLAGS.variant, size, workdir, stages, FLAGS.timeout_s
-                )
+                got = run_worker(FLAGS.task, FLAGS.variant, size, workdir, stages, FLAGS.timeout_s)
             finally:
                 if not FLAGS.keep:
                     import shutil
