@@ -76,3 +76,39 @@ def test_measure_sees_an_allocation():
 
     _, record = scale.measure(allocate)
     assert record["peak_rss_mb"] - record["start_rss_mb"] >= 60, record
+
+
+@pytest.mark.parametrize("metric", ["ndcg", "ap", "recall"])
+def test_ranking_metrics_hold_one_chunk_not_the_whole_matrix(monkeypatch, metric):
+    """The [Q, N] inputs are converted and checked a chunk of rows at a time: extra memory
+    stays far below one full-size copy (the old float64 gains copy was 2x the input), and
+    the numbers are exactly those of the input converted whole."""
+    import tracemalloc
+
+    import numpy as np
+
+    from wat_jax import metrics
+
+    rng = np.random.default_rng(0)
+    q, n = 400, 20_000
+    scores = rng.random((q, n), dtype=np.float32)
+    gains = (rng.random((q, n), dtype=np.float32) < 0.05) * rng.random((q, n), dtype=np.float32)
+    relevant = (gains > 0.5).astype(np.float32)  # float relevance: > 0 counts
+    fn = {
+        "ndcg": lambda g: metrics.ndcg_at_k(scores, g, 10),
+        "ap": lambda g: metrics.average_precision(scores, g),
+        "recall": lambda g: metrics.recall_at_k(scores, g, 5),
+    }[metric]
+    given = gains if metric == "ndcg" else relevant
+    # What the metric computed from before: the input converted whole, up front.
+    converted = given.astype(np.float64) if metric == "ndcg" else given.astype(bool)
+    monkeypatch.setattr(metrics, "_CHUNK_ELEMENTS", 1 << 16)
+    expected = fn(converted)
+    tracemalloc.start()
+    try:
+        chunked = fn(given)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(chunked, expected)
+    assert peak < gains.nbytes / 8, (peak, gains.nbytes)  # a full bool copy is 1/4
