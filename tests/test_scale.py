@@ -112,3 +112,34 @@ def test_ranking_metrics_hold_one_chunk_not_the_whole_matrix(monkeypatch, metric
         tracemalloc.stop()
     np.testing.assert_array_equal(chunked, expected)
     assert peak < gains.nbytes / 8, (peak, gains.nbytes)  # a full bool copy is 1/4
+
+
+def test_annotations_reader_keeps_rows_compact(tmp_path):
+    """read_annotations holds float32 rows, not lists of Python floats: its peak memory
+    per CSV row stays well under the ~2 KB the lists took; the labels are unchanged."""
+    import tracemalloc
+
+    import numpy as np
+
+    from wat_jax.data import densegait, gait_attributes
+
+    rng = np.random.default_rng(1)
+    n, columns = 5000, gait_attributes.COLUMNS
+    values = rng.random((n, len(columns)))
+    lines = [",".join([gait_attributes.TRACK_COLUMN, gait_attributes.FILE_COLUMN, *columns])]
+    lines += [
+        ",".join([str(i), f"t{i}.npy", *(f"{v:.4f}" for v in row)]) for i, row in enumerate(values)
+    ]
+    path = tmp_path / "annotations.csv"
+    path.write_text("\n".join(lines) + "\n")
+    tracemalloc.start()
+    try:
+        track_ids, files, labels, _ = densegait.read_annotations(str(path))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(track_ids) == len(files) == n
+    assert labels.dtype == np.float32 and labels.shape == (n, len(columns))
+    expected = np.asarray([[float(f"{v:.4f}") for v in row] for row in values], np.float32)
+    np.testing.assert_array_equal(labels, expected)
+    assert peak / n < 1000, f"{peak / n:.0f} bytes per row"
