@@ -143,3 +143,38 @@ def test_annotations_reader_keeps_rows_compact(tmp_path):
     expected = np.asarray([[float(f"{v:.4f}") for v in row] for row in values], np.float32)
     np.testing.assert_array_equal(labels, expected)
     assert peak / n < 1000, f"{peak / n:.0f} bytes per row"
+
+
+def test_babel_split_streams_its_windows_to_scratch(tmp_path):
+    """build_split with a scratch folder gives the same split as in memory, memory-mapped,
+    without holding the windows (the in-memory path holds them twice: list and stack)."""
+    import tracemalloc
+
+    import numpy as np
+
+    from wat_jax.data import babel, synthetic_babel
+
+    cfg = babel.default_data_config("smoke")
+    cfg.synthetic.num_train, cfg.synthetic.num_val = 60, 2
+    amass_root, babel_dir = synthetic_babel.write_synthetic(str(tmp_path / "raw"), cfg, 0)
+
+    def build(scratch):
+        tracemalloc.start()
+        try:
+            data, report = babel.build_split(cfg, amass_root, babel_dir, "train", 0, scratch)
+            return data, report, tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    memory, report_a, peak_memory = build(None)
+    streamed, report_b, peak_streamed = build(str(tmp_path / "scratch"))
+    assert isinstance(streamed.motion, np.memmap)
+    np.testing.assert_array_equal(streamed.motion, memory.motion)
+    np.testing.assert_array_equal(streamed.labels, memory.labels)
+    assert streamed.index == memory.index
+    report_a.pop("seconds", None), report_b.pop("seconds", None)
+    assert report_a == report_b
+    nbytes = memory.motion.nbytes
+    assert nbytes > 2_000_000  # enough windows for the peaks to tell the paths apart
+    assert peak_memory > 1.5 * nbytes, (peak_memory, nbytes)  # list, then its stack
+    assert peak_memory - peak_streamed > 0.75 * nbytes, (peak_streamed, peak_memory, nbytes)
