@@ -39,6 +39,7 @@ def test_scale_reports_every_stage_at_each_size(tmp_path):
         assert r["seconds"] > 0 and r["cpu_seconds"] >= 0, r
         assert r["peak_rss_mb"] > 0 and r["peak_anon_mb"] > 0, r
         assert r["peak_rss_mb"] >= r["start_rss_mb"] - 1.0, r  # the peak is over the stage
+        assert r["peak_anon_mb"] >= r["start_anon_mb"] - 1.0, r
     by = {(r["size"], r["stage"]): r["counts"] for r in records}
     for size in (24, 40):
         assert by[(size, "synth")] == {"tracklets": size}

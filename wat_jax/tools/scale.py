@@ -20,8 +20,9 @@ A size is DenseGait tracklets (data.synthetic.num_tracks) or BABEL sequences per
 Each stage prints one JSON line: seconds (wall), cpu_seconds, peak_rss_mb (the
 process's VmHWM over the stage, reset before it through /proc/self/clear_refs; it
 counts pages of memory-mapped files read), peak_anon_mb (the largest anonymous resident
-memory sampled every 20 ms: what the stage allocates), start_rss_mb, and the stage's
-item counts. A table follows at the end.
+memory sampled every 20 ms), start_rss_mb and start_anon_mb (before the stage: the
+difference from the peak is what the stage itself allocates), and the stage's item
+counts. A table follows at the end.
 """
 
 import json
@@ -113,7 +114,7 @@ class _AnonSampler:
 def measure(fn):
     """Runs fn(); returns (its result, {seconds, cpu_seconds, peak/start memory in MB})."""
     reset = _reset_peak()
-    start_rss = _status_kb("VmRSS")
+    start_rss, start_anon = _status_kb("VmRSS"), _status_kb("RssAnon")
     usage0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
     with _AnonSampler() as sampler:
@@ -128,6 +129,7 @@ def measure(fn):
         "peak_rss_mb": round(peak / 1024.0, 1),
         "peak_anon_mb": round(sampler.peak_kb / 1024.0, 1),
         "start_rss_mb": round(start_rss / 1024.0, 1),
+        "start_anon_mb": round(start_anon / 1024.0, 1),
     }
 
 
@@ -328,16 +330,18 @@ def run_worker(task: str, variant: str, size: int, workdir: str, stages, timeout
 
 
 def table(records: list[dict]) -> str:
-    """Records as a text table: one row per (size, stage)."""
+    """Records as a text table: one row per (size, stage); `+anon MB` is the stage's own
+    growth of anonymous memory (its peak less what was resident before it)."""
     head = f"{'task':<10} {'size':>7} {'stage':<10} {'s':>8} {'cpu s':>8} {'peak MB':>8} "
-    head += f"{'anon MB':>8} {'start MB':>8}  counts"
+    head += f"{'anon MB':>8} {'+anon MB':>8}  counts"
     lines = [head, "-" * len(head)]
     for r in records:
         counts = " ".join(f"{k}={v}" for k, v in r["counts"].items())
+        grown = r["peak_anon_mb"] - r.get("start_anon_mb", r["peak_anon_mb"])
         lines.append(
             f"{r['task']:<10} {r['size']:>7} {r['stage']:<10} {r['seconds']:>8.2f} "
             f"{r['cpu_seconds']:>8.2f} {r['peak_rss_mb']:>8.1f} {r['peak_anon_mb']:>8.1f} "
-            f"{r['start_rss_mb']:>8.1f}  {counts}"
+            f"{grown:>8.1f}  {counts}"
         )
     return "\n".join(lines)
 
