@@ -28,6 +28,7 @@ counts. A table follows at the end.
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -217,7 +218,12 @@ def _batches(config, workdir: str, task) -> dict:
 
 def _checkpoint(config, workdir: str, task) -> dict:
     from wat_jax import checkpointing, parallel, train
-    from wat_jax.state import ModelDims, create_model, create_train_state, make_optimizer
+    from wat_jax.state import (
+        ModelDims,
+        create_model,
+        create_train_state,
+        make_optimizer,
+    )
 
     mesh = parallel.make_mesh(config.num_devices or None)
     rows = parallel.process_rows(config.batch_size, mesh)
@@ -304,8 +310,9 @@ def parse_stages(text: str) -> list[str]:
     return stages
 
 
-def run_worker(task: str, variant: str, size: int, workdir: str, stages, timeout_s: int = 0):
-    """Runs one size in a fresh process; returns its records (each stage's JSON line)."""
+def run_worker(task: str, variant: str, size: int, workdir: str, stages, emit, timeout_s=0):
+    """Runs one size in a fresh process, passing each stage's record to emit() as soon as
+    the stage ends (so a run cut short keeps what it measured); returns the records."""
     cmd = [
         sys.executable,
         "-m",
@@ -316,16 +323,29 @@ def run_worker(task: str, variant: str, size: int, workdir: str, stages, timeout
         f"--stages={','.join(stages)}",
         f"--worker={workdir}",
     ]
-    proc = subprocess.run(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout_s or None
-    )
     records = []
-    for line in proc.stdout.splitlines():
-        if line.startswith("{"):
-            records.append(json.loads(line))
-    if proc.returncode != 0:
-        tail = proc.stderr.strip().splitlines()[-1:] or ["(no output)"]
-        raise fail(f"--sizes={size}", f"the {task} run failed (exit {proc.returncode}): {tail[0]}")
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
+        timer = None
+        if timeout_s:
+            timer = threading.Timer(timeout_s, proc.kill)
+            timer.start()
+        try:
+            for line in proc.stdout:
+                if line.startswith("{"):
+                    records.append(json.loads(line))
+                    emit(records[-1])
+            code = proc.wait()
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if code != 0:
+            err.seek(0)
+            tail = err.read().strip().splitlines()[-1:] or ["(no output)"]
+            raise fail(f"--sizes={size}", f"the {task} run failed (exit {code}): {tail[0]}")
     return records
 
 
@@ -364,29 +384,28 @@ def main(argv):
     root = FLAGS.workdir_root or tempfile.mkdtemp(prefix="wat_jax_scale_")
     os.makedirs(root, exist_ok=True)
     records = []
-    out = open(FLAGS.out, "a") if FLAGS.out else None
+    out = open(FLAGS.out, "a") if FLAGS.out else None  # noqa: SIM115 (closed below)
+
+    def emit(record):
+        print(json.dumps(record), flush=True)
+        if out is not None:
+            out.write(json.dumps(record) + "\n")
+            out.flush()
+
     try:
         for size in sizes:
             workdir = tempfile.mkdtemp(prefix=f"{FLAGS.task}_{size}_", dir=root)
             try:
-                got = run_worker(FLAGS.task, FLAGS.variant, size, workdir, stages, FLAGS.timeout_s)
+                records += run_worker(
+                    FLAGS.task, FLAGS.variant, size, workdir, stages, emit, FLAGS.timeout_s
+                )
             finally:
                 if not FLAGS.keep:
-                    import shutil
-
                     shutil.rmtree(workdir, ignore_errors=True)
-            for record in got:
-                print(json.dumps(record), flush=True)
-                if out is not None:
-                    out.write(json.dumps(record) + "\n")
-                    out.flush()
-            records.extend(got)
     finally:
         if out is not None:
             out.close()
         if not FLAGS.keep and not FLAGS.workdir_root:
-            import shutil
-
             shutil.rmtree(root, ignore_errors=True)
     print(table(records))
 
