@@ -153,9 +153,10 @@ def test_babel_split_streams_its_windows_to_scratch(tmp_path):
 
     import numpy as np
 
+    from experiments import babel60 as experiment
     from wat_jax.data import babel, synthetic_babel
 
-    cfg = babel.default_data_config("smoke")
+    cfg = experiment.get_config("smoke").data
     cfg.synthetic.num_train, cfg.synthetic.num_val = 60, 2
     amass_root, babel_dir = synthetic_babel.write_synthetic(str(tmp_path / "raw"), cfg, 0)
 
