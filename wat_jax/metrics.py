@@ -50,13 +50,27 @@ def _as_scores(scores):
         raise ValueError(f"scores must be 2-D [queries, gallery], got shape {scores.shape}")
     if not np.issubdtype(scores.dtype, np.floating):
         scores = scores.astype(np.float64)
-    if np.isnan(scores).any():
-        raise ValueError("scores contain NaN; rankings would be undefined")
+    # Checked a chunk of rows at a time: a [Q, N] bool temporary is what chunking avoids.
+    for rows in _row_chunks(*scores.shape):
+        if np.isnan(scores[rows]).any():
+            raise ValueError("scores contain NaN; rankings would be undefined")
     return scores
 
 
 def _as_matching(scores, other, name, dtype):
     other = np.asarray(other, dtype=dtype)
+    if other.shape != scores.shape:
+        raise ValueError(f"{name} has shape {other.shape}, scores have shape {scores.shape}")
+    return other
+
+
+def _same_shape(scores, other, name):
+    """`other` as an array of any dtype, shape-checked against scores, not copied.
+
+    The metrics convert it a chunk of rows at a time (`np.asarray(other[rows], dtype)`),
+    so their extra memory stays O(chunk), not O(Q x N).
+    """
+    other = np.asarray(other)
     if other.shape != scores.shape:
         raise ValueError(f"{name} has shape {other.shape}, scores have shape {scores.shape}")
     return other
@@ -144,12 +158,13 @@ def average_precision(scores, relevant):
       [Q] float64, NaN where a query has no relevant item.
     """
     scores = _as_scores(scores)
-    relevant = _as_matching(scores, relevant, "relevant", bool)
+    relevant = _same_shape(scores, relevant, "relevant")
     ranks = np.arange(1, scores.shape[1] + 1)
     result = np.empty(scores.shape[0])
     for rows in _row_chunks(*scores.shape):
         order = np.argsort(-scores[rows], axis=1, kind="stable")
-        ranked = np.take_along_axis(relevant[rows], order, axis=1)  # [q, N] in rank order
+        chunk = np.asarray(relevant[rows], bool)
+        ranked = np.take_along_axis(chunk, order, axis=1)  # [q, N] in rank order
         precision = np.cumsum(ranked, axis=1) / ranks
         num_relevant = ranked.sum(axis=1)
         total = np.where(ranked, precision, 0.0).sum(axis=1)
@@ -181,14 +196,15 @@ def ndcg_at_k(scores, gains, k):
       [Q] float64, NaN where the ideal DCG is 0.
     """
     scores = _as_scores(scores)
-    gains = _as_matching(scores, gains, "gains", np.float64)
-    if (gains < 0).any():
-        raise ValueError("gains must be >= 0")
+    gains = _same_shape(scores, gains, "gains")
+    for rows in _row_chunks(*scores.shape):  # all checked before any is scored
+        if (np.asarray(gains[rows], np.float64) < 0).any():
+            raise ValueError("gains must be >= 0")
     depth = min(k, scores.shape[1])
     discounts = 1.0 / np.log2(np.arange(2, depth + 2))  # [k]
     result = np.empty(scores.shape[0])
     for rows in _row_chunks(*scores.shape):
-        chunk_gains = gains[rows]
+        chunk_gains = np.asarray(gains[rows], np.float64)
         top = _top_k(scores[rows], depth)
         dcg = np.take_along_axis(chunk_gains, top, axis=1) @ discounts
         best = -np.partition(-chunk_gains, depth - 1, axis=1)[:, :depth]
@@ -209,12 +225,13 @@ def recall_at_k(scores, relevant, k):
       [Q] float64, NaN where a query has no relevant item.
     """
     scores = _as_scores(scores)
-    relevant = _as_matching(scores, relevant, "relevant", bool)
+    relevant = _same_shape(scores, relevant, "relevant")
     result = np.empty(scores.shape[0])
     for rows in _row_chunks(*scores.shape):
         top = _top_k(scores[rows], k)
-        hit = np.take_along_axis(relevant[rows], top, axis=1).any(axis=1)
-        result[rows] = np.where(relevant[rows].any(axis=1), hit, np.nan)
+        chunk = np.asarray(relevant[rows], bool)
+        hit = np.take_along_axis(chunk, top, axis=1).any(axis=1)
+        result[rows] = np.where(chunk.any(axis=1), hit, np.nan)
     return result
 
 

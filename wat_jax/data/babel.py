@@ -435,11 +435,57 @@ def _no_window_error(split: str, names, files, tally: Tally):
     )
 
 
-def build_split(data_cfg, amass_root: str, babel_dir: str, split: str, seed: int):
+class _Windows:
+    """The windows of a split as they are cut: appended to a raw file in `scratch_dir` and
+    memory-mapped at the end, so a large split is never held in memory (twice, with the
+    list and its stack); in memory when `scratch_dir` is None. The same array either way."""
+
+    def __init__(self, scratch_dir: str | None, name: str):
+        self.count, self.shape, self.dtype, self.path = 0, None, None, None
+        self._items, self._file = [], None
+        if scratch_dir:
+            os.makedirs(scratch_dir, exist_ok=True)
+            self.path = os.path.join(scratch_dir, f".{name}-motion.raw")
+            self._file = open(self.path, "wb")  # noqa: SIM115 (closed by array() or GC)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def append(self, feats: np.ndarray) -> None:
+        feats = np.ascontiguousarray(feats)
+        if self.shape is None:
+            self.shape, self.dtype = feats.shape, feats.dtype
+        elif feats.shape != self.shape or feats.dtype != self.dtype:
+            raise ValueError(f"window {feats.shape} {feats.dtype}, expected {self.shape}")
+        if self._file is not None:
+            self._file.write(feats.tobytes())
+        else:
+            self._items.append(feats)
+        self.count += 1
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+    def array(self) -> np.ndarray:
+        """[N, W, 25, 6]: memory-mapped (read-only) from the scratch file, or stacked."""
+        if self._file is None:
+            return np.stack(self._items)
+        self._file.close()
+        return np.memmap(self.path, self.dtype, mode="r", shape=(self.count,) + self.shape)
+
+
+def build_split(data_cfg, amass_root: str, babel_dir: str, split: str, seed: int, scratch_dir=None):
     """Windows of one split.
 
+    Args:
+      scratch_dir: where the windows are streamed to while the split is read (prepare
+        passes its staging folder); None keeps them in memory.
+
     Returns:
-      (prepared.PreparedSplit, the split's build report: see `split_report`).
+      (prepared.PreparedSplit, the split's build report: see `split_report`). With a
+      scratch_dir its motion is memory-mapped from `<scratch_dir>/.<split>-motion.raw`,
+      which the caller removes once the split is written.
     """
     t0 = time.time()
     classes = columns(data_cfg.classes)
@@ -495,7 +541,9 @@ def build_split(data_cfg, amass_root: str, babel_dir: str, split: str, seed: int
             f"{data_cfg.max_missing_fraction}); {amass.missing_hint(amass_root, first)}",
         )
 
-    motion, labels, index = [], [], []
+    # An error below drops `motion`, whose file CPython then closes; the staging folder
+    # holding it is removed by prepare.
+    motion, labels, index = _Windows(scratch_dir, split), [], []
     todo = [sid for sid in sids if paths[sid] is not None]
     progress = run_log.Progress(f"babel {split}", len(todo), unit="sequences", every_s=10.0)
     for n, sid in enumerate(todo):
@@ -570,7 +618,7 @@ def build_split(data_cfg, amass_root: str, babel_dir: str, split: str, seed: int
     if not motion:
         raise _no_window_error(split, names, files, tally)
 
-    motion = np.stack(motion)  # [N, W, 25, 6]
+    motion = motion.array()  # [N, W, 25, 6]
     data = prepared.PreparedSplit(
         motion,
         np.ones(motion.shape[:2], bool),
@@ -710,9 +758,11 @@ def prepare(data_cfg, workdir: str, seed: int) -> dict:
     with prepared.Staging(workdir) as stage:
         for split in prepared.SPLITS:
             data, report["splits"][split] = build_split(
-                data_cfg, amass_root, babel_dir, split, seed
+                data_cfg, amass_root, babel_dir, split, seed, scratch_dir=stage.root
             )
             stage.write_split(split, data)
+            del data  # the memory map of the scratch file, now copied into the split
+            os.unlink(os.path.join(stage.root, f".{split}-motion.raw"))
             s = report["splits"][split]
             logging.info(
                 "babel %s: %d windows from %d of %d sequences in %.1f s",
