@@ -53,7 +53,7 @@ export XLA_PYTHON_CLIENT_MEM_FRACTION="${XLA_PYTHON_CLIENT_MEM_FRACTION:-.90}"
 if [ "$DRY" = 1 ]; then
   export JAX_PLATFORMS=cpu
   BATCHES="8 16"
-  SHAPE=(--width=64 --layers=1 --heads=2 --mlp_dim=128 --matmul_size=256)
+  SHAPE=(--config.model.width=64 --config.model.layers=1 --config.model.heads=2 --config.model.mlp_dim=128 --matmul_size=256)
   STEPS=2 WARMUP=1 TEXT=(--batch_size=16 --num_sentences=32 --repeats=1)
   RUN_TIMEOUT=120
 else
@@ -82,8 +82,8 @@ for dtype in float32 bfloat16; do
       continue
     fi
     note "step dtype=$dtype batch=$bs"
-    timeout "$(allowed)" "$PY" -m wat_jax.benchmark --what=step --dtype="$dtype" \
-      --batch_size="$bs" --steps="$STEPS" --warmup="$WARMUP" "${SHAPE[@]}" \
+    timeout "$(allowed)" "$PY" -m wat_jax.benchmark --what=step --config.model.dtype="$dtype" \
+      --config.batch_size="$bs" --steps="$STEPS" --warmup="$WARMUP" "${SHAPE[@]}" \
       2>"$RESULTS/step_${dtype}_${bs}.stderr" | grep '^{' | tee -a "$LOG"
     rc=${PIPESTATUS[0]}
     [ "$rc" = 0 ] || echo "{\"what\": \"step\", \"dtype\": \"$dtype\", \"batch_size\": $bs, \"failed\": \"exit $rc\", \"stderr_tail\": $(tail -n 3 "$RESULTS/step_${dtype}_${bs}.stderr" | "$PY" -c 'import json,sys; print(json.dumps(sys.stdin.read()))')}" | tee -a "$LOG"
