@@ -172,6 +172,18 @@ def test_weight_name_variants_load_the_same_model(tiny, tmp_path):
     np.testing.assert_array_equal(encoder.load_encoder(variant, pooling="cls").encode(texts), plain)
 
 
+def test_tokenizing_in_slices_gives_the_same_vectors(tiny, monkeypatch):
+    texts = [f"a person walks {'slowly ' * (i % 5)}number {i}" for i in range(11)]
+    whole = encoder.load_encoder(tiny).encode(texts)
+    calls = []
+    monkeypatch.setattr(encoder, "_TOKENIZE_SLICE", 4)
+    enc = encoder.load_encoder(tiny)
+    real = enc.tokenizer.encode_batch
+    monkeypatch.setattr(enc.tokenizer, "encode_batch", lambda t: calls.append(len(t)) or real(t))
+    np.testing.assert_array_equal(enc.encode(texts), whole)
+    assert calls == [4, 4, 3]  # never more than a slice of texts' encodings at once
+
+
 def test_bfloat16_compute_stays_close(tiny):
     texts = ["a person waves", "someone runs in a circle quickly and then stops"]
     f32 = encoder.load_encoder(tiny).encode(texts)

@@ -60,6 +60,7 @@ _FINGERPRINTED = (
     "special_tokens_map.json",
 )
 _HF_PATTERNS = ["*.json", "*.safetensors", "vocab.txt", "1_Pooling/*"]
+_TOKENIZE_SLICE = 4096  # texts tokenized per call
 _LOG_EVERY_S = 10.0
 
 
@@ -304,7 +305,11 @@ class TextEncoder:
         out = np.zeros((len(texts), self.dim), np.float32)
         if not texts:
             return out
-        ids = [e.ids for e in self.tokenizer.encode_batch(texts)]
+        # Slices keep only the ids: the tokenizer's Encoding objects (~4 KB a text) of
+        # a whole dataset's texts never exist at once.
+        ids = []
+        for lo in range(0, len(texts), _TOKENIZE_SLICE):
+            ids += [e.ids for e in self.tokenizer.encode_batch(texts[lo : lo + _TOKENIZE_SLICE])]
         if packed:
             return self._encode_packed(ids, batch_size * TOKENS_PER_TEXT, out)
         order = np.argsort([-len(i) for i in ids], kind="stable")
