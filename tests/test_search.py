@@ -11,7 +11,8 @@ import jax
 import numpy as np
 import pytest
 
-from wat_jax import checkpointing, gallery, io, metrics, parallel, search, tasks, train
+from wat_jax import checkpointing, gallery, io, metrics, parallel, tasks, train
+from wat_jax.tools import search
 from wat_jax import workdir as run_dir
 from wat_jax.data import gait_attributes
 from wat_jax.errors import InputError
@@ -229,7 +230,7 @@ def test_bad_input_raises_input_error(babel_workdir, tmp_path):
 def _cli(*args):
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     return subprocess.run(
-        [sys.executable, "-m", "wat_jax.search", *args],
+        [sys.executable, "-m", "wat_jax.tools.search", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,

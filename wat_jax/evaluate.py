@@ -17,7 +17,7 @@ from absl import logging
 from jax.sharding import PartitionSpec as P
 
 from wat_jax import artifact, checkpointing, io, parallel
-from wat_jax.run_log import MetricWriter, Progress
+from wat_jax.reporting.run_log import MetricWriter, Progress
 
 
 TIMELINE_HEADLINE = ("frame_acc", "frame_mAP", "f1@0.1", "f1@0.25", "f1@0.5")

@@ -14,7 +14,8 @@ import jax
 import numpy as np
 from absl import logging
 
-from wat_jax import metrics, plots, visualize
+from wat_jax import metrics
+from wat_jax.reporting import pictures, plots
 from wat_jax.data import prepared
 from wat_jax.data.pipeline import Batcher, TextBank, class_keys
 from wat_jax.errors import fail
@@ -187,7 +188,7 @@ def evaluate(config, workdir, embedder, step) -> dict:
     if jax.process_index() == 0:  # every process has the numbers; one draws
         if example is not None:
             _timeline_picture(example, split.classes, config, workdir, step)
-        visualize.eval_pictures(
+        pictures.eval_pictures(
             config,
             workdir,
             embedder,

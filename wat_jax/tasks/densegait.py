@@ -16,7 +16,8 @@ import jax
 import numpy as np
 from absl import logging
 
-from wat_jax import metrics, plots, visualize
+from wat_jax import metrics
+from wat_jax.reporting import pictures, plots
 from wat_jax.data import prepared
 from wat_jax.data import gait_attributes
 from wat_jax.data.pipeline import Batcher, TextBank
@@ -187,7 +188,7 @@ def evaluate(config, workdir, embedder, step) -> dict:
     results["random"]["per_attribute"] = _per_attribute(rand_single, gallery_sets, names)
 
     if jax.process_index() == 0:  # every process has the numbers; one draws
-        visualize.eval_pictures(
+        pictures.eval_pictures(
             config,
             workdir,
             embedder,

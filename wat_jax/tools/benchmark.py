@@ -1,6 +1,6 @@
 """Throughput of the train step, the text encoder and the data pipeline.
 
-    python -m wat_jax.benchmark [--what=step,text,data,precision] [--batch_size=80] \
+    python -m wat_jax.tools.benchmark [--what=step,text,data,precision] [--batch_size=80] \
         [--dtype=float32|bfloat16] [--steps=N] [--compare=torch]
 
 By default it times the train step of the paper-size motion tower (768-d, 8
@@ -9,7 +9,7 @@ MSE to two 1024-d text targets) on every local device, and prints one JSON
 object per line: sequences/s, the median step time (after warm-up, blocking on
 the results), FLOPs per step, and model-FLOPs utilisation against the device's
 peak when it is known. `--compare=torch` times the PyTorch reference
-(wat_jax/bench_torch.py) in the same process, in alternating blocks of steps so
+(wat_jax/tools/bench_torch.py) in the same process, in alternating blocks of steps so
 that machine noise hits both, and prints the ratio. launch/bench.sh runs it.
 """
 
@@ -29,7 +29,7 @@ import numpy as np
 from wat_jax import configs, parallel, train
 from wat_jax.data import prepared
 from wat_jax.data.pipeline import Batcher, TextBank
-from wat_jax.errors import InputError
+from wat_jax.errors import InputError, exits_on_input_error
 
 # Dense peak FLOP/s per device by compute dtype, matched against device_kind
 # (first match wins). "float32" on NVIDIA is the TF32 tensor-core peak, which
@@ -203,7 +203,7 @@ def benchmark_step(
     ours = JaxStep(shape, batch)
     runners = {"wat_jax": ours}
     if compare == "torch":
-        from wat_jax import bench_torch
+        from wat_jax.tools import bench_torch
 
         runners["torch"] = bench_torch.TorchStep(
             batch,
@@ -345,10 +345,10 @@ def benchmark_data(
 
 
 def benchmark_text(batch_size: int, sentences: int = 256, compare: str = "") -> dict:
-    """Sentences/s of the text encoder, from wat_jax.text.bench when it exists."""
-    if importlib.util.find_spec("wat_jax.text.bench") is None:
-        return {"what": "text", "skipped": "wat_jax.text.bench is not in this checkout"}
-    from wat_jax.text import bench
+    """Sentences/s of the text encoder, from wat_jax.tools.text_bench when it exists."""
+    if importlib.util.find_spec("wat_jax.tools.text_bench") is None:
+        return {"what": "text", "skipped": "wat_jax.tools.text_bench is not in this checkout"}
+    from wat_jax.tools import text_bench as bench
 
     wanted = {
         "batch_size": batch_size,
@@ -494,6 +494,7 @@ def _torch_version() -> str | None:
     return torch.__version__ if torch else None
 
 
+@exits_on_input_error
 def main(argv):
     from absl import app, flags
 

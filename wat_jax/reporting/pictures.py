@@ -1,7 +1,7 @@
 """Skeleton animations of windows (GIF) and the pictures evaluation adds.
 
-    python -m wat_jax.visualize --workdir=W --split=val --index=K --output=x.gif
-    python -m wat_jax.visualize --motion=window.npy --output=x.gif
+The command line (wat_jax/tools/visualize.py) draws one window with `window_gif`
+or `skeleton_gif`.
 
 What a window's features are decides the drawing:
   [T, 18, 3]  DenseGait: OpenPose-18 (x, y, confidence), x right and y up after
@@ -121,7 +121,7 @@ def skeleton_gif(
     """
     from PIL import Image
 
-    from wat_jax.plots import _pyplot
+    from wat_jax.reporting.plots import _pyplot
 
     motion = np.asarray(motion)
     if motion.ndim != 3:
@@ -222,7 +222,8 @@ def eval_pictures(
     Returns:
       The paths written.
     """
-    from wat_jax import plots, workdir as run_dir
+    from wat_jax import workdir as run_dir
+    from wat_jax.reporting import plots
 
     del embedder
     out = plots.eval_dir(workdir)
@@ -269,54 +270,3 @@ def window_gif(gallery, index: int, path: str, threshold: float = 0.5, fps: floa
     return skeleton_gif(
         np.asarray(gallery.motion[index]), np.asarray(gallery.mask[index]), path, title, fps
     )
-
-
-def main(argv):
-    import sys
-
-    from absl import flags
-
-    from wat_jax.errors import InputError
-
-    FLAGS = flags.FLAGS
-    try:
-        if len(argv) > 1:
-            raise fail("wat_jax.visualize", f"unexpected arguments {argv[1:]}")
-        if FLAGS.motion:
-            if not os.path.exists(FLAGS.motion):
-                raise fail(FLAGS.motion, "no such file")
-            motion = np.load(FLAGS.motion, allow_pickle=False)
-            motion = motion[0] if motion.ndim == 4 and motion.shape[0] == 1 else motion
-            path = skeleton_gif(
-                motion, None, FLAGS.output, os.path.basename(FLAGS.motion), FLAGS.fps
-            )
-        elif FLAGS.workdir:
-            from wat_jax import workdir as run_dir
-
-            config = run_dir.load_config(FLAGS.workdir)
-            gallery = run_dir.read_gallery(config, FLAGS.workdir, FLAGS.split)
-            path = window_gif(
-                gallery,
-                FLAGS.index,
-                FLAGS.output,
-                float(config.data.get("threshold", 0.5)),
-                FLAGS.fps,
-            )
-        else:
-            raise fail("wat_jax.visualize", "give --workdir (with --split, --index) or --motion")
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    print(path)
-
-
-if __name__ == "__main__":
-    from absl import app, flags
-
-    flags.DEFINE_string("workdir", "", "Run directory with prepared data (or the toy config).")
-    flags.DEFINE_enum("split", "val", ["train", "val"], "Which split the window is in.")
-    flags.DEFINE_integer("index", 0, "The window's row in the split.")
-    flags.DEFINE_string("motion", "", "Or: a .npy window [T, J, F] to draw.")
-    flags.DEFINE_string("output", "window.gif", "The GIF to write.")
-    flags.DEFINE_float("fps", 15.0, "Playback frames per second.")
-    app.run(main)

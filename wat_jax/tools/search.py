@@ -1,8 +1,8 @@
 """Text search over a motion gallery, and motion to the nearest class or attribute texts.
 
-    python -m wat_jax.search --workdir=W --query="a person with a backpack walking slowly"
-    python -m wat_jax.search --workdir=W --queries=queries.txt --top_k=5 --json
-    python -m wat_jax.search --workdir=W --motion=window.npy
+    python -m wat_jax.tools.search --workdir=W --query="a person with a backpack walking slowly"
+    python -m wat_jax.tools.search --workdir=W --queries=queries.txt --top_k=5 --json
+    python -m wat_jax.tools.search --workdir=W --motion=window.npy
 
 The first call embeds the gallery (the prepared val split by default) with the
 latest checkpoint into an index saved in W/index/<split>_step_<N>/ (see
@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from wat_jax import gallery, workdir as run_dir
-from wat_jax.errors import fail
+from wat_jax.errors import exits_on_input_error, fail
 
 
 def encode_queries(config, queries: list[str]) -> np.ndarray:
@@ -94,7 +94,9 @@ def run_search(
        "timings_ms": {...}}.
     """
     if (queries is None) == (motion_path is None):
-        raise fail("wat_jax.search", "give --query/--queries (text search) or --motion, not both")
+        raise fail(
+            "wat_jax.tools.search", "give --query/--queries (text search) or --motion, not both"
+        )
     if queries is not None:
         if not queries or any(not q.strip() for q in queries):
             raise fail("--query", "empty query; give a sentence such as 'a person walking slowly'")
@@ -195,36 +197,30 @@ def _read_queries(path: str) -> list[str]:
     return queries
 
 
+@exits_on_input_error
 def main(argv):
-    import sys
-
     from absl import flags
 
-    from wat_jax.errors import InputError
-    from wat_jax.run_log import quiet_library_logs
+    from wat_jax.reporting.run_log import quiet_library_logs
 
     FLAGS = flags.FLAGS
     quiet_library_logs()
-    try:
-        if len(argv) > 1:
-            raise fail("wat_jax.search", f"unexpected arguments {argv[1:]}")
-        queries = None
-        if FLAGS.queries:
-            queries = _read_queries(FLAGS.queries)
-        if FLAGS.query is not None:
-            queries = (queries or []) + [FLAGS.query]
-        answer = run_search(
-            FLAGS.workdir,
-            queries,
-            FLAGS.motion or None,
-            FLAGS.top_k,
-            FLAGS.split,
-            FLAGS.step if FLAGS.step >= 0 else None,
-            FLAGS.rebuild,
-        )
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    if len(argv) > 1:
+        raise fail("wat_jax.tools.search", f"unexpected arguments {argv[1:]}")
+    queries = None
+    if FLAGS.queries:
+        queries = _read_queries(FLAGS.queries)
+    if FLAGS.query is not None:
+        queries = (queries or []) + [FLAGS.query]
+    answer = run_search(
+        FLAGS.workdir,
+        queries,
+        FLAGS.motion or None,
+        FLAGS.top_k,
+        FLAGS.split,
+        FLAGS.step if FLAGS.step >= 0 else None,
+        FLAGS.rebuild,
+    )
     print(json.dumps(answer, indent=1) if FLAGS.json else format_table(answer))
 
 
