@@ -162,14 +162,14 @@ def test_index_is_built_once_then_loaded_and_rebuilt_when_the_checkpoint_changes
 
 
 def test_text_queries_rank_by_cosine_to_the_encoded_query(babel_workdir):
-    from wat_jax.tasks import common
+    from wat_jax.text import bank
 
     workdir, config = babel_workdir
     queries = ["a person jumping up and down", "someone walks forward"]
     answer = search.run_search(workdir, queries=queries, k=4)
     index = gallery.load_or_build_index(config, workdir, "val")
     # The same ranking computed independently: encoder -> (identity) projection -> cosine.
-    scores = metrics.cosine(common.encode(queries, config), index.embeddings)
+    scores = metrics.cosine(bank.encode(queries, config), index.embeddings)
     for q, result in enumerate(answer["results"]):
         assert result["query"] == queries[q]
         assert [h["row"] for h in result["hits"]] == list(np.argsort(-scores[q])[:4])

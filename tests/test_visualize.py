@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from wat_jax import io
+from wat_jax import io, tasks
 from wat_jax.reporting import pictures, plots
 from wat_jax.data import gait_attributes, rotations
 
@@ -257,7 +257,8 @@ def test_densegait_embedding_picture_colours_by_viewpoint(tmp_path):
     labels = (rng.random((40, len(classes))) < 0.3).astype(np.float32)
     emb = rng.standard_normal((40, 8))
     protos = rng.standard_normal((len(classes), 8))
-    ids, names, columns = pictures._groups(config, labels, classes)
+    columns = tasks.get_task("densegait").picture_columns(classes)
+    ids, names, columns = pictures._groups(config, labels, classes, columns)
     assert names == ["Front", "Side", "Back"]
     view = labels[:, columns]
     expect = np.where(view.max(1) > config.data.threshold, view.argmax(1), -1)

@@ -18,7 +18,6 @@ import os
 import numpy as np
 
 from wat_jax import io
-from wat_jax.data import gait_attributes
 from wat_jax.data.skeletons import SMPL, OpenPose18
 from wat_jax.errors import fail
 
@@ -174,21 +173,15 @@ def skeleton_gif(
     return path
 
 
-PICTURE_GROUP = "viewpoint"  # the DenseGait attribute group the embedding picture colours by
+def _groups(config, labels: np.ndarray, class_names: list[str], columns=None):
+    """Colour groups for the embedding picture: (window ids [N], names, column ids [G]).
 
-
-def _groups(config, labels: np.ndarray, class_names: list[str]):
-    """Colour groups for the embedding picture: (window ids [N], names, column ids [G])."""
+    columns: the label columns that are groups (the task's picture_columns; all when None).
+    A window joins the group of its highest such column above data.threshold, else none (-1).
+    """
     labels = np.asarray(labels, np.float32)
     threshold = float(config.data.get("threshold", 0.5))
-    if config.task == "densegait":
-        columns = [
-            class_names.index(a[0])
-            for a in gait_attributes.ATTRIBUTES
-            if a[1] == PICTURE_GROUP and a[0] in class_names
-        ]
-    else:
-        columns = list(range(len(class_names)))
+    columns = list(range(len(class_names))) if columns is None else list(columns)
     sub = labels[:, columns]  # [N, G]
     ids = (
         np.where(sub.max(1) > threshold, sub.argmax(1), -1) if columns else np.full(len(labels), -1)
@@ -205,6 +198,8 @@ def eval_pictures(
     labels: np.ndarray,
     class_names: list[str],
     prototypes: np.ndarray | None,
+    columns: list[int] | None = None,
+    coloured_by: str = "by class",
 ) -> list[str]:
     """Writes the embedding-space PNG and one example GIF into WORKDIR/eval/.
 
@@ -218,6 +213,9 @@ def eval_pictures(
       class_names: the C label names.
       prototypes: [K, E] projected text prototypes; with K == C each is coloured as
         its class (for DenseGait, single-attribute texts: the picture group's shown).
+      columns: the label columns that colour the picture (the task's
+        picture_columns; every class when None).
+      coloured_by: the caption's words for the colouring ("by class", "by viewpoint").
 
     Returns:
       The paths written.
@@ -227,7 +225,7 @@ def eval_pictures(
 
     del embedder
     out = plots.eval_dir(workdir)
-    ids, names, columns = _groups(config, labels, list(class_names))
+    ids, names, columns = _groups(config, labels, list(class_names), columns)
     proto_groups = proto_names = None
     if prototypes is not None and len(prototypes) == len(class_names):
         lookup = {c: g for g, c in enumerate(columns)}
@@ -235,7 +233,6 @@ def eval_pictures(
         shown = proto_groups >= 0
         prototypes, proto_groups = prototypes[shown], proto_groups[shown]
         proto_names = [class_names[c] for c in np.flatnonzero(shown)]
-    coloured_by = f"by {PICTURE_GROUP}" if config.task == "densegait" else "by class"
     paths = [
         plots.embedding_png(
             motion_emb,

@@ -28,7 +28,8 @@ import numpy as np
 
 from wat_jax import configs, parallel, train
 from wat_jax.data import prepared
-from wat_jax.data.pipeline import Batcher, TextBank
+from wat_jax.data.pipeline import Batcher
+from wat_jax.text.bank import TextBank
 from wat_jax.errors import InputError, exits_on_input_error
 
 # Dense peak FLOP/s per device by compute dtype, matched against device_kind

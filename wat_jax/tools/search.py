@@ -20,17 +20,24 @@ from wat_jax import gallery, workdir as run_dir
 from wat_jax.errors import exits_on_input_error, fail
 
 
-def encode_queries(config, queries: list[str]) -> np.ndarray:
-    """Query strings -> frozen text vectors [Q, D] with the run's text encoder."""
-    if config.task == "toy":
+def check_text_encoder(config) -> None:
+    """InputError when the run's task has no text encoder (the toy task's vectors are random)."""
+    from wat_jax import tasks
+
+    if not tasks.get_task(config.task).has_text_encoder:
         raise fail(
             "--query",
-            "the toy task has no text encoder (its text vectors are random); "
+            f"the {config.task} task has no text encoder (its text vectors are random); "
             "search it with vectors through the Python API",
         )
-    from wat_jax.tasks import common
 
-    return common.encode(queries, config)
+
+def encode_queries(config, queries: list[str]) -> np.ndarray:
+    """Query strings -> frozen text vectors [Q, D] with the run's text encoder."""
+    from wat_jax.text import bank
+
+    check_text_encoder(config)
+    return bank.encode(queries, config)
 
 
 def read_motion_query(path: str, window: tuple) -> tuple[np.ndarray, np.ndarray]:
@@ -103,8 +110,8 @@ def run_search(
     if k < 1:
         raise fail("--top_k", f"must be at least 1, got {k}")
     config = run_dir.load_config(workdir)
-    if queries is not None and config.task == "toy":
-        encode_queries(config, queries)  # raises: the toy task has no text encoder
+    if queries is not None:
+        check_text_encoder(config)
     timings = {}
     if motion_path is not None:
         window = run_dir.read_gallery(config, workdir, split).motion.shape[1:]

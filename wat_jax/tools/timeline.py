@@ -20,11 +20,12 @@ from wat_jax.errors import exits_on_input_error, fail
 
 
 def _babel_config(workdir: str):
-    """The run's config; InputError unless it is a BABEL-task run."""
-    from wat_jax import workdir as run_dir
+    """The run's config; InputError unless its task has the timeline (BABEL's)."""
+    from wat_jax import tasks, workdir as run_dir
 
     config = run_dir.load_config(workdir)
-    if config.get("task") != "babel60":
+    name = config.get("task")
+    if name not in tasks.TASKS or not tasks.get_task(name).has_timeline:
         raise fail(
             os.path.join(workdir, "config.json"),
             f"the timeline needs a BABEL-task run (task babel60), this is {config.get('task')!r}",
