@@ -289,3 +289,52 @@ def test_nothing_in_the_library_imports_the_tools():
                     guarded.append(rel)
     assert offenders == []
     assert sorted(guarded) == ["wat_jax/embed_text.py", "wat_jax/timeline.py"]
+
+
+def task_branches(source: str) -> list[int]:
+    """Lines of `source` that compare a config's task name (`X.task ==`, `!=`, `in`, or
+    `X.get("task")` compared): a branch on the task outside the task's own code."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Compare):
+            continue
+        for side in [node.left, *node.comparators]:
+            is_attr = isinstance(side, ast.Attribute) and side.attr == "task"
+            is_get = (
+                isinstance(side, ast.Call)
+                and isinstance(side.func, ast.Attribute)
+                and side.func.attr == "get"
+                and side.args
+                and isinstance(side.args[0], ast.Constant)
+                and side.args[0].value == "task"
+            )
+            if is_attr or is_get:
+                found.append(node.lineno)
+                break
+    return found
+
+
+def test_task_branch_finder_sees_the_forms():
+    source = (
+        'if config.task == "toy": pass\n'
+        'if config.get("task") != "babel60": pass\n'
+        "x = config.task\n"
+        'if self.config.task in ("a", "b"): pass\n'
+        "if name not in TASKS: pass\n"
+    )
+    assert task_branches(source) == [1, 2, 4]
+
+
+def test_only_the_tasks_branch_on_the_task():
+    # What differs by experiment is asked of the run's Task (wat_jax/tasks/base.py).
+    offenders = []
+    for folder, _, files in os.walk(os.path.join(ROOT, "wat_jax")):
+        if os.path.relpath(folder, ROOT).split(os.sep)[:2] == ["wat_jax", "tasks"]:
+            continue
+        for name in files:
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                with open(path, encoding="utf-8") as f:
+                    lines = task_branches(f.read())
+                offenders += [f"{os.path.relpath(path, ROOT)}:{line}" for line in lines]
+    assert offenders == []
