@@ -10,45 +10,80 @@ Variants:
          data.babel_dir at AMASS and BABEL v1.0, e.g.
          --config.data.amass_root=/data/amass --config.data.babel_dir=/data/babel_v1.0_release
 Names-only ablation: --config.describe.backend=names.
+
+Every key not set here has base_config's value (wat_jax/configs.py), which
+holds the paper's motion tower: 768-d, 8 post-norm layers, 4 heads,
+feed-forward 1024, first-frame output, sinusoidal positions, dropout 0.1.
 """
 
 import ml_collections
 
 from wat_jax.configs import base_config
-from wat_jax.data import babel
-from wat_jax.text.describe import default_describe_config
+from wat_jax.data.babel import BABEL60_CLASSES
+from wat_jax.data.synthetic_babel import ALL_CLASSES, SMOKE_CLASSES
+
+VARIANTS = ("smoke", "demo", "paper")
 
 
 def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
-    if arg not in ("smoke", "demo", "paper"):
+    if arg not in VARIANTS:
         raise ValueError(f"experiments/babel60.py variants: smoke, demo, paper (got {arg!r})")
+    smoke = arg == "smoke"
     c = base_config()
     c.task = "babel60"
-    c.data = babel.default_data_config(arg)
-    c.describe = default_describe_config()
-    c.eval.prototype = "centroid"  # class text: description centroid (or "name")
-    c.eval.zero_shot_classes = ()
-    # The action timeline over whole val sequences (wat_jax/timeline.py): frame accuracy,
-    # frame mAP and segmental F1 beside random; the sequence cap bounds its cost.
-    c.eval.timeline = True
-    c.eval.timeline_max_sequences = 64
-    c.eval.timeline_stride_s = 0.5
-    c.eval.timeline_smooth_s = 0.5
 
-    # The paper's model and objective: 768-d, 8 post-norm layers, 4 heads,
-    # feed-forward 1024, first-frame output, mean of the MSE to the class-name
-    # embedding and to the description centroid.
-    c.model.update(
-        width=768,
-        layers=8,
-        heads=4,
-        mlp_dim=1024,
-        dropout=0.1,
-        pre_norm=False,
-        pooling="first",
-        positions="sinusoidal",
-        max_len=64,
+    # Data: AMASS motion cut into BABEL-labelled windows (wat_jax/data/babel.py).
+    synthetic_classes = SMOKE_CLASSES if smoke else ALL_CLASSES
+    c.data.update(
+        source="amass_babel" if arg == "paper" else "synthetic",
+        amass_root="",  # folder holding the AMASS dataset folders (KIT/, CMU/, ...)
+        babel_dir="",  # folder holding BABEL v1.0's train.json, val.json, extra_train.json
+        fps=30,
+        chunk_frames=100,
+        window_frames=60,
+        train_windows_per_chunk=3 if arg == "demo" else 1,
+        max_missing_fraction=0.05,
+        # Files per split; add "extra_train" / "extra_val" for BABEL's extra annotators.
+        babel_splits=ml_collections.ConfigDict(dict(train=("train",), val=("val",))),
+        # BABEL's create_dataset.py rules (see wat_jax/data/babel.py): a frame_ann whose
+        # act_cat are all null labels nothing ("skip") or gives way to the seq_ann
+        # ("sequence"); extra annotators make their own samples ("separate"), join the
+        # main one ("union") or are left out ("ignore").
+        null_frame_labels="skip",
+        extra_annotators="separate",
+        # The synthetic AMASS/BABEL files (wat_jax/data/synthetic_babel.py).
+        synthetic=ml_collections.ConfigDict(
+            dict(
+                classes=synthetic_classes,
+                num_train=10 if smoke else 280,
+                num_val=6 if smoke else 280,
+                min_segments=2,
+                max_segments=3 if smoke else 4,
+                min_segment_s=3.0,
+                max_segment_s=5.0 if smoke else 6.0,
+                fps_choices=(60, 120),
+                null_frame_ann_fraction=0.2,
+                # Val sequences are where the timeline's segmental F1 is scored: each has
+                # frame labels and at least val_min_segments actions (>= 2 transitions).
+                # Train keeps the settings above and does not change with these two keys.
+                val_min_segments=3,
+                val_null_frame_ann_fraction=0.0,
+                seed_offset=1000,  # the generator's seed is config.seed + seed_offset
+            )
+        ),
+        classes=(
+            BABEL60_CLASSES
+            if arg == "paper"
+            else tuple(k for k in BABEL60_CLASSES if k in synthetic_classes)
+        ),
     )
+
+    c.eval.prototype = "centroid"  # class text: description centroid (or "name")
+    c.eval.timeline = True  # frame accuracy, frame mAP and segmental F1 beside random
+
+    # The paper's objective: mean of the MSE to the class-name embedding and to the
+    # description centroid, on base_config's model.
+    c.model.max_len = 64
     c.loss.name = "mse"
     c.text.targets = ("name", "centroid")
     c.optim.update(lr=2e-4, weight_decay=0.1, schedule="constant")
@@ -63,15 +98,16 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
         c.eval.every_steps = 5_000  # eval/* curves in metrics.jsonl and TensorBoard
         return c
 
+    # Laptop scale: a small pre-norm tower trained contrastively (faster than MSE here).
     c.text.encoder = "minilm"
     c.model.update(
         width=128, layers=3, heads=4, mlp_dim=256, pre_norm=True, pooling="mean", dropout=0.1
     )
-    c.loss.name = "infonce"  # contrastive targets train faster than MSE at this scale
+    c.loss.name = "infonce"
     c.loss.targets = "multi_positive"
     c.text.targets = ("description",)
     c.optim.update(lr=1e-3, schedule="cosine", warmup_steps=20, weight_decay=0.05)
-    if arg == "smoke":
+    if smoke:
         c.describe.update(backend="template", per_key=3)
         c.model.update(width=32, layers=1, heads=2, mlp_dim=64)
         c.batch_size = 16

@@ -8,45 +8,67 @@ Variants:
          template descriptions per attribute set, MiniLM text vectors.
   paper  the paper's settings on real data: --config.data.annotations=/data/densegait/attributes.csv
          --config.data.tracklets_dir=/data/densegait/tracklets
+
+Every key not set here has base_config's value (wat_jax/configs.py), which
+holds the paper's motion tower; the gait model differs from it only in depth.
 """
 
 import ml_collections
 
 from wat_jax.configs import base_config
-from wat_jax.data import densegait
-from wat_jax.text.describe import default_describe_config
+
+VARIANTS = ("smoke", "demo", "paper")
 
 
 def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
-    if arg not in ("smoke", "demo", "paper"):
+    if arg not in VARIANTS:
         raise ValueError(f"experiments/densegait.py variants: smoke, demo, paper (got {arg!r})")
+    smoke, paper = arg == "smoke", arg == "paper"
     c = base_config()
     c.task = "densegait"
-    c.data = densegait.default_data_config(arg)
-    c.describe = default_describe_config()
+
+    # Data: OpenPose-18 tracklets and the 42 appearance attributes (wat_jax/data/densegait.py).
+    c.data.update(
+        source="densegait" if paper else "synthetic",  # synthetic | densegait
+        # The release's layout: tracklets under a data root, the CSV inside it.
+        annotations="data/densegait/data-2.02/annotations.csv" if paper else "",
+        tracklets_dir="data/densegait" if paper else "",
+        window_frames=60,
+        fps=30.0,
+        threshold=0.5,  # an attribute above this is present
+        min_confidence=0.1,
+        val_fraction={"smoke": 0.25, "demo": 0.2, "paper": 0.1}[arg],
+        train_windows_per_track=2 if arg == "demo" else 1,
+        missing="error",  # error | skip: a file named in the CSV but absent
+        max_tracks=0,  # 0: every CSV row
+        # The synthetic DenseGait-format files (wat_jax/data/synthetic_densegait.py).
+        synthetic=ml_collections.ConfigDict(
+            dict(
+                num_tracks=48 if smoke else 2500,
+                min_frames=20,
+                max_frames=150,
+                keypoint_noise=0.006,
+                drop_prob=0.02,
+                label_confidence=2.6,
+                flip_prob=0.03,
+                view_jitter_deg=20.0,
+            )
+        ),
+    )
+
     c.eval.prototype = "centroid"
     c.eval.relevant_jaccard = 0.5  # mAP/R@k: relevant when attribute sets overlap this much
     c.eval.max_queries = 2000  # seeded subset of val attribute sets used as queries
 
-    # The paper's gait model and objective: 768-d, 12 layers, triplet loss with
+    # The paper's gait objective on base_config's model at 12 layers: triplet loss with
     # margin 10 whose negatives never share the anchor's attribute set.
-    c.model.update(
-        width=768,
-        layers=12,
-        heads=4,
-        mlp_dim=1024,
-        dropout=0.1,
-        pre_norm=False,
-        pooling="first",
-        positions="sinusoidal",
-        max_len=64,
-    )
+    c.model.update(layers=12, max_len=64)
     c.loss.update(name="triplet", margin=10.0, label_threshold=c.data.threshold)
     c.text.targets = ("description",)
     c.optim.update(lr=1e-5, weight_decay=0.1, schedule="constant")
     c.batch_size = 128
 
-    if arg == "paper":
+    if paper:
         c.text.update(encoder="hf:WhereIsAI/UAE-Large-V1", pooling="cls")
         c.describe.update(backend="openai", per_key=8, temperature=0.7)
         c.total_steps = 300_000  # ~200 epochs of ~190k train tracklets at batch 128
@@ -55,20 +77,20 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
         c.eval.every_steps = 25_000  # eval/* curves in metrics.jsonl and TensorBoard
         return c
 
+    # Laptop scale: a small pre-norm tower trained contrastively.
     c.text.encoder = "minilm"
     c.model.update(width=128, layers=3, heads=4, mlp_dim=256, pre_norm=True, pooling="mean")
     c.loss.update(name="infonce", targets="soft")
     c.optim.update(lr=1e-3, schedule="cosine", warmup_steps=20, weight_decay=0.05)
-    c.describe.update(backend="template", per_key=4)
-    if arg == "smoke":
+    # ~2.5k attribute sets in the demo: 5k descriptions to embed on CPU.
+    c.describe.update(backend="template", per_key=2)
+    if smoke:
         c.model.update(width=32, layers=1, heads=2, mlp_dim=64)
-        c.describe.per_key = 2
         c.batch_size = 16
         c.total_steps = 12
         c.log_every_steps = 4
         c.checkpoint_every_steps = 6
     else:
-        c.describe.per_key = 2  # ~2.5k attribute sets: 5k descriptions to embed on CPU
         c.batch_size = 64
         c.total_steps = 500
         c.log_every_steps = 50

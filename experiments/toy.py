@@ -13,9 +13,8 @@ from wat_jax.configs import base_config
 def get_config(arg: str = "smoke") -> ml_collections.ConfigDict:
     c = base_config()
     c.task = "toy"
-    c.data = ml_collections.ConfigDict(
+    c.data.update(
         dict(
-            source="synthetic",
             num_train=256,
             num_val=64,
             num_classes=6,
@@ -26,8 +25,8 @@ def get_config(arg: str = "smoke") -> ml_collections.ConfigDict:
             multi_label_fraction=0.2,
         )
     )
-    c.text.dim = 32
-    c.describe.per_key = 4
+    c.text.dim = 32  # the toy task generates its text vectors (wat_jax/tasks/toy.py)
+    c.describe.update(backend="names", per_key=4)
     c.model.update(
         width=32,
         layers=2,

@@ -3,8 +3,8 @@
 # the PyTorch reference in the same run), the text encoder, the data pipeline.
 # One JSON object per line on stdout; see wat_jax/tools/benchmark.py for the keys.
 #
-#   bash launch/bench.sh [--what=step,text,data] [--batch_size=80] [--dtype=bfloat16] \
-#     [--steps=N] [--compare=torch]
+#   bash launch/bench.sh [--config=experiments/babel60.py:paper] [--what=step,text,data] \
+#     [--config.batch_size=80] [--config.model.dtype=bfloat16] [--steps=N] [--compare=torch]
 #
 # Example (the figures in WORKSPACE.md, 2-core CPU):
 #   bash launch/bench.sh --what=step,data --steps=12 --block=2 --compare=torch

@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 
+from experiments import babel60 as experiment
 from wat_jax.data import amass, babel, prepared, rotations
 from wat_jax.errors import InputError
 
@@ -53,7 +54,7 @@ CLASSES = ("run", "walk", "sit", "jump", "forward movement", "stand")  # any ord
 
 
 def _data_cfg(amass_root, babel_dir, **kw):
-    cfg = babel.default_data_config("paper")
+    cfg = experiment.get_config("paper").data
     cfg.amass_root, cfg.babel_dir, cfg.classes = str(amass_root), str(babel_dir), CLASSES
     cfg.update(kw)
     return cfg
@@ -622,17 +623,17 @@ def test_bad_config_names_the_key(tmp_path):
 
 def test_default_configs():
     for variant in ("smoke", "demo", "paper"):
-        cfg = babel.default_data_config(variant)
+        cfg = experiment.get_config(variant).data
         assert cfg.fps == 30 and cfg.chunk_frames == 100 and cfg.window_frames == 60
         assert babel.columns(cfg.classes) == tuple(cfg.classes)  # already in BABEL-60 order
-    assert babel.default_data_config("paper").classes == babel.BABEL60_CLASSES
-    assert len(babel.default_data_config("demo").classes) >= 12
-    with pytest.raises(InputError):
-        babel.default_data_config("huge")
+    assert experiment.get_config("paper").data.classes == babel.BABEL60_CLASSES
+    assert len(experiment.get_config("demo").data.classes) >= 12
+    with pytest.raises(ValueError, match="variants"):
+        experiment.get_config("huge")
 
 
 def test_smoke_prepare_is_small_and_in_the_real_format(tmp_path):
-    cfg = babel.default_data_config("smoke")
+    cfg = experiment.get_config("smoke").data
     counts = babel.prepare(cfg, str(tmp_path), seed=10)
     windows = {s: counts["splits"][s]["windows"]["kept"] for s in prepared.SPLITS}
     assert 10 <= windows["train"] <= 99 and 5 <= windows["val"] <= 99
@@ -652,7 +653,7 @@ def test_smoke_prepare_is_small_and_in_the_real_format(tmp_path):
 
 
 def test_synthetic_classes_are_covered_and_distinguishable(tmp_path):
-    cfg = babel.default_data_config("demo")
+    cfg = experiment.get_config("demo").data
     cfg.synthetic.num_train, cfg.synthetic.num_val = 60, 60
     cfg.train_windows_per_chunk = 2
     assert set(cfg.synthetic.classes) <= set(babel.BABEL60_CLASSES)

@@ -8,20 +8,36 @@ import sys
 
 import pytest
 
+from experiments import babel60
 from wat_jax.tools import benchmark
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = [
-    "--batch_size=8",
-    "--width=32",
-    "--layers=2",
-    "--heads=4",
-    "--mlp_dim=64",
-    "--frames=16",
+    "--config=experiments/babel60.py:paper",
+    "--config.batch_size=8",
+    "--config.model.width=32",
+    "--config.model.layers=2",
+    "--config.model.heads=4",
+    "--config.model.mlp_dim=64",
+    "--config.data.window_frames=16",
     "--joints=5",
     "--features=3",
     "--text_dim=32",
 ]
+
+
+def _config(**model):
+    """BABEL-60's paper config, 16-frame windows, batch 8, with `model` settings."""
+    config = babel60.get_config("paper")
+    config.batch_size = 8
+    config.data.window_frames = 16
+    config.model.update(model)
+    return config
+
+
+def _tiny(dtype="float32"):
+    config = _config(width=32, layers=2, heads=4, mlp_dim=64, dtype=dtype)
+    return config, benchmark.shape_of(config, joints=5, features=3, text_dim=32)
 
 
 def _bench(*args):
@@ -113,14 +129,24 @@ def test_bad_what_is_a_usage_error():
 
 
 def test_model_flops_grow_with_the_model():
-    small = benchmark.Shape(width=32, layers=2, mlp_dim=64, frames=16, text_dim=32)
-    assert benchmark.model_flops(small) > 0
-    wider = benchmark.Shape(width=64, layers=2, mlp_dim=64, frames=16, text_dim=32)
-    deeper = benchmark.Shape(width=32, layers=4, mlp_dim=64, frames=16, text_dim=32)
-    assert benchmark.model_flops(wider) > benchmark.model_flops(small)
-    assert benchmark.model_flops(deeper) > benchmark.model_flops(small)
-    # Paper size: about 0.93 TFLOP per step, dominated by the 8 layers' matmuls.
-    assert 0.9e12 < benchmark.model_flops(benchmark.Shape()) < 1.0e12
+    flops = lambda **m: benchmark.model_flops(
+        benchmark.shape_of(_config(**m), joints=5, features=3, text_dim=32)
+    )
+    small = flops(width=32, layers=2, mlp_dim=64)
+    assert small > 0
+    assert flops(width=64, layers=2, mlp_dim=64) > small
+    assert flops(width=32, layers=4, mlp_dim=64) > small
+    # The paper's step: about 0.93 TFLOP, dominated by the 8 layers' matmuls.
+    paper = benchmark.shape_of(babel60.get_config("paper"))
+    assert (paper.batch_size, paper.frames, paper.width, paper.layers) == (80, 60, 768, 8)
+    assert 0.9e12 < benchmark.model_flops(paper) < 1.0e12
+
+
+def test_torch_comparison_needs_the_reference_model():
+    assert benchmark.reference_mismatch(babel60.get_config("paper")) == []
+    demo = benchmark.reference_mismatch(babel60.get_config("demo"))
+    assert any(m.startswith("model.pre_norm=True") for m in demo)
+    assert any(m.startswith("loss.name='infonce'") for m in demo)
 
 
 @pytest.mark.parametrize(
@@ -139,19 +165,8 @@ def test_peak_flops_table(kind, dtype, peak):
 
 
 def test_bfloat16_computes_in_bf16_with_float32_params_and_loss():
-    shape = benchmark.Shape(
-        batch_size=8,
-        width=32,
-        layers=2,
-        heads=4,
-        mlp_dim=64,
-        frames=16,
-        joints=5,
-        features=3,
-        text_dim=32,
-        dtype="bfloat16",
-    )
-    report = benchmark.precision_report(shape)
+    config, shape = _tiny("bfloat16")
+    report = benchmark.precision_report(config, shape)
     assert report["param_dtypes"] == ["float32"]
     assert report["loss_dtype"] == "float32"
     # Every dense matmul of the tower and head runs in bf16, forward and backward (the
@@ -161,23 +176,11 @@ def test_bfloat16_computes_in_bf16_with_float32_params_and_loss():
     assert dots["bfloat16"] > 0 and dots.get("float32", 0) <= 2 * shape.layers
     # LayerNorm statistics stay float32.
     assert set(report["rsqrt"]) == {"float32"}
-    f32 = benchmark.precision_report(benchmark.Shape(**{**shape.__dict__, "dtype": "float32"}))
+    f32 = benchmark.precision_report(*_tiny("float32"))
     assert "bfloat16" not in f32["dot_general"]
 
 
 def test_bfloat16_softmax_runs_in_float32():
-    shape = benchmark.Shape(
-        batch_size=8,
-        width=32,
-        layers=2,
-        heads=4,
-        mlp_dim=64,
-        frames=16,
-        joints=5,
-        features=3,
-        text_dim=32,
-        dtype="bfloat16",
-    )
-    report = benchmark.precision_report(shape)
+    report = benchmark.precision_report(*_tiny("bfloat16"))
     # softmax's max: only attention has one.
     assert set(report["reduce_max"]) == {"float32"}

@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 
+from experiments import densegait as experiment
 from wat_jax.data import densegait as dg
 from wat_jax.data import gait_attributes
 from wat_jax.data import prepared
@@ -143,7 +144,7 @@ def ids_in(split_val: bool, n: int, frac: float = 0.5):
 
 
 def real_cfg(csv_path, tracklets_dir, **kw):
-    c = dg.default_data_config("smoke")
+    c = experiment.get_config("smoke").data
     c.source, c.annotations, c.tracklets_dir, c.val_fraction = (
         "densegait",
         csv_path,
@@ -375,18 +376,18 @@ def test_absent_tracklet_errors_or_is_skipped(tmp_path):
 
 
 def test_bad_config(tmp_path):
-    cfg = dg.default_data_config("smoke")
+    cfg = experiment.get_config("smoke").data
     cfg.source = "nope"
     with pytest.raises(InputError, match="config.data.source"):
         dg.prepare(cfg, str(tmp_path), 0)
-    with pytest.raises(InputError, match="variants"):
-        dg.default_data_config("large")
+    with pytest.raises(ValueError, match="variants"):
+        experiment.get_config("large")
 
 
 # ---------------------------------------------------------------- synthetic data
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
-    cfg = dg.default_data_config("demo")
+    cfg = experiment.get_config("demo").data
     cfg.synthetic.num_tracks, cfg.train_windows_per_track, cfg.val_fraction = 1500, 1, 0.3
     workdir = str(tmp_path_factory.mktemp("dg"))
     counts = dg.prepare(cfg, workdir, seed=3)

@@ -15,6 +15,7 @@ import pytest
 
 from tests import fake_llm_server
 from tests.fake_llm_server import FakeLLMServer
+from wat_jax.configs import base_config
 from wat_jax.errors import InputError
 from wat_jax.text import backends, cleaning, describe, prompts
 from wat_jax.text.openai_backend import OpenAIBackend
@@ -34,7 +35,7 @@ def _keys(count):
 
 
 def _cfg(url, **overrides):
-    cfg = describe.default_describe_config()
+    cfg = base_config().describe
     cfg.update(
         backend="openai",
         base_url=url,
@@ -138,7 +139,7 @@ def test_clean_cuts_long_texts_after_a_whole_sentence():
 
 
 def test_template_backend_is_deterministic_with_k_texts_naming_the_phrase(tmp_path):
-    cfg = describe.default_describe_config()
+    cfg = base_config().describe
     cfg.update(backend="template", per_key=11)  # > 8 templates: the second-sentence cycle
     first = describe.describe(KEYS, cfg, str(tmp_path / "a"))
     describe.describe(KEYS, cfg, str(tmp_path / "b"))
@@ -158,7 +159,7 @@ def test_template_backend_is_deterministic_with_k_texts_naming_the_phrase(tmp_pa
 
 
 def test_names_backend_writes_each_phrase_once(tmp_path):
-    cfg = describe.default_describe_config()
+    cfg = base_config().describe
     cfg.update(backend="names", per_key=5)
     path = describe.describe(KEYS, cfg, str(tmp_path))
     assert describe.load_descriptions(path) == {k.key: [k.phrase] for k in KEYS}
@@ -237,7 +238,7 @@ def test_server_without_a_model_list_is_not_checked(tmp_path):
 def test_second_writer_is_refused_and_a_dead_ones_lock_is_taken_over(tmp_path):
     from wat_jax import lock
 
-    cfg = describe.default_describe_config()
+    cfg = base_config().describe
     cfg.update(backend="template", per_key=2)
     with lock.hold(str(tmp_path), "train"):  # a live holder in this process
         child = subprocess.run(
@@ -407,7 +408,7 @@ def test_kill_9_mid_run_loses_nothing_and_repeats_no_request(tmp_path):
 
 
 def test_torn_last_line_is_dropped_and_refilled(tmp_path):
-    cfg = describe.default_describe_config()
+    cfg = base_config().describe
     cfg.update(backend="template", per_key=3)
     path = describe.describe(KEYS, cfg, str(tmp_path))
     whole = _records(tmp_path)
@@ -472,7 +473,7 @@ def test_shipped_prompts_are_valid():
 
 
 def test_unknown_backend_and_missing_local_module(tmp_path, monkeypatch):
-    cfg = describe.default_describe_config()
+    cfg = base_config().describe
     cfg.backend = "gpt"
     with pytest.raises(InputError, match="config.describe.backend: unknown backend 'gpt'"):
         describe.describe(KEYS, cfg, str(tmp_path))
@@ -490,7 +491,7 @@ def test_unknown_backend_and_missing_local_module(tmp_path, monkeypatch):
 
 
 def test_store_from_another_backend_or_prompt_is_not_mixed_in(tmp_path):
-    cfg = describe.default_describe_config()
+    cfg = base_config().describe
     cfg.update(backend="template", per_key=2)
     describe.describe(KEYS, cfg, str(tmp_path))
     cfg.backend = "names"

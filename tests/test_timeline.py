@@ -344,9 +344,9 @@ def _assert_picture(path):
 
 
 def _synthetic(tmp_path, name, **overrides):
-    from wat_jax.data import babel
+    from experiments import babel60
 
-    cfg = babel.default_data_config("smoke")
+    cfg = babel60.get_config("smoke").data
     cfg.synthetic.update(overrides)
     _, babel_dir = synthetic_babel.write_synthetic(str(tmp_path / name), cfg, 10)
     return {s: json.load(open(os.path.join(babel_dir, f"{s}.json"))) for s in ("train", "val")}

@@ -1,8 +1,10 @@
 """The keys every experiment config has, with defaults; experiments override them.
 
-Experiment files (experiments/*.py) start from `base_config()` so a key exists
-everywhere it is read, and `--config.<key>=<value>` overrides fail loudly on
-typos (the config is locked after loading).
+Every key the library reads is declared here, so library code reads attributes
+and never restates a default. The one exception is `data`: each experiment file
+(experiments/*.py) declares its task's data keys inline. The model block is the
+paper's (BABEL-60's) motion tower. `--config.<key>=<value>` overrides fail
+loudly on typos (the config is locked after loading).
 """
 
 import ml_collections
@@ -88,8 +90,59 @@ def base_config() -> ml_collections.ConfigDict:
             batch_size=0,  # 0: batch_size
             every_steps=0,  # > 0: also score the live params every N training steps
             prototype="centroid",  # a class's text: "centroid" of its descriptions, or "name"
+            # babel60: classes held out of training and scored zero-shot.
+            zero_shot_classes=(),
+            # babel60: the action timeline over whole val sequences (wat_jax/timeline.py);
+            # the sequence cap bounds its cost.
+            timeline=False,
+            timeline_max_sequences=64,
+            timeline_stride_s=0.5,
+            timeline_smooth_s=0.5,
+            # densegait: relevant when attribute sets overlap this much (Jaccard), and a
+            # seeded subset of val attribute sets as queries (0: all).
+            relevant_jaccard=0.5,
+            max_queries=0,
         )
     )
-    c.describe = ml_collections.ConfigDict(dict(backend="names", per_key=1))
-    c.data = ml_collections.ConfigDict(dict(source="synthetic"))
+    c.describe = ml_collections.ConfigDict(
+        dict(
+            backend="template",  # names | template | openai | local
+            per_key=4,  # texts per key (names: always 1)
+            strategy="direct",  # direct | paraphrase (one description, then paraphrases of it)
+            # Sampling, recorded with every text.
+            temperature=0.7,
+            top_p=0.95,
+            max_tokens=256,
+            seed=0,
+            samples_per_request=8,  # `n` of one request
+            # openai: any OpenAI-compatible server.
+            base_url="http://127.0.0.1:8080/v1",
+            model="",
+            api_key_env="OPENAI_API_KEY",
+            concurrency=4,
+            timeout_s=120.0,
+            max_retries=5,
+            backoff_s=1.0,
+            max_backoff_s=60.0,
+            # local: our JAX decoder.
+            local_model="smollm2",
+            local_batch_size=8,
+            local_dtype="float32",
+            # Prompts: relative to experiments/prompts unless absolute.
+            action_prompt="action_description.txt",
+            appearance_prompt="appearance_description.txt",
+            paraphrase_prompt="paraphrase.txt",
+            # Cleaning, and rounds that re-ask for texts dropped by it.
+            min_chars=20,
+            max_chars=1200,
+            extra_rounds=3,
+        )
+    )
+    # Each experiment adds its task's data keys (experiments/*.py) to these two.
+    c.data = ml_collections.ConfigDict(
+        dict(
+            source="synthetic",
+            threshold=0.5,  # a label value above this counts as present
+        )
+    )
     return c

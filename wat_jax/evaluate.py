@@ -121,7 +121,7 @@ def score(config, workdir: str, task, embedder: Embedder, step: int, writer=None
     text_emb = {name: embedder.text(vectors) for name, vectors in inputs.texts.items()}
     results = task.score(config, inputs, motion_emb, text_emb)
     example = None
-    if task.has_timeline and config.eval.get("timeline", True):
+    if task.has_timeline and config.eval.timeline:
         # whole val sequences against BABEL's frame labels
         from wat_jax import timeline
 

@@ -37,7 +37,7 @@ INDEX_FILES = (
 
 
 def _label_threshold(config) -> float:
-    return float(config.data.get("threshold", 0.5))
+    return float(config.data.threshold)
 
 
 def _stat_listing(root: str) -> list:
@@ -62,7 +62,7 @@ def fingerprint(config, workdir: str, split: str, step: int) -> str:
         "gallery": _stat_listing(prepared.split_dir(workdir, split)),
         "bank": [os.stat(bank).st_size, os.stat(bank).st_mtime_ns] if os.path.exists(bank) else [],
         "config": {
-            k: config.get(k).to_dict() if hasattr(config.get(k), "to_dict") else config.get(k)
+            k: config[k].to_dict() if hasattr(config[k], "to_dict") else config[k]
             for k in ("task", "seed", "model", "text", "data", "eval")
         },
     }

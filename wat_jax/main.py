@@ -71,20 +71,20 @@ def _check_values(config, stages) -> None:
 
     at_least("batch_size", config.batch_size, 1, "must be a positive number of windows per step")
     at_least("eval.batch_size", config.eval.batch_size, 0, "must be 0 (batch_size) or positive")
-    at_least("num_devices", config.get("num_devices", 0), 0, "must be 0 (every device) or more")
+    at_least("num_devices", config.num_devices, 0, "must be 0 (every device) or more")
     if "train" in stages:
         at_least("total_steps", config.total_steps, 1, "must be at least 1")
         at_least("log_every_steps", config.log_every_steps, 1, "must be at least 1")
         at_least("checkpoint_every_steps", config.checkpoint_every_steps, 0, "must be 0 or more")
         at_least("keep_checkpoints", config.keep_checkpoints, 1, "must be at least 1")
-        at_least("eval.every_steps", config.eval.get("every_steps", 0), 0, "must be 0 or more")
+        at_least("eval.every_steps", config.eval.every_steps, 0, "must be 0 or more")
 
 
 def _check_devices(config, stages) -> None:
     """The batch sizes divide over the devices, before any stage runs."""
     from wat_jax import parallel
 
-    mesh = parallel.make_mesh(config.get("num_devices") or None)
+    mesh = parallel.make_mesh(config.num_devices or None)
     if "train" in stages:
         parallel.check_batch_size(config.batch_size, mesh)
     if "eval" in stages:
@@ -227,7 +227,7 @@ def parse_flags(argv):
     """absl's parser, with config errors (typos, bad values) as one line and exit 2."""
     try:
         rest = FLAGS(argv)
-        FLAGS.config.get("task")  # a missing config file only raises when first read
+        FLAGS.config.task  # a missing config file only raises when first read
         return rest
     except flags.Error as e:
         message = str(e)

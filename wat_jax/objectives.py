@@ -38,7 +38,7 @@ def _log_scale(rows):
 
 
 def _threshold(rows):
-    return rows.loss_cfg.get("label_threshold", 0.5)
+    return rows.loss_cfg.label_threshold
 
 
 def _global(rows):
@@ -90,7 +90,7 @@ def _triplet(rows):
         labels_all,
         rows.loss_cfg.margin,
         _threshold(rows),
-        rows.loss_cfg.get("mining", "all"),
+        rows.loss_cfg.mining,
     )
 
 
@@ -130,7 +130,7 @@ def objective_terms(model, params, batch, rng, loss_cfg, *, train=True):
     rows = Rows(motion_emb, text_emb, batch["text_mask"], batch["labels"], params, loss_cfg)
     terms = {name: LOSSES[name](rows)}
     aux = {"temperature": jnp.exp(-_log_scale(rows))} if name in _GLOBAL else {}
-    if loss_cfg.get("ce_weight", 0.0) > 0:
+    if loss_cfg.ce_weight > 0:
         logits = model.apply(variables, motion_emb, method="classify")
         terms["ce"] = losses.multilabel_cross_entropy_terms(logits, rows.labels)
     return terms, aux
@@ -138,7 +138,7 @@ def objective_terms(model, params, batch, rng, loss_cfg, *, train=True):
 
 def _weight(term, loss_cfg):
     """`ce_weight` for the class head, `weight` for the named loss."""
-    return loss_cfg.ce_weight if term == "ce" else loss_cfg.get("weight", 1.0)
+    return loss_cfg.ce_weight if term == "ce" else loss_cfg.weight
 
 
 def device_loss(model, params, batch, rng, loss_cfg, *, train=True):

@@ -340,7 +340,7 @@ def eval_block(config, workdir: str, embedder, class_vectors) -> tuple[dict, dic
     ev = config.eval
     t0 = time.time()
     sequences = babel_sequences.read_sequences(
-        config.data, workdir, "val", int(ev.get("timeline_max_sequences", MAX_SEQUENCES))
+        config.data, workdir, "val", int(ev.timeline_max_sequences)
     )
     read_s = time.time() - t0
     results, example = evaluate_sequences(
@@ -349,8 +349,8 @@ def eval_block(config, workdir: str, embedder, class_vectors) -> tuple[dict, dic
         class_vectors,
         int(config.data.window_frames),
         float(config.data.fps),
-        float(ev.get("timeline_stride_s", STRIDE_S)),
-        float(ev.get("timeline_smooth_s", SMOOTH_S)),
+        float(ev.timeline_stride_s),
+        float(ev.timeline_smooth_s),
         int(config.seed),
     )
     results["seconds"] = round(time.time() - t0, 2)

@@ -59,7 +59,6 @@ import os
 import time
 import zlib
 
-import ml_collections
 import numpy as np
 from absl import logging
 
@@ -88,44 +87,6 @@ SEQUENCE_SKIPS = ("missing_file", "smplx", "too_short", "no_label")
 SEGMENT_DROPS = ("null_act_cat", "end_before_start", "outside_classes", "outside_sequence")
 _EPS = 1e-6
 _WARN_EACH = 5  # per kind of warning and split; the report holds every count
-
-
-def default_data_config(variant: str) -> ml_collections.ConfigDict:
-    """`config.data` for experiments/babel60.py.
-
-    Args:
-      variant: "smoke" (tens of synthetic windows), "demo" (a few thousand
-        synthetic windows) or "paper" (real AMASS + BABEL; set amass_root and
-        babel_dir).
-
-    Returns:
-      The data config.
-    """
-    if variant not in ("smoke", "demo", "paper"):
-        raise fail("config variant", f"unknown variant {variant!r}; expected smoke, demo or paper")
-    c = ml_collections.ConfigDict()
-    c.source = "amass_babel" if variant == "paper" else "synthetic"
-    c.amass_root = ""  # folder holding the AMASS dataset folders (KIT/, CMU/, ...)
-    c.babel_dir = ""  # folder holding BABEL v1.0's train.json, val.json, extra_train.json
-    c.fps = 30
-    c.chunk_frames = 100
-    c.window_frames = 60
-    c.train_windows_per_chunk = {"smoke": 1, "demo": 3, "paper": 1}[variant]
-    c.max_missing_fraction = 0.05
-    # Files per split; add "extra_train" / "extra_val" for BABEL's extra annotators.
-    c.babel_splits = ml_collections.ConfigDict(dict(train=("train",), val=("val",)))
-    # BABEL's create_dataset.py rules (see the module docstring): a frame_ann whose act_cat
-    # are all null labels nothing ("skip") or gives way to the seq_ann ("sequence"); extra
-    # annotators make their own samples ("separate"), join the main one ("union") or are
-    # left out ("ignore").
-    c.null_frame_labels = "skip"
-    c.extra_annotators = "separate"
-    c.synthetic = synthetic_babel.default_config(variant)
-    if variant == "paper":
-        c.classes = BABEL60_CLASSES
-    else:
-        c.classes = tuple(k for k in BABEL60_CLASSES if k in c.synthetic.classes)
-    return c
 
 
 def columns(classes) -> tuple[str, ...]:
@@ -441,8 +402,8 @@ def window_starts(n_frames: int, chunk: int, window: int, per_chunk: int, rng) -
 
 
 def _options(data_cfg) -> tuple[str, str]:
-    null_mode = data_cfg.get("null_frame_labels", "skip")
-    extra_mode = data_cfg.get("extra_annotators", "separate")
+    null_mode = data_cfg.null_frame_labels
+    extra_mode = data_cfg.extra_annotators
     if null_mode not in NULL_FRAME_LABELS:
         raise fail(
             "data.null_frame_labels", f"must be one of {NULL_FRAME_LABELS}, got {null_mode!r}"
@@ -713,7 +674,7 @@ def prepare(data_cfg, workdir: str, seed: int) -> dict:
     succeeded (prepared.Staging), so a failure leaves the previous data as it was.
 
     Args:
-      data_cfg: `config.data` (see default_data_config).
+      data_cfg: `config.data` (see experiments/babel60.py).
       workdir: the experiment folder.
       seed: draws the training windows (and the synthetic data).
 

@@ -32,7 +32,6 @@ import csv
 import hashlib
 import os
 
-import ml_collections
 import numpy as np
 from absl import logging
 
@@ -46,48 +45,6 @@ NOSE, NECK, R_HIP, L_HIP = OpenPose18.NOSE, OpenPose18.NECK, OpenPose18.R_HIP, O
 TRACK_COLUMN, FILE_COLUMN = gait_attributes.TRACK_COLUMN, gait_attributes.FILE_COLUMN
 # Rounding in a tool that wrote the CSV may leave a probability a hair outside [0, 1].
 _PROB_SLACK = 1e-6
-
-
-def default_data_config(variant: str) -> ml_collections.ConfigDict:
-    """config.data for experiments/densegait.py: smoke (tiny synthetic), demo, paper (real)."""
-    c = ml_collections.ConfigDict(
-        dict(
-            source="synthetic",  # synthetic | densegait
-            annotations="",
-            tracklets_dir="",  # the real data (source=densegait)
-            window_frames=60,
-            fps=30.0,
-            threshold=0.5,
-            min_confidence=0.1,
-            val_fraction=0.2,
-            train_windows_per_track=2,
-            missing="error",  # error | skip: a file named in the CSV but absent
-            max_tracks=0,  # 0: every CSV row
-            synthetic=ml_collections.ConfigDict(
-                dict(
-                    num_tracks=2500,
-                    min_frames=20,
-                    max_frames=150,
-                    keypoint_noise=0.006,
-                    drop_prob=0.02,
-                    label_confidence=2.6,
-                    flip_prob=0.03,
-                    view_jitter_deg=20.0,
-                )
-            ),
-        )
-    )
-    if variant == "smoke":
-        c.synthetic.num_tracks, c.val_fraction, c.train_windows_per_track = 48, 0.25, 1
-    elif variant == "paper":
-        c.source = "densegait"
-        # The release's layout: tracklets under a data root, the CSV inside it.
-        c.tracklets_dir = "data/densegait"
-        c.annotations = "data/densegait/data-2.02/annotations.csv"
-        c.val_fraction, c.train_windows_per_track = 0.1, 1
-    elif variant != "demo":
-        raise fail("config variant", f"densegait variants: smoke, demo, paper (got {variant!r})")
-    return c
 
 
 def read_annotations(path: str, max_tracks: int = 0):

@@ -28,7 +28,6 @@ then turned into axis-angle through quaternions.
 import os
 import time
 
-import ml_collections
 import numpy as np
 from absl import logging
 
@@ -50,26 +49,6 @@ TRANSITION_S = 0.5
 ALL_CLASSES = ("walk", "stand", "turn", "t pose", "step", "stretch", "jump", "sit", "run", "bend",
                "throw", "kick", "jog", "wave", "punch", "squat", "hop")  # fmt: skip
 SMOKE_CLASSES = ("walk", "turn", "jump", "sit", "run", "kick", "wave", "squat")
-
-
-def default_config(variant: str) -> ml_collections.ConfigDict:
-    """`config.data.synthetic`: sizes per split, segment counts and lengths, rates, classes."""
-    small = variant == "smoke"
-    return ml_collections.ConfigDict(dict(
-        classes=SMOKE_CLASSES if small else ALL_CLASSES,
-        num_train=10 if small else 280,
-        num_val=6 if small else 280,
-        min_segments=2, max_segments=3 if small else 4,
-        min_segment_s=3.0, max_segment_s=5.0 if small else 6.0,
-        fps_choices=(60, 120),
-        null_frame_ann_fraction=0.2,
-        # Val sequences are where the timeline's segmental F1 is scored: each has frame
-        # labels and at least val_min_segments actions (>= 2 transitions). Train keeps
-        # the settings above, and its sequences do not change with these two keys.
-        val_min_segments=3,
-        val_null_frame_ann_fraction=0.0,
-        seed_offset=1000,  # the generator's seed is config.seed + seed_offset
-    ))  # fmt: skip
 
 
 def _bump(x, centre, width):

@@ -180,7 +180,7 @@ def _groups(config, labels: np.ndarray, class_names: list[str], columns=None):
     A window joins the group of its highest such column above data.threshold, else none (-1).
     """
     labels = np.asarray(labels, np.float32)
-    threshold = float(config.data.get("threshold", 0.5))
+    threshold = float(config.data.threshold)
     columns = list(range(len(class_names))) if columns is None else list(columns)
     sub = labels[:, columns]  # [N, G]
     ids = (
@@ -251,7 +251,7 @@ def eval_pictures(
             gallery,
             0,
             os.path.join(out, f"example_step_{step}.gif"),
-            float(config.data.get("threshold", 0.5)),
+            float(config.data.threshold),
         )
     )
     return paths

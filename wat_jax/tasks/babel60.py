@@ -33,7 +33,7 @@ def _keys(workdir):
 
 def _held_out(config, classes) -> np.ndarray:
     """Boolean [C]: classes held out of training for zero-shot evaluation."""
-    names = list(config.eval.get("zero_shot_classes", ()) or ())
+    names = list(config.eval.zero_shot_classes)
     unknown = [n for n in names if n not in classes]
     if unknown:
         raise fail("config.eval.zero_shot_classes", f"unknown classes {unknown}")

@@ -189,7 +189,7 @@ class DenseGaitTask(Task):
                 "val attribute sets missing from the text bank; run --mode=embed again",
             )
         query_ids = np.unique(ids)  # every attribute set present in the gallery
-        max_q = config.eval.get("max_queries", 0)
+        max_q = config.eval.max_queries
         if max_q and len(query_ids) > max_q:  # a seeded subset bounds the [Q, N] score matrix
             query_ids = np.sort(np.random.default_rng(config.seed).choice(query_ids, max_q, False))
         query_sets = np.zeros((len(query_ids), gallery_sets.shape[1]), bool)
@@ -199,9 +199,9 @@ class DenseGaitTask(Task):
         # Soft annotator labels make nearly every attribute set unique, so exact-set
         # relevance would leave one relevant window per query; a Jaccard floor keeps
         # mAP and R@k meaningful (1.0 restores exact matching).
-        relevant = gains >= config.eval.get("relevant_jaccard", 0.5) - 1e-9
+        relevant = gains >= config.eval.relevant_jaccard - 1e-9
 
-        use = config.eval.get("prototype", "centroid")
+        use = config.eval.prototype
         texts = bank.centroids(normalize=True) if use == "centroid" else bank.names
         names, phrases = attribute_phrases()
         return EvalInputs(

@@ -48,44 +48,6 @@ class DescribeKey:
     phrase: str  # the terse label or attribute phrase the prompt is filled with
 
 
-def default_describe_config() -> ml_collections.ConfigDict:
-    """Every config.describe key with its default (offline templates, K=4)."""
-    return ml_collections.ConfigDict(
-        dict(
-            backend="template",  # names | template | openai | local
-            per_key=4,  # texts per key (names: always 1)
-            strategy="direct",  # direct | paraphrase (one description, then paraphrases of it)
-            # Sampling, recorded with every text.
-            temperature=0.7,
-            top_p=0.95,
-            max_tokens=256,
-            seed=0,
-            samples_per_request=8,  # `n` of one request
-            # openai: any OpenAI-compatible server.
-            base_url="http://127.0.0.1:8080/v1",
-            model="",
-            api_key_env="OPENAI_API_KEY",
-            concurrency=4,
-            timeout_s=120.0,
-            max_retries=5,
-            backoff_s=1.0,
-            max_backoff_s=60.0,
-            # local: our JAX decoder.
-            local_model="smollm2",
-            local_batch_size=8,
-            local_dtype="float32",
-            # Prompts: relative to experiments/prompts unless absolute.
-            action_prompt="action_description.txt",
-            appearance_prompt="appearance_description.txt",
-            paraphrase_prompt="paraphrase.txt",
-            # Cleaning, and rounds that re-ask for texts dropped by it.
-            min_chars=20,
-            max_chars=1200,
-            extra_rounds=3,
-        )
-    )
-
-
 def request_seed(base_seed: int, key: str, index: int, round_: int) -> int:
     """The sampling seed of the request whose first text is (key, index) in round `round_`."""
     digest = hashlib.sha256(f"{base_seed}:{key}:{index}:{round_}".encode()).digest()
@@ -349,7 +311,7 @@ def describe(
 
     Args:
       keys: what to describe; `key` ids must be unique.
-      cfg: the experiment's config.describe (see default_describe_config).
+      cfg: the experiment's config.describe (see wat_jax/configs.py).
       workdir: the store is WORKDIR/descriptions.jsonl.
       backend: a backend to use instead of get_backend(cfg) (e.g. to read its stats);
         its name must be cfg.backend.

@@ -187,29 +187,29 @@ def tokenizer_from_folder(folder: str) -> LlmTokenizer:
     if not os.path.isfile(path):
         raise fail(folder, "no tokenizer.json in the model folder")
     tokenizer = tokenizers.Tokenizer.from_file(path)
-    config = {}
+    settings = {}
     config_path = os.path.join(folder, "tokenizer_config.json")
     if os.path.isfile(config_path):
         with open(config_path) as f:
-            config = json.load(f)
-    template = config.get("chat_template")
+            settings = json.load(f)
+    template = settings.get("chat_template")
     template_path = os.path.join(folder, "chat_template.jinja")
     if template is None and os.path.isfile(template_path):
         with open(template_path) as f:
             template = f.read()
     if isinstance(template, list):  # named templates: take the default one
         template = next((t["template"] for t in template if t.get("name") == "default"), None)
-    bos_text = _token_text(config.get("bos_token"))
-    eos_text = _token_text(config.get("eos_token"))
+    bos_text = _token_text(settings.get("bos_token"))
+    eos_text = _token_text(settings.get("eos_token"))
     bos = tokenizer.token_to_id(bos_text) if bos_text else None
     eos = tokenizer.token_to_id(eos_text) if eos_text else None
     # tokenizer.json's post-processor is not applied (add_special_tokens=False), so
-    # BOS is added by hand when the config asks for it.
+    # BOS is added by hand when tokenizer_config.json asks for it.
     return LlmTokenizer(
         tokenizer,
         bos_id=bos,
         eos_id=eos,
-        add_bos=bool(config.get("add_bos_token", False)),
+        add_bos=bool(settings.get("add_bos_token", False)),
         chat_template=template,
         where=folder,
         special_tokens={"bos_token": bos_text or "", "eos_token": eos_text or ""},

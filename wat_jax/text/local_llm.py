@@ -282,14 +282,14 @@ class LocalBackend:
 
     def __init__(self, cfg):
         """Loads the model named by cfg.local_model (default: the embedded SmolLM2)."""
-        dtype_name = cfg.get("local_dtype", "float32")
+        dtype_name = cfg.local_dtype
         if dtype_name not in _DTYPES:
             raise fail("describe.local_dtype", f"'{dtype_name}' is not one of {list(_DTYPES)}")
         self.dtype = _DTYPES[dtype_name]
-        self.batch_size = int(cfg.get("local_batch_size", 32))
+        self.batch_size = int(cfg.local_batch_size)
         if self.batch_size < 1:
             raise fail("describe.local_batch_size", f"must be >= 1, got {self.batch_size}")
-        self.loaded = load_model(cfg.get("local_model", "smollm2"), self.dtype)
+        self.loaded = load_model(cfg.local_model, self.dtype)
         self.model = self.loaded.model_id
 
     def complete(self, requests: list[ChatRequest]) -> list[list[str]]:

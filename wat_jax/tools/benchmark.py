@@ -1,16 +1,21 @@
 """Throughput of the train step, the text encoder and the data pipeline.
 
-    python -m wat_jax.tools.benchmark [--what=step,text,data,precision] [--batch_size=80] \
-        [--dtype=float32|bfloat16] [--steps=N] [--compare=torch]
+    python -m wat_jax.tools.benchmark [--config=experiments/babel60.py:paper] \
+        [--config.batch_size=80] [--config.model.dtype=bfloat16] \
+        [--what=step,text,data,precision] [--steps=N] [--compare=torch]
 
-By default it times the train step of the paper-size motion tower (768-d, 8
-post-norm layers, 4 heads, ff 1024, 60 frames of 25x6 values, batch 80, AdamW,
-MSE to two 1024-d text targets) on every local device, and prints one JSON
-object per line: sequences/s, the median step time (after warm-up, blocking on
-the results), FLOPs per step, and model-FLOPs utilisation against the device's
-peak when it is known. `--compare=torch` times the PyTorch reference
-(wat_jax/tools/bench_torch.py) in the same process, in alternating blocks of steps so
-that machine noise hits both, and prints the ratio. launch/bench.sh runs it.
+The step is an experiment's own: the model, batch size, frames, compute dtype
+and objective come from `--config` (default: BABEL-60's paper config, the
+768-d, 8-layer post-norm tower on batches of 80 windows of 60 frames, MSE to two
+1024-d text targets); only the input's joints, features and text dimension are
+flags, since the config names a text encoder without its size. It times the
+step on every local device and prints one JSON object per line: sequences/s,
+the median step time (after warm-up, blocking on the results), FLOPs per step,
+and model-FLOPs utilisation against the device's peak when it is known.
+`--compare=torch` times the PyTorch reference (wat_jax/tools/bench_torch.py; the
+paper's post-norm, first-frame, MSE model only) in the same process, in
+alternating blocks of steps so that machine noise hits both, and prints the
+ratio. launch/bench.sh runs it.
 """
 
 import dataclasses
@@ -26,11 +31,15 @@ import time
 import jax
 import numpy as np
 
-from wat_jax import configs, parallel, train
+import wat_jax
+from wat_jax import parallel, train
 from wat_jax.data import prepared
 from wat_jax.data.pipeline import Batcher
 from wat_jax.text.bank import TextBank
 from wat_jax.errors import InputError, exits_on_input_error
+
+# The checkout holding experiments/ (the default --config is one of its files).
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(wat_jax.__file__)))
 
 # Dense peak FLOP/s per device by compute dtype, matched against device_kind
 # (first match wins). "float32" on NVIDIA is the TF32 tensor-core peak, which
@@ -51,38 +60,44 @@ PEAK_FLOPS = (
 
 @dataclasses.dataclass(frozen=True)
 class Shape:
-    """The benchmarked model and batch; the defaults are the paper's."""
+    """The benchmarked step's sizes: the experiment's model and batch, and its input."""
 
-    batch_size: int = 80
-    frames: int = 60
-    joints: int = 25
-    features: int = 6
-    text_dim: int = 1024
-    num_targets: int = 2  # class name and description centroid
-    num_classes: int = 60
-    width: int = 768
-    layers: int = 8
-    heads: int = 4
-    mlp_dim: int = 1024
-    dropout: float = 0.1
-    dtype: str = "float32"
+    batch_size: int
+    frames: int
+    joints: int
+    features: int
+    text_dim: int
+    num_targets: int  # text targets per window (config.text.targets)
+    num_classes: int
+    width: int
+    layers: int
+    heads: int
+    mlp_dim: int
+    dropout: float
+    dtype: str
 
 
-def step_config(shape: Shape):
-    """The experiment config of the benchmarked step (base config, paper model, MSE)."""
-    c = configs.base_config()
-    c.batch_size = shape.batch_size
-    c.model.update(
-        width=shape.width,
-        layers=shape.layers,
-        heads=shape.heads,
-        mlp_dim=shape.mlp_dim,
-        dropout=shape.dropout,
-        dtype=shape.dtype,
-        max_len=max(shape.frames, 1),
+def shape_of(config, joints: int = 25, features: int = 6, text_dim: int = 1024) -> Shape:
+    """The step `config` trains, on windows [T, joints, features] and text_dim-d targets.
+
+    The defaults are BABEL-60's (25 rows of 6 rotation values) and UAE-Large's 1024.
+    """
+    m, data = config.model, config.data
+    return Shape(
+        batch_size=config.batch_size,
+        frames=data.window_frames,
+        joints=joints,
+        features=features,
+        text_dim=text_dim,
+        num_targets=len(config.text.targets),
+        num_classes=len(data.classes) if "classes" in data else 60,
+        width=m.width,
+        layers=m.layers,
+        heads=m.heads,
+        mlp_dim=m.mlp_dim,
+        dropout=m.dropout,
+        dtype=m.dtype,
     )
-    c.loss.name = "mse"
-    return c
 
 
 def synthetic_batch(shape: Shape, seed: int = 0) -> dict:
@@ -134,8 +149,7 @@ def xla_flops(compiled) -> float | None:
 class JaxStep:
     """Our compiled train step on a fixed batch, timed step by step."""
 
-    def __init__(self, shape: Shape, batch: dict, seed: int = 0):
-        config = step_config(shape)
+    def __init__(self, config, shape: Shape, batch: dict, seed: int = 0):
         self.mesh = parallel.make_mesh()
         parallel.check_batch_size(shape.batch_size, self.mesh)
         model = train.create_model(config, shape.text_dim, shape.num_classes)
@@ -176,6 +190,7 @@ def _summary(times: list[float], batch_size: int) -> dict:
 
 
 def benchmark_step(
+    config,
     shape: Shape,
     steps: int = 20,
     warmup: int = 2,
@@ -187,7 +202,8 @@ def benchmark_step(
     """Times our train step (and the torch reference when `compare="torch"`).
 
     Args:
-      shape: model and batch sizes.
+      config: the experiment config whose step is timed.
+      shape: its sizes (`shape_of(config, ...)`).
       steps: timed steps per implementation.
       warmup: untimed steps first (our first call also waits for buffers).
       compare: "" or "torch".
@@ -201,7 +217,7 @@ def benchmark_step(
       One record per implementation, and a `compare` record when comparing.
     """
     batch = synthetic_batch(shape)
-    ours = JaxStep(shape, batch)
+    ours = JaxStep(config, shape, batch)
     runners = {"wat_jax": ours}
     if compare == "torch":
         from wat_jax.tools import bench_torch
@@ -215,7 +231,7 @@ def benchmark_step(
             shape.dropout,
             threads=threads or _cores(),
         )
-    elif compare:
+    elif compare:  # pragma: no cover - main's flag is an enum
         raise ValueError(f"--compare must be '' or 'torch', got {compare!r}")
     for runner in runners.values():
         runner.run(warmup)
@@ -364,14 +380,13 @@ def benchmark_text(batch_size: int, sentences: int = 256, compare: str = "") -> 
     return {"what": "text", **(result if isinstance(result, dict) else {"result": result})}
 
 
-def precision_report(shape: Shape) -> dict:
+def precision_report(config, shape: Shape) -> dict:
     """Dtypes the traced train step computes in, per primitive, and its params' and loss's.
 
     Matmuls are `dot_general`; softmax shows as `reduce_max` and `exp` (exact
     GELU's backward also uses `exp`), GELU as `erfc`, LayerNorm as `rsqrt`.
     """
     batch = synthetic_batch(shape)
-    config = step_config(shape)
     mesh = parallel.make_mesh()
     model = train.create_model(config, shape.text_dim, shape.num_classes)
     tx = train.make_optimizer(config.optim, config.total_steps)
@@ -495,24 +510,25 @@ def _torch_version() -> str | None:
     return torch.__version__ if torch else None
 
 
+def reference_mismatch(config) -> list[str]:
+    """How `config`'s step differs from the PyTorch reference's (empty: comparable)."""
+    want = {"model.pre_norm": False, "model.pooling": "first", "loss.name": "mse"}
+    have = {
+        "model.pre_norm": config.model.pre_norm,
+        "model.pooling": config.model.pooling,
+        "loss.name": config.loss.name,
+    }
+    return [f"{k}={have[k]!r} (the reference has {v!r})" for k, v in want.items() if have[k] != v]
+
+
 @exits_on_input_error
 def main(argv):
     from absl import app, flags
 
     del argv
     f = flags.FLAGS
-    shape = Shape(
-        batch_size=f.batch_size,
-        frames=f.frames,
-        joints=f.joints,
-        features=f.features,
-        text_dim=f.text_dim,
-        width=f.width,
-        layers=f.layers,
-        heads=f.heads,
-        mlp_dim=f.mlp_dim,
-        dtype=f.dtype,
-    )
+    config = f.config
+    shape = shape_of(config, f.joints, f.features, f.text_dim)
     what = [w.strip() for w in f.what.split(",") if w.strip()]
     unknown = set(what) - {"step", "text", "data", "precision"}
     if unknown:
@@ -520,14 +536,20 @@ def main(argv):
     compare = f.compare
     if compare == "torch" and importlib.util.find_spec("torch") is None:
         raise app.UsageError("--compare=torch needs torch importable (see launch/bench.sh)")
+    if compare == "torch" and reference_mismatch(config):
+        raise app.UsageError(
+            "--compare=torch times the paper's model; this config has "
+            + ", ".join(reference_mismatch(config))
+        )
     emit = lambda record: print(json.dumps(record), flush=True)
     machine = machine_record(shape.dtype if "step" in what else None, f.matmul_size)
     emit(machine)
     step_rate = None
     if "precision" in what:
-        emit(precision_report(shape))
+        emit(precision_report(config, shape))
     if "step" in what:
         for record in benchmark_step(
+            config,
             shape,
             f.steps,
             f.warmup,
@@ -550,10 +572,15 @@ def main(argv):
 
 def _define_flags():
     from absl import flags
+    from ml_collections import config_flags
 
+    config_flags.DEFINE_config_file(
+        "config",
+        os.path.join(ROOT, "experiments", "babel60.py") + ":paper",
+        "The experiment whose train step is timed (model, batch, frames, dtype, loss).",
+        lock_config=True,
+    )
     flags.DEFINE_string("what", "step,text,data", "Comma list of step, text, data, precision.")
-    flags.DEFINE_integer("batch_size", 80, "Global batch (sequences per step).")
-    flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype of the tower.")
     flags.DEFINE_integer("steps", 20, "Timed steps per implementation.")
     flags.DEFINE_integer("warmup", 2, "Untimed steps before timing.")
     flags.DEFINE_integer("block", 5, "Steps per block when alternating with --compare.")
@@ -562,10 +589,9 @@ def _define_flags():
     flags.DEFINE_integer(
         "matmul_size", 0, "Side of the square matmul timed as the machine's limit; 0: auto."
     )
-    for name, default in dict(
-        width=768, layers=8, heads=4, mlp_dim=1024, frames=60, joints=25, features=6, text_dim=1024
-    ).items():
-        flags.DEFINE_integer(name, default, f"Model/batch size: {name}.")
+    flags.DEFINE_integer("joints", 25, "Skeleton rows per frame of the synthetic input.")
+    flags.DEFINE_integer("features", 6, "Values per row of the synthetic input.")
+    flags.DEFINE_integer("text_dim", 1024, "Text encoder dimension (the config's encoder's).")
     flags.DEFINE_integer("data_windows", 2048, "Windows in the synthetic prepared split.")
     flags.DEFINE_integer("data_batches", 200, "Batches timed for the data pipeline.")
     flags.DEFINE_integer("text_batch_size", 64, "Sentences per text encoder call.")

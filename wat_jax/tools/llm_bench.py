@@ -15,6 +15,7 @@ import time
 import jax.numpy as jnp
 from absl import app, flags
 
+from wat_jax.configs import base_config
 from wat_jax.errors import exits_on_input_error
 from wat_jax.models import llama
 from wat_jax.text.chat import ChatRequest
@@ -59,7 +60,9 @@ def _prompt(action: str) -> tuple[dict, ...]:
 @exits_on_input_error
 def main(argv):
     del argv
-    backend = LocalBackend({"local_model": FLAGS.model, "local_dtype": FLAGS.dtype})
+    cfg = base_config().describe
+    cfg.update(local_model=FLAGS.model, local_dtype=FLAGS.dtype)
+    backend = LocalBackend(cfg)
     loaded = backend.loaded
     tokenizer = loaded.tokenizer
     prompts = [tokenizer.encode_chat(_prompt(a)) for a in _ACTIONS]

@@ -39,7 +39,7 @@ def main(argv):
             gallery,
             FLAGS.index,
             FLAGS.output,
-            float(config.data.get("threshold", 0.5)),
+            float(config.data.threshold),
             FLAGS.fps,
         )
     else:
