@@ -24,7 +24,8 @@ def _babel_config(workdir: str):
     from wat_jax import tasks, workdir as run_dir
 
     config = run_dir.load_config(workdir)
-    if config.task not in tasks.TASKS or not tasks.get_task(config.task).has_timeline:
+    name = config.task  # a config.json from another version may name no task we know
+    if name not in tasks.TASKS or not tasks.get_task(name).has_timeline:
         raise fail(
             os.path.join(workdir, "config.json"),
             f"the timeline needs a BABEL-task run (task babel60), this is {config.task!r}",
