@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Throughput benchmark: the paper-size train step (and, with --compare=torch,
 # the PyTorch reference in the same run), the text encoder, the data pipeline.
-# One JSON object per line on stdout; see wat_jax/benchmark.py for the keys.
+# One JSON object per line on stdout; see wat_jax/tools/benchmark.py for the keys.
 #
 #   bash launch/bench.sh [--config=experiments/babel60.py:paper] [--what=step,text,data] \
 #     [--config.batch_size=80] [--config.model.dtype=bfloat16] [--steps=N] [--compare=torch]
@@ -26,10 +26,10 @@ if [ "$torch" = 1 ]; then
 fi
 source "$ROOT/launch/setup.sh"
 if [ "$torch" = 1 ] && ! python -c "import torch, sentence_transformers" 2>/dev/null; then
-  # sentence-transformers is the text tower's reference (wat_jax.text.bench --compare=torch).
+  # sentence-transformers is the text tower's reference (wat_jax.tools.text_bench --compare=torch).
   echo "bench: installing torch==2.13.0 and sentence-transformers into $WAT_JAX_VENV" >&2
   python -m pip install -q "torch==2.13.0" "sentence-transformers==6.2.0"
 fi
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 source "$ROOT/launch/gpu.sh"
-exec python -m wat_jax.benchmark "$@"
+exec python -m wat_jax.tools.benchmark "$@"

@@ -62,7 +62,7 @@ import numpy as np
 import wat_jax
 from wat_jax import metrics
 from wat_jax.data import prepared
-from wat_jax.data.pipeline import TextBank
+from wat_jax.text.bank import TextBank
 
 folder, workdir, task = sys.argv[1:4]
 run = wat_jax.load(folder)

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from experiments import babel60
-from wat_jax import benchmark
+from wat_jax.tools import benchmark
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = [
@@ -43,7 +43,7 @@ def _tiny(dtype="float32"):
 def _bench(*args):
     env = dict(os.environ, JAX_PLATFORMS="cpu")  # keeps conftest's 8 simulated devices
     return subprocess.run(
-        [sys.executable, "-m", "wat_jax.benchmark", *TINY, *args],
+        [sys.executable, "-m", "wat_jax.tools.benchmark", *TINY, *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -109,7 +109,7 @@ def test_machine_record_without_a_step_skips_the_matmul():
 
 
 def test_text_benchmark_passes_only_the_arguments_it_accepts(monkeypatch):
-    from wat_jax.text import bench
+    from wat_jax.tools import text_bench as bench
 
     calls = []
 

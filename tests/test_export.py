@@ -11,7 +11,8 @@ import jax
 import numpy as np
 import pytest
 
-from wat_jax import checkpointing, evaluate, export, io, parallel, tasks, train
+from wat_jax import checkpointing, evaluate, io, parallel, tasks, train
+from wat_jax.tools import export
 from wat_jax import workdir as run_dir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -101,13 +102,14 @@ def test_loader_needs_only_jax_and_numpy(exported, tmp_path):
     expected = export.load_motion_tower(path)(motion, mask)
     script = (
         "import sys, numpy as np\n"
-        "from wat_jax.export import load_motion_tower\n"
+        "from wat_jax.tools.export import load_motion_tower\n"
         f"f = load_motion_tower({path!r})\n"
         f"out = f(np.load({str(tmp_path / 'motion.npy')!r}),\n"
         f"        np.load({str(tmp_path / 'mask.npy')!r}))\n"
         f"np.save({str(tmp_path / 'out.npy')!r}, out)\n"
         "heavy = [m for m in sys.modules if m.split('.')[0] in ('flax', 'optax', 'orbax')\n"
-        "         or m.startswith('wat_jax.') and m != 'wat_jax.export']\n"
+        "         or m.startswith('wat_jax.')\n"
+        "         and m not in ('wat_jax.tools', 'wat_jax.tools.export', 'wat_jax.errors')]\n"
         "assert not heavy, heavy\n"
     )
     env = dict(os.environ, JAX_PLATFORMS="cpu")
@@ -137,7 +139,7 @@ def test_cli_without_checkpoint_is_one_line(tmp_path):
     io.write_json(str(tmp_path / "config.json"), json.loads(_toy_config().to_json()))
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     proc = subprocess.run(
-        [sys.executable, "-m", "wat_jax.export", f"--workdir={tmp_path}"],
+        [sys.executable, "-m", "wat_jax.tools.export", f"--workdir={tmp_path}"],
         cwd=ROOT,
         env=env,
         capture_output=True,

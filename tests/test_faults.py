@@ -238,7 +238,7 @@ FAULTS = [
     Fault(
         "search queries file that is not UTF-8",
         "toy_trained",
-        lambda w: ["wat_jax.search", f"--workdir={w}", f"--queries={w / 'q.txt'}"],
+        lambda w: ["wat_jax.tools.search", f"--workdir={w}", f"--queries={w / 'q.txt'}"],
         "q.txt:2: not valid UTF-8 (byte 0xe9 at column 3)",
         setup=lambda w: _write(w / "q.txt", b"a person walking\nca\xe9 latte\n"),
         unchanged=RUN_FILES,

@@ -25,7 +25,7 @@ def _one_step(num_devices, text_mask):
     config.loss.name = "mse"
     config.optim.eps = 1e-3  # as tests/test_step.py: keeps zero-gradient entries still
     mesh = parallel.make_mesh(num_devices)
-    batcher = toy.train_batcher(config, None, slice(0, config.batch_size))
+    batcher = toy.TASK.train_batcher(config, None, slice(0, config.batch_size))
     host = batcher.batch(0)
     host["text_mask"] = host["text_mask"] & text_mask[:, None]
     model = train.create_model(config, host["text"].shape[-1], host["labels"].shape[-1])

@@ -6,7 +6,7 @@ import struct
 import pytest
 from absl import logging
 
-from wat_jax import event_file, run_log
+from wat_jax.reporting import event_file, run_log
 
 
 class _Clock:

@@ -11,7 +11,8 @@ import jax
 import numpy as np
 import pytest
 
-from wat_jax import checkpointing, gallery, io, metrics, parallel, search, tasks, train
+from wat_jax import checkpointing, gallery, io, metrics, parallel, tasks, train
+from wat_jax.tools import search
 from wat_jax import workdir as run_dir
 from wat_jax.data import gait_attributes
 from wat_jax.errors import InputError
@@ -161,14 +162,14 @@ def test_index_is_built_once_then_loaded_and_rebuilt_when_the_checkpoint_changes
 
 
 def test_text_queries_rank_by_cosine_to_the_encoded_query(babel_workdir):
-    from wat_jax.tasks import common
+    from wat_jax.text import bank
 
     workdir, config = babel_workdir
     queries = ["a person jumping up and down", "someone walks forward"]
     answer = search.run_search(workdir, queries=queries, k=4)
     index = gallery.load_or_build_index(config, workdir, "val")
     # The same ranking computed independently: encoder -> (identity) projection -> cosine.
-    scores = metrics.cosine(common.encode(queries, config), index.embeddings)
+    scores = metrics.cosine(bank.encode(queries, config), index.embeddings)
     for q, result in enumerate(answer["results"]):
         assert result["query"] == queries[q]
         assert [h["row"] for h in result["hits"]] == list(np.argsort(-scores[q])[:4])
@@ -229,7 +230,7 @@ def test_bad_input_raises_input_error(babel_workdir, tmp_path):
 def _cli(*args):
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     return subprocess.run(
-        [sys.executable, "-m", "wat_jax.search", *args],
+        [sys.executable, "-m", "wat_jax.tools.search", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -1,5 +1,6 @@
 """data/skeletons.py: ids agree with names, trees and sides are sound, users share it,
-and the modules around it import alone and in no circle."""
+and the modules around it import alone and in no circle; the command-line tools
+(wat_jax/tools/) are leaves the library never imports."""
 
 import ast
 import os
@@ -9,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from wat_jax import visualize
+from wat_jax.reporting import pictures
 from wat_jax.data import densegait, synthetic_babel
 from wat_jax.data.skeletons import SMPL, OpenPose18
 
@@ -55,7 +56,7 @@ def test_openpose_bones_form_one_tree_over_18_joints():
                     reached.add(far)
                     frontier.append(far)
     assert reached == set(range(18))
-    # OpenPose's own pairs (COCO-18 order), as visualize.py drew them before.
+    # OpenPose's own pairs (COCO-18 order), as pictures.py drew them before.
     assert bones[:3] == ((1, 2), (2, 3), (3, 4)) and bones[-2:] == ((0, 15), (15, 17))
     assert OpenPose18.FACE == (0, 14, 15)
 
@@ -90,9 +91,9 @@ def test_smpl_tree_offsets_and_feature_rows():
 def test_loaders_generators_and_pictures_use_the_one_layout():
     assert densegait.JOINTS is OpenPose18.JOINTS
     assert (densegait.NOSE, densegait.NECK, densegait.R_HIP, densegait.L_HIP) == (0, 1, 8, 11)
-    assert visualize.SMPL_PARENTS is SMPL.PARENTS and visualize.SMPL_OFFSETS is SMPL.OFFSETS
-    assert visualize.OPENPOSE_BONES is OpenPose18.BONES
-    assert (visualize.SMPL_LEFT, visualize.OPENPOSE_RIGHT) == (SMPL.LEFT, OpenPose18.RIGHT)
+    assert pictures.SMPL_PARENTS is SMPL.PARENTS and pictures.SMPL_OFFSETS is SMPL.OFFSETS
+    assert pictures.OPENPOSE_BONES is OpenPose18.BONES
+    assert (pictures.SMPL_LEFT, pictures.OPENPOSE_RIGHT) == (SMPL.LEFT, OpenPose18.RIGHT)
     assert synthetic_babel.NUM_BODY == SMPL.BODY_JOINTS
     for name in ("PELVIS", "L_HIP", "R_KNEE", "SPINE2", "NECK", "HEAD", "L_SHOULDER", "R_ELBOW"):
         assert getattr(synthetic_babel, name) == getattr(SMPL, name), name
@@ -102,7 +103,7 @@ def test_loaders_generators_and_pictures_use_the_one_layout():
 MODULES = (
     "wat_jax.losses",
     "wat_jax.objectives",
-    "wat_jax.visualize",
+    "wat_jax.reporting.pictures",
     "wat_jax.data.skeletons",
     "wat_jax.data.densegait",
     "wat_jax.data.synthetic_densegait",
@@ -126,7 +127,8 @@ def test_each_module_imports_alone_in_a_fresh_interpreter():
 def import_graph(root: str) -> dict[str, set[str]]:
     """wat_jax's modules -> the wat_jax modules they import, top level or inside functions.
 
-    `from P import m` counts as importing P.m when that is a module, else P.
+    `from P import m` counts as importing P.m when that is a module, else P. An
+    `if __name__ == "__main__":` block is a script's, not the module's: it is skipped.
     """
     modules = {}
     for folder, _, files in os.walk(os.path.join(root, "wat_jax")):
@@ -141,7 +143,7 @@ def import_graph(root: str) -> dict[str, set[str]]:
         targets = set()
         with open(path, encoding="utf-8") as f:
             tree = ast.parse(f.read())
-        for node in ast.walk(tree):
+        for node in walk_outside_main(tree):
             if isinstance(node, ast.Import):
                 targets.update(alias.name for alias in node.names)
             elif isinstance(node, ast.ImportFrom):
@@ -154,6 +156,17 @@ def import_graph(root: str) -> dict[str, set[str]]:
                     targets.add(sub if sub in modules else base)
         graph[module] = {t for t in targets if t in modules and t != module}
     return graph
+
+
+def walk_outside_main(tree):
+    """ast.walk, except the bodies of `if __name__ == "__main__":` blocks."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        if _is_main_guard(node):
+            continue
+        yield node
+        todo.extend(ast.iter_child_nodes(node))
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -201,6 +214,127 @@ def test_the_package_has_no_import_circle():
 def test_readers_of_a_run_never_import_training():
     graph = import_graph(ROOT)
     assert "wat_jax.evaluate" not in graph["wat_jax.train"]
-    for reader in ("evaluate", "gallery", "search", "export", "artifact", "timeline"):
+    readers = ("evaluate", "gallery", "artifact", "timeline")
+    readers += ("tools.search", "tools.export", "tools.timeline", "tools.visualize")
+    for reader in readers:
         assert "wat_jax.train" not in graph[f"wat_jax.{reader}"], reader
         assert "wat_jax.objectives" not in graph[f"wat_jax.{reader}"], reader
+
+
+def _is_main_guard(node) -> bool:
+    """`if __name__ == "__main__":`"""
+    test = node.test if isinstance(node, ast.If) else None
+    return (
+        isinstance(test, ast.Compare)
+        and isinstance(test.left, ast.Name)
+        and test.left.id == "__name__"
+        and len(test.comparators) == 1
+        and isinstance(test.comparators[0], ast.Constant)
+        and test.comparators[0].value == "__main__"
+    )
+
+
+def tools_imports(source: str) -> list[int]:
+    """Lines of `source` that import wat_jax.tools (or a module in it), outside an
+    `if __name__ == "__main__":` block (a `python -m` name the contract keeps)."""
+    found = []
+
+    def visit(node):
+        if _is_main_guard(node):
+            return
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            names = [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
+        else:
+            names = []
+        if any(n == "wat_jax.tools" or n.startswith("wat_jax.tools.") for n in names):
+            found.append(node.lineno)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(source))
+    return found
+
+
+def test_tools_import_finder_sees_imports_and_spares_main_guards():
+    source = (
+        "import os\n"
+        "from wat_jax import tools\n"
+        "def f():\n"
+        "    from wat_jax.tools import search\n"
+        "    import wat_jax.tools.export\n"
+        'if __name__ == "__main__":\n'
+        "    from wat_jax.tools import timeline\n"
+    )
+    assert tools_imports(source) == [2, 4, 5]
+
+
+def test_nothing_in_the_library_imports_the_tools():
+    # The tools are leaves: they import the library, never the reverse. The only
+    # exceptions are `python -m` names the contract keeps (wat_jax.embed_text,
+    # wat_jax.timeline), whose __main__ block runs the tool.
+    offenders, guarded = [], []
+    for folder, _, files in os.walk(os.path.join(ROOT, "wat_jax")):
+        if os.path.relpath(folder, ROOT).split(os.sep)[:2] == ["wat_jax", "tools"]:
+            continue
+        for name in files:
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                with open(path, encoding="utf-8") as f:
+                    source = f.read()
+                rel = os.path.relpath(path, ROOT)
+                offenders += [f"{rel}:{line}" for line in tools_imports(source)]
+                if "wat_jax.tools" in source:
+                    guarded.append(rel)
+    assert offenders == []
+    assert sorted(guarded) == ["wat_jax/embed_text.py", "wat_jax/timeline.py"]
+
+
+def task_branches(source: str) -> list[int]:
+    """Lines of `source` that compare a config's task name (`X.task ==`, `!=`, `in`, or
+    `X.get("task")` compared): a branch on the task outside the task's own code."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Compare):
+            continue
+        for side in [node.left, *node.comparators]:
+            is_attr = isinstance(side, ast.Attribute) and side.attr == "task"
+            is_get = (
+                isinstance(side, ast.Call)
+                and isinstance(side.func, ast.Attribute)
+                and side.func.attr == "get"
+                and side.args
+                and isinstance(side.args[0], ast.Constant)
+                and side.args[0].value == "task"
+            )
+            if is_attr or is_get:
+                found.append(node.lineno)
+                break
+    return found
+
+
+def test_task_branch_finder_sees_the_forms():
+    source = (
+        'if config.task == "toy": pass\n'
+        'if config.get("task") != "babel60": pass\n'
+        "x = config.task\n"
+        'if self.config.task in ("a", "b"): pass\n'
+        "if name not in TASKS: pass\n"
+    )
+    assert task_branches(source) == [1, 2, 4]
+
+
+def test_only_the_tasks_branch_on_the_task():
+    # What differs by experiment is asked of the run's Task (wat_jax/tasks/base.py).
+    offenders = []
+    for folder, _, files in os.walk(os.path.join(ROOT, "wat_jax")):
+        if os.path.relpath(folder, ROOT).split(os.sep)[:2] == ["wat_jax", "tasks"]:
+            continue
+        for name in files:
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                with open(path, encoding="utf-8") as f:
+                    lines = task_branches(f.read())
+                offenders += [f"{os.path.relpath(path, ROOT)}:{line}" for line in lines]
+    assert offenders == []

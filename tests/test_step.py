@@ -23,7 +23,7 @@ def _setup(loss_name, num_devices, **loss_overrides):
     if loss_name == "mse" and config.loss.ce_weight:
         config.optim.lr = 1e-3
     mesh = parallel.make_mesh(num_devices)
-    batcher = toy.train_batcher(config, None, slice(0, config.batch_size))
+    batcher = toy.TASK.train_batcher(config, None, slice(0, config.batch_size))
     example = batcher.batch(0)
     model = train.create_model(config, example["text"].shape[-1], example["labels"].shape[-1])
     tx = train.make_optimizer(config.optim, config.total_steps)

@@ -370,7 +370,7 @@ def test_cli_bad_input_is_one_error_line(tiny, tmp_path):
 
 
 def test_cli_weights_disagreeing_with_config(tmp_path):
-    from wat_jax import embed_text
+    from wat_jax.tools import embed_text
 
     assert embed_text.read_sentences(str(_write(tmp_path / "ok.txt", b"a\r\nb"))) == ["a", "b"]
     with pytest.raises(InputError, match="empty"):

@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from wat_jax import metrics, timeline
+from wat_jax.tools import timeline as timeline_cli
 from wat_jax.data import amass, babel_sequences, synthetic_babel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -299,21 +300,21 @@ class _FakeRun:
 def test_run_timeline_output_and_picture(tmp_path):
     run = _FakeRun()
     seq = _sequence(np.repeat([0, 1, 2], [90, 120, 100]), 3, "7")
-    answer = timeline.run_timeline(run, seq, "a person jumps", k=2)
+    answer = timeline_cli.run_timeline(run, seq, "a person jumps", k=2)
     assert answer["num_frames"] == 310 and len(answer["frames"]["top_k"]) == 310
     assert np.asarray(answer["frames"]["scores"]).shape == (310, 2)
     assert [s["class"] for s in answer["segments"]] == ["walk", "jump", "sit"]
     assert answer["ground_truth"]["f1@0.5"] == 1.0
     best = answer["query"]["intervals"][0]
     assert best["rank"] == 1 and 2.7 <= best["peak_s"] <= 7.0  # jump is 3.0-7.0 s
-    json_path, png_path = timeline.write_outputs(answer, str(tmp_path), "hand-built")
+    json_path, png_path = timeline_cli.write_outputs(answer, str(tmp_path), "hand-built")
     saved = json.load(open(json_path))
     assert not any(k.startswith("_") for k in saved) and saved["query"]["text"] == "a person jumps"
     _assert_picture(png_path)
 
     # A sequence shorter than a window: one padded window, one segment.
     short = _sequence(np.ones(40, int), 3, "short")
-    answer = timeline.run_timeline(run, short)
+    answer = timeline_cli.run_timeline(run, short)
     assert answer["num_windows"] == 1 and [s["class"] for s in answer["segments"]] == ["jump"]
     assert answer["query"] is None
 
@@ -329,7 +330,7 @@ def test_bad_options_are_input_errors():
         (dict(query="  "), "--query"),
     ):
         with pytest.raises(InputError, match=key):
-            timeline.run_timeline(_FakeRun(), _sequence(np.zeros(90, int), 3), **kwargs)
+            timeline_cli.run_timeline(_FakeRun(), _sequence(np.zeros(90, int), 3), **kwargs)
 
 
 def _assert_picture(path):

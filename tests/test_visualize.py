@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from wat_jax import io, plots, visualize
+from wat_jax import io, tasks
+from wat_jax.reporting import pictures, plots
 from wat_jax.data import gait_attributes, rotations
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -101,7 +102,7 @@ def _openpose_walk(frames=20):
 
 def test_openpose_gif_has_size_frames_colours_and_hides_missing_joints(tmp_path):
     motion = _openpose_walk()
-    path = visualize.skeleton_gif(motion, None, str(tmp_path / "walk.gif"), "walk", size=240)
+    path = pictures.skeleton_gif(motion, None, str(tmp_path / "walk.gif"), "walk", size=240)
     frames = _frames(path)
     assert frames[0].shape == (240, 240, 3)
     assert len(frames) >= 10  # the legs move, so frames differ
@@ -110,8 +111,8 @@ def test_openpose_gif_has_size_frames_colours_and_hides_missing_joints(tmp_path)
         assert _pixels_near(rgb, BLUE) > 20 and _pixels_near(rgb, RED) > 20
 
     # Left-side joints with confidence 0: their bones and dots must not be drawn.
-    motion[:, list(visualize.OPENPOSE_LEFT), :] = 0.0
-    frames = _frames(visualize.skeleton_gif(motion, None, str(tmp_path / "half.gif"), size=240))
+    motion[:, list(pictures.OPENPOSE_LEFT), :] = 0.0
+    frames = _frames(pictures.skeleton_gif(motion, None, str(tmp_path / "half.gif"), size=240))
     assert all(_pixels_near(rgb, BLUE) == 0 for rgb in frames)
     assert all(_pixels_near(rgb, RED) > 20 for rgb in frames)
 
@@ -119,10 +120,10 @@ def test_openpose_gif_has_size_frames_colours_and_hides_missing_joints(tmp_path)
 def test_mask_limits_the_frames(tmp_path):
     motion = _openpose_walk(20)
     mask = np.arange(20) < 5
-    frames = _frames(visualize.skeleton_gif(motion, mask, str(tmp_path / "m.gif")))
+    frames = _frames(pictures.skeleton_gif(motion, mask, str(tmp_path / "m.gif")))
     assert 2 <= len(frames) <= 5
     with pytest.raises(Exception, match="no real frames"):
-        visualize.skeleton_gif(motion, np.zeros(20, bool), str(tmp_path / "none.gif"))
+        pictures.skeleton_gif(motion, np.zeros(20, bool), str(tmp_path / "none.gif"))
 
 
 def _identity_features(frames=1):
@@ -133,13 +134,13 @@ def _identity_features(frames=1):
 
 
 def test_forward_kinematics_of_the_rest_pose_and_a_rotated_root():
-    joints = visualize.babel_joints(_identity_features())[0]  # [24, 3]
+    joints = pictures.babel_joints(_identity_features())[0]  # [24, 3]
     assert joints[15, 1] > joints[12, 1] > joints[0, 1] > joints[4, 1] > joints[7, 1]
     assert joints[16, 0] > 0 > joints[17, 0]  # SMPL: +x is the body's left
-    for j, parent in enumerate(visualize.SMPL_PARENTS[1:], 1):
+    for j, parent in enumerate(pictures.SMPL_PARENTS[1:], 1):
         np.testing.assert_allclose(
             np.linalg.norm(joints[j] - joints[parent]),
-            np.linalg.norm(visualize.SMPL_OFFSETS[j]),
+            np.linalg.norm(pictures.SMPL_OFFSETS[j]),
             atol=1e-6,
         )
 
@@ -150,10 +151,10 @@ def test_forward_kinematics_of_the_rest_pose_and_a_rotated_root():
         rotations.axis_angle_to_matrix(np.array([np.pi / 2, 0, 0]))
     )
     feats[0, 24, :3] = [1.0, 2.0, 0.5]
-    turned = visualize.babel_joints(feats)[0]
+    turned = pictures.babel_joints(feats)[0]
     np.testing.assert_allclose(turned[0], [1.0, 2.0, 0.5], atol=1e-6)
     assert turned[15, 2] - turned[0, 2] > 0.4 and abs(turned[15, 1] - turned[0, 1]) < 0.1
-    flat = visualize.project_side_view(turned[None])[0]  # [24, 2]: up axis vertical
+    flat = pictures.project_side_view(turned[None])[0]  # [24, 2]: up axis vertical
     assert flat[15, 1] > flat[0, 1] > flat[7, 1]
 
 
@@ -163,7 +164,7 @@ def test_babel_gif_of_a_bending_knee(tmp_path):
     angles = np.linspace(0, 1.5, frames)
     knee = rotations.axis_angle_to_matrix(np.stack([angles, 0 * angles, 0 * angles], -1))
     feats[:, 4] = rotations.matrix_to_rot6d(knee)  # left knee bends over the window
-    images = _frames(visualize.skeleton_gif(feats, None, str(tmp_path / "knee.gif"), "knee"))
+    images = _frames(pictures.skeleton_gif(feats, None, str(tmp_path / "knee.gif"), "knee"))
     assert images[0].shape == (320, 320, 3) and len(images) >= 10
     _assert_not_blank(images[-1])
     assert np.abs(images[0] - images[-1]).sum() > 0
@@ -172,7 +173,7 @@ def test_babel_gif_of_a_bending_knee(tmp_path):
 def test_plain_points_for_other_shapes(tmp_path):
     rng = np.random.default_rng(0)
     motion = rng.standard_normal((8, 5, 3)).astype(np.float32)
-    images = _frames(visualize.skeleton_gif(motion, None, str(tmp_path / "toy.gif")))
+    images = _frames(pictures.skeleton_gif(motion, None, str(tmp_path / "toy.gif")))
     assert images[0].shape == (320, 320, 3)
     _assert_not_blank(images[0], min_colours=3)
 
@@ -196,7 +197,7 @@ def test_embedding_png_and_eval_pictures(tmp_path):
     centres = rng.standard_normal((len(classes), 16))
     labels = np.eye(len(classes), dtype=np.float32)[rng.integers(0, len(classes), 64)]
     motion_emb = labels @ centres + 0.2 * rng.standard_normal((64, 16))
-    paths = visualize.eval_pictures(config, workdir, None, 7, motion_emb, labels, classes, centres)
+    paths = pictures.eval_pictures(config, workdir, None, 7, motion_emb, labels, classes, centres)
     assert paths == [
         os.path.join(workdir, "eval", "embedding_step_7.png"),
         os.path.join(workdir, "eval", "example_step_7.gif"),
@@ -215,7 +216,7 @@ def test_cli_bad_index_is_one_line(tmp_path):
         [
             sys.executable,
             "-m",
-            "wat_jax.visualize",
+            "wat_jax.tools.visualize",
             f"--workdir={tmp_path}",
             "--index=999",
             f"--output={out}",
@@ -238,7 +239,7 @@ def test_gifs_of_prepared_windows(prepared_workdir, tmp_path):
     workdir, config = prepared_workdir
     gallery = run_dir.read_gallery(config, workdir, "val")
     index = len(gallery) - 1
-    path = visualize.window_gif(gallery, index, str(tmp_path / "w.gif"))
+    path = pictures.window_gif(gallery, index, str(tmp_path / "w.gif"))
     images = _frames(path)
     assert images[0].shape == (320, 320, 3)
     assert 2 <= len(images) <= int(gallery.mask[index].sum())
@@ -256,7 +257,8 @@ def test_densegait_embedding_picture_colours_by_viewpoint(tmp_path):
     labels = (rng.random((40, len(classes))) < 0.3).astype(np.float32)
     emb = rng.standard_normal((40, 8))
     protos = rng.standard_normal((len(classes), 8))
-    ids, names, columns = visualize._groups(config, labels, classes)
+    columns = tasks.get_task("densegait").picture_columns(classes)
+    ids, names, columns = pictures._groups(config, labels, classes, columns)
     assert names == ["Front", "Side", "Back"]
     view = labels[:, columns]
     expect = np.where(view.max(1) > config.data.threshold, view.argmax(1), -1)

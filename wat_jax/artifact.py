@@ -105,41 +105,19 @@ def restore(config, ckpt_root: str, step: int | None = None, mesh=None) -> Resto
 
 
 def _file_windows(config, path: str, dims: ModelDims) -> tuple[np.ndarray, np.ndarray]:
-    """An AMASS .npz or a DenseGait (T, 18, 3) .npy -> windows [N, T, J, F], mask [N, T].
+    """A raw motion file the run's task reads (an AMASS .npz, a DenseGait (T, 18, 3) .npy)
+    -> windows [N, T, J, F], mask [N, T]: the same preparation as the loaders' val windows."""
+    from wat_jax import tasks
 
-    The same preparation as the loaders' val windows: BABEL's deterministic
-    windows of the resampled sequence; DenseGait's centred window, normalised.
-    """
     if not os.path.isfile(path):
         raise fail(path, "no such file")
-    d = config.data
-    if path.endswith(".npz") and config.task == "babel60":
-        from wat_jax.data import amass, babel, rotations
-
-        rot, trans = amass.resample(amass.load_npz(path), float(d.fps))
-        rot6d = rotations.matrix_to_rot6d(rot)  # [T, 24, 6]
-        window = int(d.window_frames)
-        starts = babel.window_starts(len(rot), int(d.chunk_frames), window, 1, None) or [0]
-        motion = np.zeros((len(starts), window, dims.joints, dims.features), np.float32)
-        mask = np.zeros((len(starts), window), bool)
-        for i, s in enumerate(starts):
-            clip = amass.window_features(rot6d[s : s + window], trans[s : s + window])
-            motion[i, : len(clip)], mask[i, : len(clip)] = clip, True
-        return motion, mask
-    if path.endswith(".npy") and config.task == "densegait":
-        from wat_jax.data import densegait
-
-        tracklet = densegait.load_tracklet(path)
-        window = int(d.window_frames)
-        start = densegait.window_starts(len(tracklet), window, 1, None)[0]
-        clip, valid = densegait.cut_window(tracklet, start, window)
-        motion = densegait.normalize(clip[None], valid[None], float(d.min_confidence))
-        return motion, valid[None]
-    kinds = {"babel60": "an AMASS .npz", "densegait": "a DenseGait (T, 18, 3) .npy"}
+    task = tasks.get_task(config.task)
+    windows = task.motion_file(config, path, dims)
+    if windows is not None:
+        return windows
     raise fail(
         path,
-        f"a {config.task} run reads motion arrays [B, T, J, F] or "
-        f"{kinds.get(config.task, 'no motion files')}",
+        f"a {config.task} run reads motion arrays [B, T, J, F] or {task.motion_file_kind()}",
     )
 
 
@@ -219,11 +197,15 @@ class Run:
             texts = [texts]
         if not texts or any(not isinstance(t, str) or not t.strip() for t in texts):
             raise fail("texts", "give a list of non-empty sentences")
-        if self.config.task == "toy":
-            raise fail("texts", "the toy task has no text encoder (its text vectors are random)")
-        from wat_jax.tasks import common
+        from wat_jax import tasks
+        from wat_jax.text import bank
 
-        return self.project_text(common.encode(list(texts), self.config))
+        if not tasks.get_task(self.config.task).has_text_encoder:
+            raise fail(
+                "texts",
+                f"the {self.config.task} task has no text encoder (its text vectors are random)",
+            )
+        return self.project_text(bank.encode(list(texts), self.config))
 
     @property
     def class_vectors(self) -> np.ndarray:

@@ -17,7 +17,8 @@ from absl import logging
 from jax.sharding import PartitionSpec as P
 
 from wat_jax import artifact, checkpointing, io, parallel
-from wat_jax.run_log import MetricWriter, Progress
+from wat_jax.reporting.run_log import MetricWriter, Progress
+from wat_jax.tasks.base import Confusion
 
 
 TIMELINE_HEADLINE = ("frame_acc", "frame_mAP", "f1@0.1", "f1@0.25", "f1@0.5")
@@ -108,14 +109,27 @@ def restore_embedder(config, workdir: str, step: int | None = None):
 def score(config, workdir: str, task, embedder: Embedder, step: int, writer=None) -> str:
     """Scores `embedder`'s params as step `step` with the task's metrics.
 
-    Writes DIR/eval/step_<N>.json and the headline numbers as `eval/<metric>` lines
-    of metrics.jsonl and TensorBoard (process 0), through `writer` when given (the
-    training loop's MetricWriter), and returns the JSON's path.
+    The sequence: the task reads its inputs (val windows, texts), the embedder embeds
+    them, the task scores the embeddings (a pure function), the action timeline adds
+    its block when the task has one; then process 0 writes DIR/eval/step_<N>.json and
+    the headline numbers as `eval/<metric>` lines of metrics.jsonl and TensorBoard
+    (through `writer` when given: the training loop's MetricWriter), and draws the
+    pictures the task asks for. Returns the JSON's path.
     """
-    results = task.evaluate(config, workdir, embedder, step)
+    inputs = task.eval_inputs(config, workdir)
+    motion_emb = embedder.motion(inputs.motion, inputs.mask)  # [N, E]
+    text_emb = {name: embedder.text(vectors) for name, vectors in inputs.texts.items()}
+    results = task.score(config, inputs, motion_emb, text_emb)
+    example = None
+    if task.has_timeline and config.eval.timeline:
+        # whole val sequences against BABEL's frame labels
+        from wat_jax import timeline
+
+        class_vectors = text_emb[task.timeline_texts(config)]
+        results["timeline"], example = timeline.eval_block(config, workdir, embedder, class_vectors)
     results = dict(results, step=step, task=config.task)
     path = os.path.join(workdir, "eval", f"step_{step}.json")
-    if jax.process_index() == 0:
+    if jax.process_index() == 0:  # every process has the numbers; one writes and draws
         io.write_json(path, results)
         headline = {
             f"eval/{k}": v
@@ -131,7 +145,58 @@ def score(config, workdir: str, task, embedder: Embedder, step: int, writer=None
         else:
             writer.write(step, headline)
         logging.info("wrote %s", path)
+        draw(config, workdir, task, step, inputs, motion_emb, text_emb, results, example)
     return path
+
+
+def draw(config, workdir: str, task, step: int, inputs, motion_emb, text_emb, results, example):
+    """The pictures of one evaluation in WORKDIR/eval/: the timeline's example sequence,
+    the embedding space and an example window, and the task's charts."""
+    from wat_jax.reporting import pictures, plots
+
+    out = plots.eval_dir(workdir)
+    if example is not None:
+        timeline_picture(example, inputs.classes, config, workdir, step)
+    picture_texts = task.picture_texts(config)
+    if picture_texts is not None:
+        pictures.eval_pictures(
+            config,
+            workdir,
+            None,
+            step,
+            motion_emb,
+            inputs.labels,
+            inputs.classes,
+            text_emb[picture_texts],
+            columns=task.picture_columns(list(inputs.classes)),
+            coloured_by=task.picture_caption,
+        )
+    for chart in task.charts(config, inputs, motion_emb, text_emb, results, step):
+        png = os.path.join(out, f"{chart.name}_step_{step}.png")
+        if isinstance(chart, Confusion):
+            plots.confusion_png(chart.matrix, chart.classes, png, chart.title)
+        else:
+            plots.bars_png(chart.values, png, chart.title, chart.label, baseline=chart.baseline)
+
+
+def timeline_picture(example: dict, classes: list[str], config, workdir: str, step: int) -> str:
+    """eval/timeline_step_<N>.png: the evaluated val sequence with the most true segments."""
+    from wat_jax import metrics
+    from wat_jax.reporting import plots
+
+    seq, fps = example["sequence"], float(config.data.fps)
+    true = [
+        {"class": classes[c], "start_s": a / fps, "end_s": b / fps}
+        for c, a, b in metrics.multilabel_runs(seq.labels)
+    ]
+    return plots.timeline_png(
+        example["scores"],
+        classes,
+        fps,
+        os.path.join(plots.eval_dir(workdir), f"timeline_step_{step}.png"),
+        f"BABEL val sequence {seq.sid} ({seq.num_frames / fps:.1f} s), step {step}",
+        true_segments=true,
+    )
 
 
 def evaluate(config, workdir: str, task) -> str:

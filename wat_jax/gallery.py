@@ -53,9 +53,9 @@ def _stat_listing(root: str) -> list:
 
 def fingerprint(config, workdir: str, split: str, step: int) -> str:
     """Hash of what an index depends on: checkpoint files, gallery files, bank, model config."""
-    from wat_jax.tasks import common
+    from wat_jax.text.bank import bank_path
 
-    bank = common.bank_path(workdir)
+    bank = bank_path(workdir)
     parts = {
         "step": step,
         "checkpoint": _stat_listing(os.path.join(checkpointing.checkpoint_dir(workdir), str(step))),

@@ -247,7 +247,7 @@ def parse_flags(argv):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from wat_jax.run_log import quiet_library_logs
+    from wat_jax.reporting.run_log import quiet_library_logs
 
     quiet_library_logs()
     run(FLAGS.config, FLAGS.workdir, FLAGS.mode, FLAGS.break_lock)

@@ -4,6 +4,9 @@
         [--stride_s=0.5] [--smooth_s=0.5] [--top_k=3] [--out=DIR] [--step=N]
     python -m wat_jax.timeline --workdir=RUN --motion=val:3     # the run's 4th val sequence
 
+This module is the timeline's library (the pure functions and evaluation); the
+command line is wat_jax/tools/timeline.py, which `python -m wat_jax.timeline` runs.
+
 A trained BABEL-task run classifies fixed windows (2 s at 30 fps). Over a whole
 recording the motion tower slides with a stride, and the window scores become
 per-frame scores:
@@ -38,13 +41,12 @@ The CLI reads a run through `wat_jax.load` (config.json and a checkpoint suffice
 class texts come from the checkpoint's metadata).
 """
 
-import os
 import time
 
 import numpy as np
 from absl import logging
 
-from wat_jax import io, metrics
+from wat_jax import metrics
 from wat_jax.errors import fail
 
 STRIDE_S = 0.5
@@ -356,252 +358,7 @@ def eval_block(config, workdir: str, embedder, class_vectors) -> tuple[dict, dic
     return results, example
 
 
-# ---- a trained run, the CLI -----------------------------------------------------------
+if __name__ == "__main__":  # `python -m wat_jax.timeline`: the contract's name for the CLI
+    from wat_jax.tools import timeline as timeline_cli
 
-
-def _babel_config(workdir: str):
-    """The run's config; InputError unless it is a BABEL-task run."""
-    from wat_jax import workdir as run_dir
-
-    config = run_dir.load_config(workdir)
-    if config.task != "babel60":
-        raise fail(
-            os.path.join(workdir, "config.json"),
-            f"the timeline needs a BABEL-task run (task babel60), this is {config.task!r}",
-        )
-    return config
-
-
-def _open_run(workdir: str, step: int | None = None):
-    """The run at `workdir` (checkpoint `step`, newest when None) through wat_jax.load."""
-    import wat_jax
-
-    _babel_config(workdir)
-    return wat_jax.load(workdir, step)
-
-
-def _split_index(motion: str) -> tuple[str, int] | None:
-    """("val", K) for --motion=val:K (or train:K), None for a file path."""
-    split, sep, index = motion.partition(":")
-    if not sep or split not in ("val", "train") or os.path.exists(motion):
-        return None
-    try:
-        return split, int(index)
-    except ValueError:
-        raise fail("--motion", f"{motion!r}: expected {split}:K with K an integer") from None
-
-
-def read_motion(config, workdir: str, motion: str):
-    """The --motion argument as a Sequence: an AMASS .npz, or `val:K` / `train:K`.
-
-    Frame labels come with it when it is one of the run's BABEL sequences.
-    """
-    from wat_jax.data import babel_sequences
-
-    data = config.data
-    picked = _split_index(motion)
-    if picked:
-        return babel_sequences.sequence_at(data, workdir, *picked)
-    if not os.path.isfile(motion):
-        raise fail(motion, "no such file (give an AMASS .npz, or val:K for a val sequence)")
-    rot6d, trans = babel_sequences.load_features(motion, float(data.fps))
-    sid, labels = babel_sequences.labels_for_file(data, workdir, motion, len(rot6d))
-    return babel_sequences.Sequence(sid or "", motion, rot6d, trans, labels)
-
-
-def check_options(query, stride_s, smooth_s, k, window_s=None) -> None:
-    """InputError for a bad CLI option (window_s: the run's window, when known)."""
-    if not stride_s > 0:
-        raise fail("--stride_s", f"must be positive, got {stride_s}")
-    if window_s is not None and stride_s > window_s + 1e-9:
-        raise fail("--stride_s", f"must be at most the window, {window_s:g} s; got {stride_s}")
-    if not smooth_s >= 0:
-        raise fail("--smooth_s", f"must be >= 0, got {smooth_s}")
-    if k < 1:
-        raise fail("--top_k", f"must be at least 1, got {k}")
-    if query is not None and not query.strip():
-        raise fail("--query", "empty query; give a sentence such as 'a person jumps'")
-
-
-def run_timeline(
-    run,
-    seq,
-    query: str | None = None,
-    stride_s: float = STRIDE_S,
-    smooth_s: float = SMOOTH_S,
-    k: int = TOP_K,
-    relative: float = QUERY_RELATIVE,
-) -> dict:
-    """The timeline of one sequence: per-frame top-k, segments, ground truth, a query.
-
-    Returns:
-      The timeline.json object; "_scores" and "_curve" hold the arrays for the picture.
-    """
-    from wat_jax.data import babel_sequences
-
-    fps = float(run.config.data.fps)
-    window = int(run.config.data.window_frames)
-    check_options(query, stride_s, smooth_s, k, window / fps)
-    stride, smooth_n = frames_of(stride_s, fps), smooth_frames_of(smooth_s, fps)
-    starts = window_starts(seq.num_frames, window, stride)
-    motion, mask = babel_sequences.window_batch(seq.rot6d, seq.trans, starts, window)
-    emb = run.embed_motion(motion, mask)
-    scores = sequence_scores(emb @ run.class_vectors.T, starts, window, seq.num_frames, smooth_n)
-    idx, val = top_k(scores, k)
-    classes = run.classes
-    out = dict(
-        step=int(run.step),
-        sid=seq.sid or None,
-        source=seq.feat_p,
-        fps=fps,
-        num_frames=int(seq.num_frames),
-        duration_s=round(seq.num_frames / fps, 4),
-        window_frames=window,
-        stride_s=float(stride_s),
-        smooth_s=float(smooth_s),
-        num_windows=int(len(starts)),
-        classes=list(classes),
-        frames=dict(
-            time_s=[round(i / fps, 4) for i in range(seq.num_frames)],
-            top_k=[[classes[j] for j in row] for row in idx.tolist()],
-            scores=np.round(val, 5).tolist(),
-        ),
-        segments=segments(scores, fps, classes),
-        ground_truth=None,
-        query=None,
-        _scores=scores,
-        _curve=None,
-    )
-    if seq.labels is not None:
-        true = [
-            dict(
-                start_s=round(a / fps, 4),
-                end_s=round(b / fps, 4),
-                start_frame=a,
-                end_frame=b,
-                **{"class": classes[c]},
-            )
-            for c, a, b in sorted(metrics.multilabel_runs(seq.labels), key=lambda r: (r[1], r[0]))
-        ]
-        counts = metrics.segmental_counts(np.argmax(scores, 1), seq.labels, OVERLAPS)
-        labelled = seq.labels.any(1)
-        out["ground_truth"] = dict(
-            segments=true,
-            labels=[[classes[c] for c in np.flatnonzero(row)] for row in seq.labels],
-            frame_acc=metrics.frame_accuracy(scores, seq.labels) if labelled.any() else None,
-            **{f"f1@{o:g}": metrics.f1_score(*c) for o, c in counts.items()},
-        )
-    if query is not None:
-        qvec = run.embed_text([query])  # [1, E]
-        curve = sequence_scores(emb @ qvec.T, starts, window, seq.num_frames, smooth_n)[:, 0]
-        out["query"] = dict(
-            text=query,
-            relative_threshold=relative,
-            curve=np.round(curve, 5).tolist(),
-            intervals=query_intervals(curve, fps, relative),
-        )
-        out["_curve"] = curve
-    return out
-
-
-def write_outputs(answer: dict, out_dir: str, title: str) -> tuple[str, str]:
-    """Writes out_dir/timeline.json and out_dir/timeline.png; returns their paths."""
-    from wat_jax import plots
-
-    json_path = os.path.join(out_dir, "timeline.json")
-    png_path = os.path.join(out_dir, "timeline.png")
-    io.write_json(json_path, {k: v for k, v in answer.items() if not k.startswith("_")})
-    truth = answer["ground_truth"]
-    plots.timeline_png(
-        answer["_scores"],
-        answer["classes"],
-        answer["fps"],
-        png_path,
-        title,
-        true_segments=truth["segments"] if truth else None,
-        query=(answer["query"]["text"], answer["_curve"], answer["query"]["intervals"])
-        if answer["query"]
-        else None,
-    )
-    return json_path, png_path
-
-
-def format_summary(answer: dict, paths) -> str:
-    lines = [
-        f"{answer['source']}: {answer['duration_s']:.1f} s, {answer['num_windows']} windows "
-        f"(stride {answer['stride_s']:g} s), step {answer['step']}"
-    ]
-    lines.append(f"{'start_s':>8}  {'end_s':>8}  {'score':>7}  class")
-    for s in answer["segments"]:
-        lines.append(f"{s['start_s']:8.2f}  {s['end_s']:8.2f}  {s['score']:7.4f}  {s['class']}")
-    truth = answer["ground_truth"]
-    if truth:
-        f1 = ", ".join(f"{k} {truth[k]:.3f}" for k in truth if k.startswith("f1@"))
-        acc = truth["frame_acc"]
-        lines.append(
-            f"ground truth (BABEL sid {answer['sid']}): {len(truth['segments'])} segments; "
-            f"frame accuracy {acc if acc is None else round(acc, 3)}, {f1}"
-        )
-    if answer["query"]:
-        q = answer["query"]
-        lines.append(f"query {q['text']!r}:")
-        for i in q["intervals"][:10]:
-            lines.append(
-                f"{i['rank']:>4}  {i['start_s']:7.2f} - {i['end_s']:7.2f} s  peak "
-                f"{i['peak_s']:.2f} s  score {i['score']:.4f}"
-            )
-    lines += [f"wrote {p}" for p in paths]
-    return "\n".join(lines)
-
-
-def main(argv):
-    import sys
-
-    from absl import flags
-
-    from wat_jax.errors import InputError
-    from wat_jax.run_log import quiet_library_logs
-
-    FLAGS = flags.FLAGS
-    quiet_library_logs()
-    try:
-        if len(argv) > 1:
-            raise fail("wat_jax.timeline", f"unexpected arguments {argv[1:]}")
-        if not FLAGS.workdir:
-            raise fail("--workdir", "required: the trained BABEL run")
-        if not FLAGS.motion:
-            raise fail("--motion", "required: an AMASS .npz, or val:K for a val sequence")
-        check_options(FLAGS.query, FLAGS.stride_s, FLAGS.smooth_s, FLAGS.top_k)
-        if not _split_index(FLAGS.motion) and not os.path.isfile(FLAGS.motion):
-            raise fail(
-                FLAGS.motion, "no such file (give an AMASS .npz, or val:K for a val sequence)"
-            )
-        # The motion is read before the model is restored, so bad input fails fast.
-        seq = read_motion(_babel_config(FLAGS.workdir), FLAGS.workdir, FLAGS.motion)
-        run = _open_run(FLAGS.workdir, FLAGS.step if FLAGS.step >= 0 else None)
-        answer = run_timeline(
-            run, seq, FLAGS.query, FLAGS.stride_s, FLAGS.smooth_s, FLAGS.top_k, FLAGS.relative
-        )
-        stem = os.path.splitext(os.path.basename(FLAGS.motion.replace(":", "_")))[0]
-        out_dir = FLAGS.out or os.path.join(FLAGS.workdir, "timeline", stem)
-        title = f"{os.path.basename(seq.feat_p)} (step {run.step})"
-        paths = write_outputs(answer, out_dir, title)
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    print(format_summary(answer, paths))
-
-
-if __name__ == "__main__":
-    from absl import app, flags
-
-    flags.DEFINE_string("workdir", None, "A trained BABEL-task run (config.json, checkpoints).")
-    flags.DEFINE_string("motion", None, "An AMASS .npz, or val:K / train:K (the run's data).")
-    flags.DEFINE_string("query", None, "A text query answered with time intervals.")
-    flags.DEFINE_float("stride_s", STRIDE_S, "Seconds between window starts.")
-    flags.DEFINE_float("smooth_s", SMOOTH_S, "Moving-average length of the per-frame scores.")
-    flags.DEFINE_integer("top_k", TOP_K, "Classes per frame in timeline.json.")
-    flags.DEFINE_float("relative", QUERY_RELATIVE, "Query threshold within the curve's range.")
-    flags.DEFINE_string("out", "", "Output folder (default WORKDIR/timeline/<motion name>).")
-    flags.DEFINE_integer("step", -1, "Checkpoint step; -1: latest.")
-    app.run(main)
+    timeline_cli.run()

@@ -12,7 +12,7 @@ from jax.sharding import PartitionSpec as P
 
 from wat_jax import checkpointing, objectives, parallel
 from wat_jax.errors import InputError
-from wat_jax.run_log import MetricWriter, Progress
+from wat_jax.reporting.run_log import MetricWriter, Progress
 from wat_jax.state import (
     ModelDims,
     TrainState,

@@ -62,7 +62,7 @@ import zlib
 import numpy as np
 from absl import logging
 
-from wat_jax import run_log
+from wat_jax.reporting import run_log
 from wat_jax.data import amass, prepared, rotations, synthetic_babel
 from wat_jax.errors import fail
 

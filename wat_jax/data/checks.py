@@ -26,28 +26,10 @@ _CHUNK_BYTES = 64 << 20
 
 def expected_layout(config) -> dict | None:
     """{"frames", "joints", "features", "classes", "why"} the config's task expects,
-    or None for a task without prepared files (toy)."""
-    if config.task == "babel60":
-        from wat_jax.data import babel
+    or None for a task without prepared files (toy): the task's layout()."""
+    from wat_jax import tasks
 
-        return dict(
-            frames=int(config.data.window_frames),
-            joints=25,
-            features=6,
-            classes=list(babel.columns(config.data.classes)),
-            why="babel60: data.window_frames frames x 25 joints x 6 features",
-        )
-    if config.task == "densegait":
-        from wat_jax.data import densegait, gait_attributes
-
-        return dict(
-            frames=int(config.data.window_frames),
-            joints=len(densegait.JOINTS),
-            features=3,
-            classes=list(gait_attributes.COLUMNS),
-            why=f"densegait: data.window_frames frames x {len(densegait.JOINTS)} joints x 3",
-        )
-    return None
+    return tasks.get_task(config.task).layout(config)
 
 
 def _shape(shape) -> str:

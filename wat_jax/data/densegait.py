@@ -35,7 +35,7 @@ import os
 import numpy as np
 from absl import logging
 
-from wat_jax import run_log
+from wat_jax.reporting import run_log
 from wat_jax.data import gait_attributes, prepared
 from wat_jax.data.skeletons import OpenPose18
 from wat_jax.errors import fail

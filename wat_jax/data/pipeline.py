@@ -9,93 +9,13 @@ loads only its own rows.
 """
 
 import dataclasses
-import os
-import zipfile
-import zlib
 
 import numpy as np
 
-from wat_jax import io, metrics
 from wat_jax.errors import fail
+from wat_jax.text.bank import TextBank
 
 TARGET_KINDS = ("name", "centroid", "description")
-
-
-@dataclasses.dataclass(frozen=True)
-class TextBank:
-    """Frozen text vectors per key (a class, or an attribute set).
-
-    Attributes:
-      keys: the K key ids, in column order for classes.
-      names: [K, D] the embedding of each key's own name or phrase.
-      descriptions: [M, D] every description's embedding, grouped by key.
-      offsets: [K + 1] key k's descriptions are rows offsets[k]:offsets[k+1].
-    """
-
-    keys: list[str]
-    names: np.ndarray
-    descriptions: np.ndarray
-    offsets: np.ndarray
-
-    @property
-    def dim(self) -> int:
-        return self.names.shape[1]
-
-    def centroids(self, normalize: bool = True) -> np.ndarray:
-        """[K, D] mean description per key (the name where a key has none)."""
-        out = self.names.copy()
-        for k in range(len(self.keys)):
-            rows = self.descriptions[self.offsets[k] : self.offsets[k + 1]]
-            if len(rows):
-                out[k] = rows.mean(0)
-        return metrics.unit_rows(out) if normalize else out
-
-    def save(self, path: str) -> None:
-        arrays = dict(
-            keys=np.asarray(self.keys),
-            names=self.names,
-            descriptions=self.descriptions,
-            offsets=self.offsets,
-        )
-        io.atomic_write(path, lambda f: np.savez(f, **arrays))
-
-    @classmethod
-    def load(cls, path: str) -> "TextBank":
-        if not os.path.exists(path):
-            raise fail(path, "no text embeddings here; run --mode=embed first")
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                bank = cls(
-                    [str(k) for k in z["keys"]],
-                    z["names"].astype(np.float32),
-                    z["descriptions"].astype(np.float32),
-                    z["offsets"].astype(np.int64),
-                )
-        except KeyError as e:
-            raise fail(path, f"not a text bank (no array {e}); run --mode=embed again") from e
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-            detail = " ".join(str(e).split()) or type(e).__name__
-            raise fail(
-                path, f"unreadable text bank ({detail}); run --mode=embed again to rebuild it"
-            ) from e
-        k, m = len(bank.keys), len(bank.descriptions)
-        if (
-            bank.names.ndim != 2
-            or bank.names.shape[0] != k
-            or bank.descriptions.ndim != 2
-            or bank.descriptions.shape[1] != bank.names.shape[1]
-            or bank.offsets.shape != (k + 1,)
-            or bank.offsets[0] != 0
-            or bank.offsets[-1] != m
-            or (np.diff(bank.offsets) < 0).any()
-        ):
-            raise fail(
-                path,
-                f"inconsistent text bank ({k} keys, names {list(bank.names.shape)}, "
-                f"descriptions {list(bank.descriptions.shape)}, offsets "
-                f"{list(bank.offsets.shape)}); run --mode=embed again",
-            )
-        return bank
 
 
 def class_keys(labels: np.ndarray, threshold: float = 0.5) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 Every body layout the project reads, generates or draws is written here once; the
 loaders (data/densegait.py), the generators (data/synthetic_densegait.py,
-data/synthetic_babel.py) and the pictures (visualize.py) import it. It holds constants
+data/synthetic_babel.py) and the pictures (reporting/pictures.py) import it. It holds constants
 only and imports nothing of the project, so any module may import it.
 
   OpenPose18  DenseGait's keypoints: a tracklet is [T, 18, 3], (x, y, confidence) per

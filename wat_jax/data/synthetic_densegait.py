@@ -30,7 +30,8 @@ import tempfile
 import numpy as np
 from absl import logging
 
-from wat_jax import io, run_log
+from wat_jax import io
+from wat_jax.reporting import run_log
 from wat_jax.data import gait_attributes
 from wat_jax.data.skeletons import OpenPose18 as OP
 

@@ -1,19 +1,22 @@
-"""Experiments as tasks: each module turns its config into data, texts and metrics.
+"""Experiments as tasks: each module defines one Task (wat_jax/tasks/base.py) as `TASK`.
 
-A task module provides:
-  prepare(config, workdir)          raw data -> DIR/data/<split>/ (prepared.py format)
-  describe(config, workdir)         keys -> DIR/descriptions.jsonl
-  embed(config, workdir)            texts -> DIR/text_bank.npz
-  train_batcher(config, workdir, rows) -> data.pipeline.Batcher over the train split
-  evaluate(config, workdir, embed_motion, step) -> metrics dict for eval/step_<N>.json
+  toy        in-memory data and generated text vectors (tests, experiments/toy.py)
+  babel60    BABEL-60 action recognition as nearest class text; the action timeline
+  densegait  DenseGait text-to-gait retrieval by appearance
+
+`get_task(config.task)` is how the rest of the library reaches what only a task
+knows (its data, texts, metrics and pictures); see Task for the interface.
 """
 
 import importlib
 
+from wat_jax.tasks.base import Task
+
 TASKS = ("toy", "babel60", "densegait")
 
 
-def get_task(name: str):
+def get_task(name: str) -> Task:
+    """The Task of config.task."""
     if name not in TASKS:
         raise ValueError(f"config.task must be one of {TASKS}, got {name!r}")
-    return importlib.import_module(f"wat_jax.tasks.{name}")
+    return importlib.import_module(f"wat_jax.tasks.{name}").TASK

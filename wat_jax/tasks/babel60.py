@@ -8,25 +8,17 @@ A zero-shot option (eval.zero_shot_classes) removes those classes' windows
 from training and reports them apart.
 """
 
-import os
-
 import jax
 import numpy as np
 from absl import logging
 
-from wat_jax import metrics, plots, visualize
+from wat_jax import metrics
 from wat_jax.data import prepared
-from wat_jax.data.pipeline import Batcher, TextBank, class_keys
+from wat_jax.data.pipeline import Batcher, class_keys
 from wat_jax.errors import fail
 from wat_jax.tasks import common
-
-
-def prepare(config, workdir):
-    from wat_jax.data import babel
-
-    report = babel.prepare(config.data, workdir, config.seed)
-    if jax.process_index() == 0:  # the short table; the full report is data/report.json
-        print(babel.report_table(report))
+from wat_jax.tasks.base import Bars, Confusion, EvalInputs, Task
+from wat_jax.text import bank as text_bank
 
 
 def _classes(workdir) -> list[str]:
@@ -39,23 +31,6 @@ def _keys(workdir):
     return [DescribeKey(key=c, kind="action", phrase=c) for c in _classes(workdir)]
 
 
-def describe(config, workdir):
-    if config.describe.backend == "names":
-        logging.info("describe.backend=names: class names are the only texts")
-        return
-    common.describe_keys(_keys(workdir), config, workdir)
-
-
-def embed(config, workdir):
-    common.build_bank(_keys(workdir), config, workdir)
-
-
-def prototypes(config, workdir) -> dict:
-    """The class texts classification ranks (eval.prototype), for checkpoint metadata."""
-    bank = TextBank.load(common.bank_path(workdir))
-    return common.bank_prototypes(config, bank, list(bank.keys))
-
-
 def _held_out(config, classes) -> np.ndarray:
     """Boolean [C]: classes held out of training for zero-shot evaluation."""
     names = list(config.eval.zero_shot_classes)
@@ -63,39 +38,6 @@ def _held_out(config, classes) -> np.ndarray:
     if unknown:
         raise fail("config.eval.zero_shot_classes", f"unknown classes {unknown}")
     return np.isin(np.asarray(classes), names)
-
-
-def train_batcher(config, workdir, rows) -> Batcher:
-    split = prepared.read_split(workdir, "train")
-    labels = np.asarray(split.labels) > 0.5
-    keep = ~(labels[:, _held_out(config, split.classes)].any(1))
-    index = np.flatnonzero(keep)
-    if len(index) < config.batch_size:
-        raise fail(
-            prepared.split_dir(workdir, "train"),
-            f"{len(index)} training windows, fewer than batch_size={config.batch_size}",
-        )
-    if len(index) < len(labels):
-        logging.info(
-            "zero-shot: %d training windows with held-out classes removed", len(labels) - len(index)
-        )
-    motion, mask = split.motion, split.mask
-    if len(index) < len(labels):
-        motion, mask = motion[index], mask[index]
-    labels = labels[index]
-    keys = class_keys(labels)
-    bank = TextBank.load(common.bank_path(workdir))
-    return Batcher(
-        motion,
-        mask,
-        labels.astype(np.float32),
-        keys,
-        bank,
-        tuple(config.text.targets),
-        config.batch_size,
-        rows,
-        config.seed,
-    )
 
 
 def score(scores: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict:
@@ -135,99 +77,168 @@ def zero_shot_score(scores: np.ndarray, labels: np.ndarray, classes: list[str], 
     return out
 
 
-def evaluate(config, workdir, embedder, step) -> dict:
-    """Scores the val windows against name and description-centroid prototypes."""
-    split = prepared.read_split(workdir, "val")
-    bank = TextBank.load(common.bank_path(workdir))
-    if bank.keys != split.classes:
-        raise fail(
-            common.bank_path(workdir),
-            "text bank classes differ from the prepared data; run --mode=embed again",
-        )
-    labels = np.asarray(split.labels) > 0.5
-    motion_emb = embedder.motion(split.motion, split.mask)
-    texts = {"name": bank.names, "centroid": bank.centroids(normalize=True)}
-    main = common.prototype_kind(config)
-    results = {
-        "by_prototype": {},
-        "num_windows": int(len(labels)),
-        "prototype": main,
-        "describe_backend": config.describe.backend,
-    }
-    scores = {}
-    for kind, vectors in texts.items():
-        scores[kind] = metrics.cosine(motion_emb, embedder.text(vectors))  # [N, C]
-        results["by_prototype"][kind] = score(scores[kind], labels, split.classes)
-    main_scores = scores[main]
-    results.update({k: v for k, v in results["by_prototype"][main].items()})
-    rand = metrics.random_scores(main_scores.shape, config.seed)
-    results["random"] = {
-        k: v for k, v in score(rand, labels, split.classes).items() if k != "per_class_top1"
-    }
+class Babel60Task(Task):
+    """BABEL-60 windows, class names and their descriptions; the action timeline."""
 
-    held = _held_out(config, split.classes)
-    if held.any():
-        results["zero_shot"] = {
-            "classes": [c for c, h in zip(split.classes, held) if h],
-            "num_windows": int(labels[:, held].any(1).sum()),
-            **zero_shot_score(main_scores, labels, split.classes, held),
-            "by_prototype": {
-                kind: zero_shot_score(s, labels, split.classes, held) for kind, s in scores.items()
-            },
-            "random": zero_shot_score(rand, labels, split.classes, held),
+    name = "babel60"
+    has_timeline = True
+
+    def prepare(self, config, workdir):
+        from wat_jax.data import babel
+
+        report = babel.prepare(config.data, workdir, config.seed)
+        if jax.process_index() == 0:  # the short table; the full report is data/report.json
+            print(babel.report_table(report))
+
+    def describe(self, config, workdir):
+        if config.describe.backend == "names":
+            logging.info("describe.backend=names: class names are the only texts")
+            return
+        common.describe_keys(_keys(workdir), config, workdir)
+
+    def embed(self, config, workdir):
+        text_bank.build(_keys(workdir), config, workdir)
+
+    def prototypes(self, config, workdir) -> dict:
+        """The class texts classification ranks (eval.prototype), for checkpoint metadata."""
+        bank = text_bank.load(workdir)
+        return common.bank_prototypes(config, bank, list(bank.keys))
+
+    def train_batcher(self, config, workdir, rows) -> Batcher:
+        split = prepared.read_split(workdir, "train")
+        labels = np.asarray(split.labels) > 0.5
+        keep = ~(labels[:, _held_out(config, split.classes)].any(1))
+        index = np.flatnonzero(keep)
+        if len(index) < config.batch_size:
+            raise fail(
+                prepared.split_dir(workdir, "train"),
+                f"{len(index)} training windows, fewer than batch_size={config.batch_size}",
+            )
+        if len(index) < len(labels):
+            logging.info(
+                "zero-shot: %d training windows with held-out classes removed",
+                len(labels) - len(index),
+            )
+        motion, mask = split.motion, split.mask
+        if len(index) < len(labels):
+            motion, mask = motion[index], mask[index]
+        labels = labels[index]
+        keys = class_keys(labels)
+        bank = text_bank.load(workdir)
+        return Batcher(
+            motion,
+            mask,
+            labels.astype(np.float32),
+            keys,
+            bank,
+            tuple(config.text.targets),
+            config.batch_size,
+            rows,
+            config.seed,
+        )
+
+    def layout(self, config) -> dict:
+        from wat_jax.data import babel
+
+        return dict(
+            frames=int(config.data.window_frames),
+            joints=25,
+            features=6,
+            classes=list(babel.columns(config.data.classes)),
+            why="babel60: data.window_frames frames x 25 joints x 6 features",
+        )
+
+    def motion_file_kind(self) -> str:
+        return "an AMASS .npz"
+
+    def motion_file(self, config, path: str, dims):
+        """An AMASS .npz -> BABEL's deterministic windows of the resampled sequence."""
+        if not path.endswith(".npz"):
+            return None
+        from wat_jax.data import amass, babel, rotations
+
+        d = config.data
+        rot, trans = amass.resample(amass.load_npz(path), float(d.fps))
+        rot6d = rotations.matrix_to_rot6d(rot)  # [T, 24, 6]
+        window = int(d.window_frames)
+        starts = babel.window_starts(len(rot), int(d.chunk_frames), window, 1, None) or [0]
+        motion = np.zeros((len(starts), window, dims.joints, dims.features), np.float32)
+        mask = np.zeros((len(starts), window), bool)
+        for i, s in enumerate(starts):
+            clip = amass.window_features(rot6d[s : s + window], trans[s : s + window])
+            motion[i, : len(clip)], mask[i, : len(clip)] = clip, True
+        return motion, mask
+
+    def eval_inputs(self, config, workdir) -> EvalInputs:
+        """The val windows and both kinds of class text: names and description centroids."""
+        split = prepared.read_split(workdir, "val")
+        bank = text_bank.load(workdir)
+        if bank.keys != split.classes:
+            raise fail(
+                text_bank.bank_path(workdir),
+                "text bank classes differ from the prepared data; run --mode=embed again",
+            )
+        texts = {"name": bank.names, "centroid": bank.centroids(normalize=True)}
+        labels = np.asarray(split.labels) > 0.5
+        return EvalInputs(split.motion, split.mask, labels, split.classes, texts)
+
+    def score(self, config, inputs, motion_emb, text_emb) -> dict:
+        """Scores the val windows against name and description-centroid prototypes."""
+        classes, labels = inputs.classes, inputs.labels
+        main = common.prototype_kind(config)
+        results = {
+            "by_prototype": {},
+            "num_windows": int(len(labels)),
+            "prototype": main,
+            "describe_backend": config.describe.backend,
+        }
+        scores = {}
+        for kind in ("name", "centroid"):
+            scores[kind] = metrics.cosine(motion_emb, text_emb[kind])  # [N, C]
+            results["by_prototype"][kind] = score(scores[kind], labels, classes)
+        main_scores = scores[main]
+        results.update({k: v for k, v in results["by_prototype"][main].items()})
+        rand = metrics.random_scores(main_scores.shape, config.seed)
+        results["random"] = {
+            k: v for k, v in score(rand, labels, classes).items() if k != "per_class_top1"
         }
 
-    example = None
-    if config.eval.timeline:  # whole val sequences against BABEL's frame labels
-        from wat_jax import timeline
+        held = _held_out(config, classes)
+        if held.any():
+            results["zero_shot"] = {
+                "classes": [c for c, h in zip(classes, held) if h],
+                "num_windows": int(labels[:, held].any(1).sum()),
+                **zero_shot_score(main_scores, labels, classes, held),
+                "by_prototype": {
+                    kind: zero_shot_score(s, labels, classes, held) for kind, s in scores.items()
+                },
+                "random": zero_shot_score(rand, labels, classes, held),
+            }
+        return results
 
-        class_vectors = embedder.text(texts[main])
-        results["timeline"], example = timeline.eval_block(config, workdir, embedder, class_vectors)
+    def picture_texts(self, config) -> str:
+        return common.prototype_kind(config)
 
-    if jax.process_index() == 0:  # every process has the numbers; one draws
-        if example is not None:
-            _timeline_picture(example, split.classes, config, workdir, step)
-        visualize.eval_pictures(
-            config,
-            workdir,
-            embedder,
-            step,
-            motion_emb,
-            labels,
-            split.classes,
-            embedder.text(texts[main]),
-        )
-        out = plots.eval_dir(workdir)
-        matrix = metrics.confusion_matrix(main_scores, labels)
-        plots.confusion_png(
-            matrix,
-            split.classes,
-            os.path.join(out, f"confusion_step_{step}.png"),
-            f"BABEL val confusion ({main} prototypes), step {step}",
-        )
-        plots.bars_png(
-            results["per_class_top1"],
-            os.path.join(out, f"per_class_step_{step}.png"),
-            f"Per-class top-1, step {step}",
-            "top-1",
-        )
-    return results
+    def timeline_texts(self, config) -> str:
+        return common.prototype_kind(config)
+
+    def charts(self, config, inputs, motion_emb, text_emb, results, step):
+        main = common.prototype_kind(config)
+        main_scores = metrics.cosine(motion_emb, text_emb[main])
+        return [
+            Confusion(
+                metrics.confusion_matrix(main_scores, inputs.labels),
+                inputs.classes,
+                "confusion",
+                f"BABEL val confusion ({main} prototypes), step {step}",
+            ),
+            Bars(
+                results["per_class_top1"],
+                "per_class",
+                f"Per-class top-1, step {step}",
+                "top-1",
+            ),
+        ]
 
 
-def _timeline_picture(example: dict, classes: list[str], config, workdir: str, step: int) -> str:
-    """eval/timeline_step_<N>.png: the evaluated val sequence with the most true segments."""
-    from wat_jax import metrics as m
-
-    seq, fps = example["sequence"], float(config.data.fps)
-    true = [
-        {"class": classes[c], "start_s": a / fps, "end_s": b / fps}
-        for c, a, b in m.multilabel_runs(seq.labels)
-    ]
-    return plots.timeline_png(
-        example["scores"],
-        classes,
-        fps,
-        os.path.join(plots.eval_dir(workdir), f"timeline_step_{step}.png"),
-        f"BABEL val sequence {seq.sid} ({seq.num_frames / fps:.1f} s), step {step}",
-        true_segments=true,
-    )
+TASK = Babel60Task()

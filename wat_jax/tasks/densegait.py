@@ -10,30 +10,23 @@ text ranks the query texts for each window. A seeded random ranking of the
 same gallery is scored by the same code.
 """
 
-import os
-
 import jax
 import numpy as np
 from absl import logging
 
-from wat_jax import metrics, plots, visualize
-from wat_jax.data import prepared
-from wat_jax.data import gait_attributes
-from wat_jax.data.pipeline import Batcher, TextBank
+from wat_jax import metrics
+from wat_jax.data import gait_attributes, prepared
+from wat_jax.data.pipeline import Batcher
 from wat_jax.errors import fail
 from wat_jax.tasks import common
+from wat_jax.tasks.base import Bars, EvalInputs, Task
+from wat_jax.text import bank as text_bank
+from wat_jax.text.bank import TextBank
 
-
-def prepare(config, workdir):
-    from wat_jax.data import densegait
-
-    counts = densegait.prepare(config.data, workdir, config.seed)
-    if jax.process_index() == 0:  # the short table; the full report is data/report.json
-        print(densegait.report_table(counts))
+PICTURE_GROUP = "viewpoint"  # the attribute group the embedding picture colours by
 
 
 def _sets(labels: np.ndarray, threshold: float) -> list[tuple]:
-
     return [gait_attributes.attribute_set(row, threshold) for row in np.asarray(labels)]
 
 
@@ -51,17 +44,6 @@ def _keys(config, workdir):
     ]
 
 
-def describe(config, workdir):
-    if config.describe.backend == "names":
-        logging.info("describe.backend=names: attribute phrases are the only texts")
-        return
-    common.describe_keys(_keys(config, workdir), config, workdir)
-
-
-def embed(config, workdir):
-    common.build_bank(_keys(config, workdir), config, workdir)
-
-
 def attribute_phrases() -> tuple[list[str], list[str]]:
     """Each attribute's name and its single-attribute query ("a person carrying a backpack")."""
     names = [a[0] for a in gait_attributes.ATTRIBUTES]
@@ -72,40 +54,10 @@ def attribute_phrases() -> tuple[list[str], list[str]]:
     return names, phrases
 
 
-def prototypes(config, workdir) -> dict:
-    """The attributes' single-attribute query vectors: what classify ranks on a gait run."""
-    names, phrases = attribute_phrases()
-    vectors = common.encode(phrases, config)
-    return {"keys": names, "phrases": phrases, "prototype": "name", "vectors": vectors}
-
-
 def _key_ids(labels, threshold, bank: TextBank) -> np.ndarray:
-
     lookup = {k: i for i, k in enumerate(bank.keys)}
     ids = [lookup.get(gait_attributes.attribute_set_key(s), -1) for s in _sets(labels, threshold)]
     return np.asarray(ids, np.int64)
-
-
-def train_batcher(config, workdir, rows) -> Batcher:
-    split = prepared.read_split(workdir, "train")
-    bank = TextBank.load(common.bank_path(workdir))
-    ids = _key_ids(split.labels, config.data.threshold, bank)
-    if (ids < 0).any():
-        raise fail(
-            common.bank_path(workdir),
-            "attribute sets missing from the text bank; run --mode=embed again",
-        )
-    return Batcher(
-        split.motion,
-        split.mask,
-        np.asarray(split.labels, np.float32),
-        ids[:, None],
-        bank,
-        tuple(config.text.targets),
-        config.batch_size,
-        rows,
-        config.seed,
-    )
 
 
 def retrieval(scores: np.ndarray, gains: np.ndarray, relevant: np.ndarray) -> dict:
@@ -134,74 +86,187 @@ def _per_attribute(scores: np.ndarray, present: np.ndarray, names: list[str]) ->
     return {n: float(v) for n, v in zip(names, ndcg) if np.isfinite(v)}
 
 
-def evaluate(config, workdir, embedder, step) -> dict:
+class DenseGaitTask(Task):
+    """DenseGait windows, attribute sets as text keys, retrieval by appearance."""
 
-    split = prepared.read_split(workdir, "val")
-    bank = TextBank.load(common.bank_path(workdir))
-    threshold = config.data.threshold
-    gallery_sets = np.asarray(split.labels) > threshold  # [N, A]
-    ids = _key_ids(split.labels, threshold, bank)
-    if (ids < 0).any():
-        raise fail(
-            common.bank_path(workdir),
-            "val attribute sets missing from the text bank; run --mode=embed again",
+    name = "densegait"
+    picture_caption = f"by {PICTURE_GROUP}"
+
+    def prepare(self, config, workdir):
+        from wat_jax.data import densegait
+
+        counts = densegait.prepare(config.data, workdir, config.seed)
+        if jax.process_index() == 0:  # the short table; the full report is data/report.json
+            print(densegait.report_table(counts))
+
+    def describe(self, config, workdir):
+        if config.describe.backend == "names":
+            logging.info("describe.backend=names: attribute phrases are the only texts")
+            return
+        common.describe_keys(_keys(config, workdir), config, workdir)
+
+    def embed(self, config, workdir):
+        text_bank.build(_keys(config, workdir), config, workdir)
+
+    def prototypes(self, config, workdir) -> dict:
+        """The attributes' single-attribute query vectors: what classify ranks on a gait run."""
+        names, phrases = attribute_phrases()
+        vectors = text_bank.encode(phrases, config)
+        return {"keys": names, "phrases": phrases, "prototype": "name", "vectors": vectors}
+
+    def train_batcher(self, config, workdir, rows) -> Batcher:
+        split = prepared.read_split(workdir, "train")
+        bank = text_bank.load(workdir)
+        ids = _key_ids(split.labels, config.data.threshold, bank)
+        if (ids < 0).any():
+            raise fail(
+                text_bank.bank_path(workdir),
+                "attribute sets missing from the text bank; run --mode=embed again",
+            )
+        return Batcher(
+            split.motion,
+            split.mask,
+            np.asarray(split.labels, np.float32),
+            ids[:, None],
+            bank,
+            tuple(config.text.targets),
+            config.batch_size,
+            rows,
+            config.seed,
         )
-    query_ids = np.unique(ids)  # every attribute set present in the gallery
-    max_q = config.eval.max_queries
-    if max_q and len(query_ids) > max_q:  # a seeded subset bounds the [Q, N] score matrix
-        query_ids = np.sort(np.random.default_rng(config.seed).choice(query_ids, max_q, False))
-    query_sets = np.zeros((len(query_ids), gallery_sets.shape[1]), bool)
-    for q, key_id in enumerate(query_ids):
-        query_sets[q] = gallery_sets[np.flatnonzero(ids == key_id)[0]]
-    gains = metrics.jaccard_gains(query_sets, gallery_sets)  # [Q, N]
-    # Soft annotator labels make nearly every attribute set unique, so exact-set
-    # relevance would leave one relevant window per query; a Jaccard floor keeps
-    # mAP and R@k meaningful (1.0 restores exact matching).
-    relevant = gains >= config.eval.relevant_jaccard - 1e-9
 
-    motion_emb = embedder.motion(split.motion, split.mask)
-    use = config.eval.prototype
-    texts = bank.centroids(normalize=True) if use == "centroid" else bank.names
-    text_emb = embedder.text(texts[query_ids])
-    scores = metrics.cosine(text_emb, motion_emb)  # [Q, N]
-    rand = metrics.random_scores(scores.shape, config.seed)
-    results = {
-        **retrieval(scores, gains, relevant),
-        "num_queries": int(len(query_ids)),
-        "num_gallery": int(len(ids)),
-        "prototype": use,
-        "describe_backend": config.describe.backend,
-    }
-    results["random"] = retrieval(rand, gains, relevant)
+    def key_phrases(self, config, keys: list[str]) -> list[str]:
+        """Each attribute-set key's phrase (a key that names unknown columns stays as is)."""
+        column = {name: i for i, name in enumerate(gait_attributes.COLUMNS)}
+        phrases = []
+        for key in keys:  # attribute_set_key: column names joined by "+", or "none"
+            names = [] if key == "none" else key.split("+")
+            known = all(n in column for n in names)
+            phrases.append(
+                gait_attributes.describe_attributes([column[n] for n in names]) if known else key
+            )
+        return phrases
 
-    # Gait-to-text: each window ranks the query texts.
-    results["gait_to_text"] = _gait_to_text(scores.T, gains.T, relevant.T)
-    results["random"]["gait_to_text"] = _gait_to_text(rand.T, gains.T, relevant.T)
+    def layout(self, config) -> dict:
+        from wat_jax.data import densegait
 
-    # Single-attribute queries: "a person carrying a backpack" against the gallery.
-    names, phrases = attribute_phrases()
-    single_text = embedder.text(common.encode(phrases, config))
-    single = metrics.cosine(single_text, motion_emb)
-    results["per_attribute"] = _per_attribute(single, gallery_sets, names)
-    rand_single = metrics.random_scores(single.shape, config.seed + 1)
-    results["random"]["per_attribute"] = _per_attribute(rand_single, gallery_sets, names)
+        return dict(
+            frames=int(config.data.window_frames),
+            joints=len(densegait.JOINTS),
+            features=3,
+            classes=list(gait_attributes.COLUMNS),
+            why=f"densegait: data.window_frames frames x {len(densegait.JOINTS)} joints x 3",
+        )
 
-    if jax.process_index() == 0:  # every process has the numbers; one draws
-        visualize.eval_pictures(
-            config,
-            workdir,
-            embedder,
-            step,
-            motion_emb,
+    def motion_file_kind(self) -> str:
+        return "a DenseGait (T, 18, 3) .npy"
+
+    def motion_file(self, config, path: str, dims):
+        """A (T, 18, 3) tracklet .npy -> its centred window, normalised."""
+        if not path.endswith(".npy"):
+            return None
+        from wat_jax.data import densegait
+
+        d = config.data
+        tracklet = densegait.load_tracklet(path)
+        window = int(d.window_frames)
+        start = densegait.window_starts(len(tracklet), window, 1, None)[0]
+        clip, valid = densegait.cut_window(tracklet, start, window)
+        motion = densegait.normalize(clip[None], valid[None], float(d.min_confidence))
+        return motion, valid[None]
+
+    def eval_inputs(self, config, workdir) -> EvalInputs:
+        """The val gallery, one query per attribute set in it (with graded and binary
+        relevance), and the single-attribute queries."""
+        split = prepared.read_split(workdir, "val")
+        bank = text_bank.load(workdir)
+        threshold = config.data.threshold
+        gallery_sets = np.asarray(split.labels) > threshold  # [N, A]
+        ids = _key_ids(split.labels, threshold, bank)
+        if (ids < 0).any():
+            raise fail(
+                text_bank.bank_path(workdir),
+                "val attribute sets missing from the text bank; run --mode=embed again",
+            )
+        query_ids = np.unique(ids)  # every attribute set present in the gallery
+        max_q = config.eval.max_queries
+        if max_q and len(query_ids) > max_q:  # a seeded subset bounds the [Q, N] score matrix
+            query_ids = np.sort(np.random.default_rng(config.seed).choice(query_ids, max_q, False))
+        query_sets = np.zeros((len(query_ids), gallery_sets.shape[1]), bool)
+        for q, key_id in enumerate(query_ids):
+            query_sets[q] = gallery_sets[np.flatnonzero(ids == key_id)[0]]
+        gains = metrics.jaccard_gains(query_sets, gallery_sets)  # [Q, N]
+        # Soft annotator labels make nearly every attribute set unique, so exact-set
+        # relevance would leave one relevant window per query; a Jaccard floor keeps
+        # mAP and R@k meaningful (1.0 restores exact matching).
+        relevant = gains >= config.eval.relevant_jaccard - 1e-9
+
+        use = config.eval.prototype
+        texts = bank.centroids(normalize=True) if use == "centroid" else bank.names
+        names, phrases = attribute_phrases()
+        return EvalInputs(
+            split.motion,
+            split.mask,
             np.asarray(split.labels),
             split.classes,
-            single_text,
+            {"queries": texts[query_ids], "single": text_bank.encode(phrases, config)},
+            dict(
+                gallery_sets=gallery_sets,
+                gains=gains,
+                relevant=relevant,
+                num_gallery=int(len(ids)),
+                prototype=use,
+                attributes=names,
+            ),
         )
-        plots.bars_png(
-            results["per_attribute"],
-            os.path.join(plots.eval_dir(workdir), f"per_attribute_step_{step}.png"),
-            f"Single-attribute queries, NDCG@10, step {step}",
-            "NDCG@10",
-            baseline=results["random"]["per_attribute"],
-        )
-    return results
+
+    def score(self, config, inputs, motion_emb, text_emb) -> dict:
+        x = inputs.extra
+        gains, relevant = x["gains"], x["relevant"]
+        scores = metrics.cosine(text_emb["queries"], motion_emb)  # [Q, N]
+        rand = metrics.random_scores(scores.shape, config.seed)
+        results = {
+            **retrieval(scores, gains, relevant),
+            "num_queries": int(len(scores)),
+            "num_gallery": x["num_gallery"],
+            "prototype": x["prototype"],
+            "describe_backend": config.describe.backend,
+        }
+        results["random"] = retrieval(rand, gains, relevant)
+
+        # Gait-to-text: each window ranks the query texts.
+        results["gait_to_text"] = _gait_to_text(scores.T, gains.T, relevant.T)
+        results["random"]["gait_to_text"] = _gait_to_text(rand.T, gains.T, relevant.T)
+
+        # Single-attribute queries: "a person carrying a backpack" against the gallery.
+        single = metrics.cosine(text_emb["single"], motion_emb)
+        names = x["attributes"]
+        results["per_attribute"] = _per_attribute(single, x["gallery_sets"], names)
+        rand_single = metrics.random_scores(single.shape, config.seed + 1)
+        results["random"]["per_attribute"] = _per_attribute(rand_single, x["gallery_sets"], names)
+        return results
+
+    def picture_texts(self, config) -> str:
+        return "single"
+
+    def picture_columns(self, class_names: list[str]) -> list[int]:
+        """The viewpoint attributes (Front, Side, Back) present in the label columns."""
+        return [
+            class_names.index(a[0])
+            for a in gait_attributes.ATTRIBUTES
+            if a[1] == PICTURE_GROUP and a[0] in class_names
+        ]
+
+    def charts(self, config, inputs, motion_emb, text_emb, results, step):
+        return [
+            Bars(
+                results["per_attribute"],
+                "per_attribute",
+                f"Single-attribute queries, NDCG@10, step {step}",
+                "NDCG@10",
+                baseline=results["random"]["per_attribute"],
+            )
+        ]
+
+
+TASK = DenseGaitTask()

@@ -6,10 +6,17 @@ class plus a few noisy "descriptions" around it. Tests and the smoke config of
 `experiments/toy.py` use it; the real experiments are babel60 and densegait.
 """
 
+import os
+
 import numpy as np
 from absl import logging
 
-from wat_jax.data.pipeline import Batcher, TextBank, class_keys
+from wat_jax import metrics
+from wat_jax.data import prepared
+from wat_jax.data.pipeline import Batcher, class_keys
+from wat_jax.tasks.base import EvalInputs, Task
+from wat_jax.text import bank
+from wat_jax.text.bank import TextBank
 
 
 def make_data(cfg, seed: int, split: str):
@@ -36,61 +43,78 @@ def make_data(cfg, seed: int, split: str):
 
 
 def make_bank(cfg, seed: int) -> TextBank:
-    rng = np.random.default_rng([seed, 7])
-    c, dim, per = cfg.data.num_classes, cfg.text.dim, cfg.describe.per_key
-    names = rng.standard_normal((c, dim)).astype(np.float32)
-    names /= np.linalg.norm(names, axis=1, keepdims=True)
-    desc = names[np.repeat(np.arange(c), per)] + 0.3 * rng.standard_normal((c * per, dim))
-    return TextBank(
-        [f"class_{i}" for i in range(c)], names, desc.astype(np.float32), np.arange(c + 1) * per
-    )
+    """The toy bank: one random unit vector per class and describe.per_key noisy descriptions."""
+    return bank.random_bank(cfg.data.num_classes, cfg.text.dim, cfg.describe.per_key, seed)
 
 
-def prepare(config, workdir):
-    logging.info("toy task: data is generated in memory; nothing to prepare")
+class ToyTask(Task):
+    """Data and texts generated from the seed; nothing on disk unless prepared by hand."""
+
+    name = "toy"
+    has_text_encoder = False
+
+    def prepare(self, config, workdir):
+        logging.info("toy task: data is generated in memory; nothing to prepare")
+
+    def describe(self, config, workdir):
+        logging.info("toy task: text vectors are generated; nothing to describe")
+
+    def embed(self, config, workdir):
+        logging.info("toy task: text vectors are generated; nothing to embed")
+
+    def prototypes(self, config, workdir) -> dict:
+        """The class name vectors the toy evaluation ranks."""
+        b = make_bank(config, config.seed)
+        return {"keys": b.keys, "phrases": b.keys, "prototype": "name", "vectors": b.names}
+
+    def train_batcher(self, config, workdir, rows) -> Batcher:
+        motion, mask, labels = make_data(config, config.seed, "train")
+        return Batcher(
+            motion,
+            mask,
+            labels,
+            class_keys(labels),
+            make_bank(config, config.seed),
+            tuple(config.text.targets),
+            config.batch_size,
+            rows,
+            config.seed,
+        )
+
+    def gallery(self, config, workdir: str, split: str) -> prepared.PreparedSplit:
+        """The prepared files when there are any, else the in-memory data."""
+        if split in prepared.SPLITS and not prepared.is_prepared(workdir, split):
+            motion, mask, labels = make_data(config, config.seed, split)
+            rows = [
+                {"source": f"toy/{split}/{i}", "start_s": 0.0, "start_frame": 0}
+                for i in range(len(motion))
+            ]
+            classes = [f"class_{i}" for i in range(labels.shape[1])]
+            return prepared.PreparedSplit(motion, mask, labels, classes, rows)
+        return super().gallery(config, workdir, split)
+
+    def bank(self, config, workdir: str) -> TextBank:
+        """A bank written to the workdir when there is one, else the generated bank."""
+        if not os.path.exists(bank.bank_path(workdir)):
+            return make_bank(config, config.seed)
+        return bank.load(workdir)
+
+    def eval_inputs(self, config, workdir) -> EvalInputs:
+        motion, mask, labels = make_data(config, config.seed, "val")
+        classes = [f"class_{i}" for i in range(labels.shape[1])]
+        names = make_bank(config, config.seed).names
+        return EvalInputs(motion, mask, labels, classes, {"name": names})
+
+    def score(self, config, inputs, motion_emb, text_emb) -> dict:
+        """Top-1/Top-3 of val windows against the class texts, beside a random ranking."""
+        scores = metrics.cosine(motion_emb, text_emb["name"])
+        gt = inputs.labels > 0.5
+        rand = metrics.random_scores(scores.shape, config.seed)
+        score = lambda s: {
+            "top1": metrics.topk_accuracy(s, gt, 1),
+            "top3": metrics.topk_accuracy(s, gt, 3),
+        }
+        return dict(score(scores), random=score(rand))
 
 
-def describe(config, workdir):
-    logging.info("toy task: text vectors are generated; nothing to describe")
-
-
-def embed(config, workdir):
-    logging.info("toy task: text vectors are generated; nothing to embed")
-
-
-def prototypes(config, workdir) -> dict:
-    """The class name vectors the toy evaluation ranks."""
-    bank = make_bank(config, config.seed)
-    return {"keys": bank.keys, "phrases": bank.keys, "prototype": "name", "vectors": bank.names}
-
-
-def train_batcher(config, workdir, rows) -> Batcher:
-    motion, mask, labels = make_data(config, config.seed, "train")
-    return Batcher(
-        motion,
-        mask,
-        labels,
-        class_keys(labels),
-        make_bank(config, config.seed),
-        tuple(config.text.targets),
-        config.batch_size,
-        rows,
-        config.seed,
-    )
-
-
-def evaluate(config, workdir, embedder, step) -> dict:
-    """Top-1/Top-3 of val windows against the class texts, beside a random ranking."""
-    from wat_jax import metrics
-
-    motion, mask, labels = make_data(config, config.seed, "val")
-    motion_emb = embedder.motion(motion, mask)
-    prototypes = embedder.text(make_bank(config, config.seed).names)
-    scores = metrics.cosine(motion_emb, prototypes)
-    gt = labels > 0.5
-    rand = metrics.random_scores(scores.shape, config.seed)
-    score = lambda s: {
-        "top1": metrics.topk_accuracy(s, gt, 1),
-        "top3": metrics.topk_accuracy(s, gt, 3),
-    }
-    return dict(score(scores), random=score(rand))
+TASK = ToyTask()

@@ -28,7 +28,8 @@ from collections.abc import Sequence
 import ml_collections
 from absl import logging
 
-from wat_jax import io, lock, run_log
+from wat_jax import io, lock
+from wat_jax.reporting import run_log
 from wat_jax.errors import fail
 from wat_jax.text import backends, cleaning, prompts
 from wat_jax.text.chat import ChatRequest

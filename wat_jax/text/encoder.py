@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from wat_jax import run_log
+from wat_jax.reporting import run_log
 from wat_jax.errors import fail
 from wat_jax.models import bert
 from wat_jax.text.embed_cache import EmbeddingCache, default_cache_dir

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from wat_jax import run_log
+from wat_jax.reporting import run_log
 from wat_jax.errors import fail
 from wat_jax.models import llama
 from wat_jax.text import gguf

@@ -1,6 +1,6 @@
 """Sentences/s of the text encoder, and of sentence-transformers on PyTorch beside it.
 
-    python -m wat_jax.text.bench [--encoder=minilm] [--batch_size=64] \
+    python -m wat_jax.tools.text_bench [--encoder=minilm] [--batch_size=64] \
         [--num_sentences=1024] [--compare=torch] [--torch_site_packages=DIR]
 
 Prints one JSON object per line: ours, then (with --compare=torch) PyTorch's.
@@ -19,6 +19,8 @@ import sys
 import time
 
 import numpy as np
+
+from wat_jax.errors import exits_on_input_error
 
 _WORDS = (
     "the person walks forward slowly then turns left and raises both arms above head "
@@ -131,6 +133,7 @@ def _load() -> list[float] | None:
         return None
 
 
+@exits_on_input_error
 def main(argv) -> None:
     del argv
     from absl import flags

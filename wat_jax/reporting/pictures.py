@@ -1,7 +1,7 @@
 """Skeleton animations of windows (GIF) and the pictures evaluation adds.
 
-    python -m wat_jax.visualize --workdir=W --split=val --index=K --output=x.gif
-    python -m wat_jax.visualize --motion=window.npy --output=x.gif
+The command line (wat_jax/tools/visualize.py) draws one window with `window_gif`
+or `skeleton_gif`.
 
 What a window's features are decides the drawing:
   [T, 18, 3]  DenseGait: OpenPose-18 (x, y, confidence), x right and y up after
@@ -18,7 +18,6 @@ import os
 import numpy as np
 
 from wat_jax import io
-from wat_jax.data import gait_attributes
 from wat_jax.data.skeletons import SMPL, OpenPose18
 from wat_jax.errors import fail
 
@@ -121,7 +120,7 @@ def skeleton_gif(
     """
     from PIL import Image
 
-    from wat_jax.plots import _pyplot
+    from wat_jax.reporting.plots import _pyplot
 
     motion = np.asarray(motion)
     if motion.ndim != 3:
@@ -174,21 +173,15 @@ def skeleton_gif(
     return path
 
 
-PICTURE_GROUP = "viewpoint"  # the DenseGait attribute group the embedding picture colours by
+def _groups(config, labels: np.ndarray, class_names: list[str], columns=None):
+    """Colour groups for the embedding picture: (window ids [N], names, column ids [G]).
 
-
-def _groups(config, labels: np.ndarray, class_names: list[str]):
-    """Colour groups for the embedding picture: (window ids [N], names, column ids [G])."""
+    columns: the label columns that are groups (the task's picture_columns; all when None).
+    A window joins the group of its highest such column above data.threshold, else none (-1).
+    """
     labels = np.asarray(labels, np.float32)
     threshold = float(config.data.threshold)
-    if config.task == "densegait":
-        columns = [
-            class_names.index(a[0])
-            for a in gait_attributes.ATTRIBUTES
-            if a[1] == PICTURE_GROUP and a[0] in class_names
-        ]
-    else:
-        columns = list(range(len(class_names)))
+    columns = list(range(len(class_names))) if columns is None else list(columns)
     sub = labels[:, columns]  # [N, G]
     ids = (
         np.where(sub.max(1) > threshold, sub.argmax(1), -1) if columns else np.full(len(labels), -1)
@@ -205,6 +198,8 @@ def eval_pictures(
     labels: np.ndarray,
     class_names: list[str],
     prototypes: np.ndarray | None,
+    columns: list[int] | None = None,
+    coloured_by: str = "by class",
 ) -> list[str]:
     """Writes the embedding-space PNG and one example GIF into WORKDIR/eval/.
 
@@ -218,15 +213,19 @@ def eval_pictures(
       class_names: the C label names.
       prototypes: [K, E] projected text prototypes; with K == C each is coloured as
         its class (for DenseGait, single-attribute texts: the picture group's shown).
+      columns: the label columns that colour the picture (the task's
+        picture_columns; every class when None).
+      coloured_by: the caption's words for the colouring ("by class", "by viewpoint").
 
     Returns:
       The paths written.
     """
-    from wat_jax import plots, workdir as run_dir
+    from wat_jax import workdir as run_dir
+    from wat_jax.reporting import plots
 
     del embedder
     out = plots.eval_dir(workdir)
-    ids, names, columns = _groups(config, labels, list(class_names))
+    ids, names, columns = _groups(config, labels, list(class_names), columns)
     proto_groups = proto_names = None
     if prototypes is not None and len(prototypes) == len(class_names):
         lookup = {c: g for g, c in enumerate(columns)}
@@ -234,7 +233,6 @@ def eval_pictures(
         shown = proto_groups >= 0
         prototypes, proto_groups = prototypes[shown], proto_groups[shown]
         proto_names = [class_names[c] for c in np.flatnonzero(shown)]
-    coloured_by = f"by {PICTURE_GROUP}" if config.task == "densegait" else "by class"
     paths = [
         plots.embedding_png(
             motion_emb,
@@ -269,54 +267,3 @@ def window_gif(gallery, index: int, path: str, threshold: float = 0.5, fps: floa
     return skeleton_gif(
         np.asarray(gallery.motion[index]), np.asarray(gallery.mask[index]), path, title, fps
     )
-
-
-def main(argv):
-    import sys
-
-    from absl import flags
-
-    from wat_jax.errors import InputError
-
-    FLAGS = flags.FLAGS
-    try:
-        if len(argv) > 1:
-            raise fail("wat_jax.visualize", f"unexpected arguments {argv[1:]}")
-        if FLAGS.motion:
-            if not os.path.exists(FLAGS.motion):
-                raise fail(FLAGS.motion, "no such file")
-            motion = np.load(FLAGS.motion, allow_pickle=False)
-            motion = motion[0] if motion.ndim == 4 and motion.shape[0] == 1 else motion
-            path = skeleton_gif(
-                motion, None, FLAGS.output, os.path.basename(FLAGS.motion), FLAGS.fps
-            )
-        elif FLAGS.workdir:
-            from wat_jax import workdir as run_dir
-
-            config = run_dir.load_config(FLAGS.workdir)
-            gallery = run_dir.read_gallery(config, FLAGS.workdir, FLAGS.split)
-            path = window_gif(
-                gallery,
-                FLAGS.index,
-                FLAGS.output,
-                float(config.data.threshold),
-                FLAGS.fps,
-            )
-        else:
-            raise fail("wat_jax.visualize", "give --workdir (with --split, --index) or --motion")
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    print(path)
-
-
-if __name__ == "__main__":
-    from absl import app, flags
-
-    flags.DEFINE_string("workdir", "", "Run directory with prepared data (or the toy config).")
-    flags.DEFINE_enum("split", "val", ["train", "val"], "Which split the window is in.")
-    flags.DEFINE_integer("index", 0, "The window's row in the split.")
-    flags.DEFINE_string("motion", "", "Or: a .npy window [T, J, F] to draw.")
-    flags.DEFINE_string("output", "window.gif", "The GIF to write.")
-    flags.DEFINE_float("fps", 15.0, "Playback frames per second.")
-    app.run(main)

@@ -1,8 +1,8 @@
 """Text search over a motion gallery, and motion to the nearest class or attribute texts.
 
-    python -m wat_jax.search --workdir=W --query="a person with a backpack walking slowly"
-    python -m wat_jax.search --workdir=W --queries=queries.txt --top_k=5 --json
-    python -m wat_jax.search --workdir=W --motion=window.npy
+    python -m wat_jax.tools.search --workdir=W --query="a person with a backpack walking slowly"
+    python -m wat_jax.tools.search --workdir=W --queries=queries.txt --top_k=5 --json
+    python -m wat_jax.tools.search --workdir=W --motion=window.npy
 
 The first call embeds the gallery (the prepared val split by default) with the
 latest checkpoint into an index saved in W/index/<split>_step_<N>/ (see
@@ -17,20 +17,27 @@ import time
 import numpy as np
 
 from wat_jax import gallery, workdir as run_dir
-from wat_jax.errors import fail
+from wat_jax.errors import exits_on_input_error, fail
+
+
+def check_text_encoder(config) -> None:
+    """InputError when the run's task has no text encoder (the toy task's vectors are random)."""
+    from wat_jax import tasks
+
+    if not tasks.get_task(config.task).has_text_encoder:
+        raise fail(
+            "--query",
+            f"the {config.task} task has no text encoder (its text vectors are random); "
+            "search it with vectors through the Python API",
+        )
 
 
 def encode_queries(config, queries: list[str]) -> np.ndarray:
     """Query strings -> frozen text vectors [Q, D] with the run's text encoder."""
-    if config.task == "toy":
-        raise fail(
-            "--query",
-            "the toy task has no text encoder (its text vectors are random); "
-            "search it with vectors through the Python API",
-        )
-    from wat_jax.tasks import common
+    from wat_jax.text import bank
 
-    return common.encode(queries, config)
+    check_text_encoder(config)
+    return bank.encode(queries, config)
 
 
 def read_motion_query(path: str, window: tuple) -> tuple[np.ndarray, np.ndarray]:
@@ -94,15 +101,17 @@ def run_search(
        "timings_ms": {...}}.
     """
     if (queries is None) == (motion_path is None):
-        raise fail("wat_jax.search", "give --query/--queries (text search) or --motion, not both")
+        raise fail(
+            "wat_jax.tools.search", "give --query/--queries (text search) or --motion, not both"
+        )
     if queries is not None:
         if not queries or any(not q.strip() for q in queries):
             raise fail("--query", "empty query; give a sentence such as 'a person walking slowly'")
     if k < 1:
         raise fail("--top_k", f"must be at least 1, got {k}")
     config = run_dir.load_config(workdir)
-    if queries is not None and config.task == "toy":
-        encode_queries(config, queries)  # raises: the toy task has no text encoder
+    if queries is not None:
+        check_text_encoder(config)
     timings = {}
     if motion_path is not None:
         window = run_dir.read_gallery(config, workdir, split).motion.shape[1:]
@@ -195,36 +204,30 @@ def _read_queries(path: str) -> list[str]:
     return queries
 
 
+@exits_on_input_error
 def main(argv):
-    import sys
-
     from absl import flags
 
-    from wat_jax.errors import InputError
-    from wat_jax.run_log import quiet_library_logs
+    from wat_jax.reporting.run_log import quiet_library_logs
 
     FLAGS = flags.FLAGS
     quiet_library_logs()
-    try:
-        if len(argv) > 1:
-            raise fail("wat_jax.search", f"unexpected arguments {argv[1:]}")
-        queries = None
-        if FLAGS.queries:
-            queries = _read_queries(FLAGS.queries)
-        if FLAGS.query is not None:
-            queries = (queries or []) + [FLAGS.query]
-        answer = run_search(
-            FLAGS.workdir,
-            queries,
-            FLAGS.motion or None,
-            FLAGS.top_k,
-            FLAGS.split,
-            FLAGS.step if FLAGS.step >= 0 else None,
-            FLAGS.rebuild,
-        )
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    if len(argv) > 1:
+        raise fail("wat_jax.tools.search", f"unexpected arguments {argv[1:]}")
+    queries = None
+    if FLAGS.queries:
+        queries = _read_queries(FLAGS.queries)
+    if FLAGS.query is not None:
+        queries = (queries or []) + [FLAGS.query]
+    answer = run_search(
+        FLAGS.workdir,
+        queries,
+        FLAGS.motion or None,
+        FLAGS.top_k,
+        FLAGS.split,
+        FLAGS.step if FLAGS.step >= 0 else None,
+        FLAGS.rebuild,
+    )
     print(json.dumps(answer, indent=1) if FLAGS.json else format_table(answer))
 
 

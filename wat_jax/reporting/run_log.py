@@ -8,7 +8,7 @@ import time
 import jax
 from absl import logging
 
-from wat_jax import event_file
+from wat_jax.reporting import event_file
 
 
 class MetricWriter:

@@ -1,6 +1,6 @@
 """The PyTorch reference motion encoder, for timing against ours in one run.
 
-Imported only by `wat_jax.benchmark --compare=torch` when torch is importable;
+Imported only by `wat_jax.tools.benchmark --compare=torch` when torch is importable;
 torch is never part of the project install. The model is the reference's
 (MotionCLIP fork, see PAPER.md): a linear frame embedding 150 -> 768,
 sinusoidal positions, `torch.nn.TransformerEncoder` with post-norm layers, GELU

@@ -1,6 +1,6 @@
 """The motion tower as a portable artefact: jax.export (StableHLO) plus a numpy params file.
 
-    python -m wat_jax.export --workdir=W [--step=N] [--output=W/export/motion_tower.bin]
+    python -m wat_jax.tools.export --workdir=W [--step=N] [--output=W/export/motion_tower.bin]
 
 writes two files:
   motion_tower.bin         jax.export.Exported.serialize() of
@@ -13,9 +13,10 @@ Params are passed, not baked in as constants: the StableHLO stays small whatever
 the model size, XLA does not spend compile time constant-folding through
 hundreds of megabytes of weights, and the weights stay inspectable with numpy.
 
-`load_motion_tower(path)` runs the artefact with jax + numpy only; it imports
-nothing else from wat_jax (no flax, optax or orbax), so a serving process can
-copy this module's loader or import it as is.
+`load_motion_tower(path)` runs the artefact with jax + numpy only; the module
+imports nothing else from wat_jax at load time but errors.py (standard library
+only; no flax, optax or orbax), so a serving process can copy this module's
+loader or import it as is.
 """
 
 import json
@@ -23,6 +24,8 @@ import os
 
 import jax
 import numpy as np
+
+from wat_jax.errors import exits_on_input_error, fail
 
 PLATFORMS = ("cpu", "cuda", "tpu")
 
@@ -167,28 +170,20 @@ def export_motion_tower(
     return output
 
 
+@exits_on_input_error
 def main(argv):
-    import sys
-
     from absl import flags
 
-    from wat_jax.errors import InputError
-    from wat_jax.run_log import quiet_library_logs
+    from wat_jax import workdir as run_dir
+    from wat_jax.reporting.run_log import quiet_library_logs
 
     FLAGS = flags.FLAGS
     if len(argv) > 1:
-        print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
-        sys.exit(2)
+        raise fail("wat_jax.tools.export", f"unexpected arguments {argv[1:]}")
     quiet_library_logs()
-    try:
-        from wat_jax import workdir as run_dir
-
-        config = run_dir.load_config(FLAGS.workdir)
-        step = FLAGS.step if FLAGS.step >= 0 else None
-        path = export_motion_tower(config, FLAGS.workdir, step, FLAGS.output or None)
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    config = run_dir.load_config(FLAGS.workdir)
+    step = FLAGS.step if FLAGS.step >= 0 else None
+    path = export_motion_tower(config, FLAGS.workdir, step, FLAGS.output or None)
     with open(os.path.splitext(path)[0] + ".json") as f:
         info = json.load(f)
     print(

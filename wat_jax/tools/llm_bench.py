@@ -1,6 +1,6 @@
 """Benchmark of the local LLM: generated tokens per second on this machine.
 
-    python -m wat_jax.text.llm_bench [--batch_sizes=1,32] [--new_tokens=64] [--demo]
+    python -m wat_jax.tools.llm_bench [--batch_sizes=1,32] [--new_tokens=64] [--demo]
 
 Prints one JSON object per line. Each batch size is run once to compile and then
 `--repeats` times; generation never stops early (no stop tokens), so every row
@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from absl import app, flags
 
 from wat_jax.configs import base_config
+from wat_jax.errors import exits_on_input_error
 from wat_jax.models import llama
 from wat_jax.text.chat import ChatRequest
 from wat_jax.text.local_llm import LocalBackend
@@ -56,6 +57,7 @@ def _prompt(action: str) -> tuple[dict, ...]:
     return ({"role": "user", "content": f"Describe how a person's body moves when they {action}."},)
 
 
+@exits_on_input_error
 def main(argv):
     del argv
     cfg = base_config().describe

@@ -1,6 +1,6 @@
 """Throughput of the train step, the text encoder and the data pipeline.
 
-    python -m wat_jax.benchmark [--config=experiments/babel60.py:paper] \
+    python -m wat_jax.tools.benchmark [--config=experiments/babel60.py:paper] \
         [--config.batch_size=80] [--config.model.dtype=bfloat16] \
         [--what=step,text,data,precision] [--steps=N] [--compare=torch]
 
@@ -12,7 +12,7 @@ flags, since the config names a text encoder without its size. It times the
 step on every local device and prints one JSON object per line: sequences/s,
 the median step time (after warm-up, blocking on the results), FLOPs per step,
 and model-FLOPs utilisation against the device's peak when it is known.
-`--compare=torch` times the PyTorch reference (wat_jax/bench_torch.py; the
+`--compare=torch` times the PyTorch reference (wat_jax/tools/bench_torch.py; the
 paper's post-norm, first-frame, MSE model only) in the same process, in
 alternating blocks of steps so that machine noise hits both, and prints the
 ratio. launch/bench.sh runs it.
@@ -34,8 +34,9 @@ import numpy as np
 import wat_jax
 from wat_jax import parallel, train
 from wat_jax.data import prepared
-from wat_jax.data.pipeline import Batcher, TextBank
-from wat_jax.errors import InputError
+from wat_jax.data.pipeline import Batcher
+from wat_jax.text.bank import TextBank
+from wat_jax.errors import InputError, exits_on_input_error
 
 # The checkout holding experiments/ (the default --config is one of its files).
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(wat_jax.__file__)))
@@ -219,7 +220,7 @@ def benchmark_step(
     ours = JaxStep(config, shape, batch)
     runners = {"wat_jax": ours}
     if compare == "torch":
-        from wat_jax import bench_torch
+        from wat_jax.tools import bench_torch
 
         runners["torch"] = bench_torch.TorchStep(
             batch,
@@ -361,10 +362,10 @@ def benchmark_data(
 
 
 def benchmark_text(batch_size: int, sentences: int = 256, compare: str = "") -> dict:
-    """Sentences/s of the text encoder, from wat_jax.text.bench when it exists."""
-    if importlib.util.find_spec("wat_jax.text.bench") is None:
-        return {"what": "text", "skipped": "wat_jax.text.bench is not in this checkout"}
-    from wat_jax.text import bench
+    """Sentences/s of the text encoder, from wat_jax.tools.text_bench when it exists."""
+    if importlib.util.find_spec("wat_jax.tools.text_bench") is None:
+        return {"what": "text", "skipped": "wat_jax.tools.text_bench is not in this checkout"}
+    from wat_jax.tools import text_bench as bench
 
     wanted = {
         "batch_size": batch_size,
@@ -520,6 +521,7 @@ def reference_mismatch(config) -> list[str]:
     return [f"{k}={have[k]!r} (the reference has {v!r})" for k, v in want.items() if have[k] != v]
 
 
+@exits_on_input_error
 def main(argv):
     from absl import app, flags
 

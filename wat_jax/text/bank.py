@@ -1,0 +1,191 @@
+"""The text bank: every key's frozen text vectors, its file and its build, in one place.
+
+A key is a class (BABEL) or an attribute set (DenseGait). The embed stage writes
+WORKDIR/text_bank.npz (`build`): each key's phrase and each of its stored
+descriptions through the frozen text encoder (`encode`). Training draws its text
+targets from it, evaluation and the gallery index rank its vectors (`load`). The
+toy task's bank is generated (`random_bank`), never written.
+"""
+
+import dataclasses
+import os
+import zipfile
+import zlib
+
+import numpy as np
+from absl import logging
+
+from wat_jax import io, metrics
+from wat_jax.errors import fail
+
+BANK_FILE = "text_bank.npz"
+
+
+@dataclasses.dataclass(frozen=True)
+class TextBank:
+    """Frozen text vectors per key (a class, or an attribute set).
+
+    Attributes:
+      keys: the K key ids, in column order for classes.
+      names: [K, D] the embedding of each key's own name or phrase.
+      descriptions: [M, D] every description's embedding, grouped by key.
+      offsets: [K + 1] key k's descriptions are rows offsets[k]:offsets[k+1].
+    """
+
+    keys: list[str]
+    names: np.ndarray
+    descriptions: np.ndarray
+    offsets: np.ndarray
+
+    @property
+    def dim(self) -> int:
+        return self.names.shape[1]
+
+    def centroids(self, normalize: bool = True) -> np.ndarray:
+        """[K, D] mean description per key (the name where a key has none)."""
+        out = self.names.copy()
+        for k in range(len(self.keys)):
+            rows = self.descriptions[self.offsets[k] : self.offsets[k + 1]]
+            if len(rows):
+                out[k] = rows.mean(0)
+        return metrics.unit_rows(out) if normalize else out
+
+    def save(self, path: str) -> None:
+        arrays = dict(
+            keys=np.asarray(self.keys),
+            names=self.names,
+            descriptions=self.descriptions,
+            offsets=self.offsets,
+        )
+        io.atomic_write(path, lambda f: np.savez(f, **arrays))
+
+    @classmethod
+    def load(cls, path: str) -> "TextBank":
+        if not os.path.exists(path):
+            raise fail(path, "no text embeddings here; run --mode=embed first")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                bank = cls(
+                    [str(k) for k in z["keys"]],
+                    z["names"].astype(np.float32),
+                    z["descriptions"].astype(np.float32),
+                    z["offsets"].astype(np.int64),
+                )
+        except KeyError as e:
+            raise fail(path, f"not a text bank (no array {e}); run --mode=embed again") from e
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+            detail = " ".join(str(e).split()) or type(e).__name__
+            raise fail(
+                path, f"unreadable text bank ({detail}); run --mode=embed again to rebuild it"
+            ) from e
+        k, m = len(bank.keys), len(bank.descriptions)
+        if (
+            bank.names.ndim != 2
+            or bank.names.shape[0] != k
+            or bank.descriptions.ndim != 2
+            or bank.descriptions.shape[1] != bank.names.shape[1]
+            or bank.offsets.shape != (k + 1,)
+            or bank.offsets[0] != 0
+            or bank.offsets[-1] != m
+            or (np.diff(bank.offsets) < 0).any()
+        ):
+            raise fail(
+                path,
+                f"inconsistent text bank ({k} keys, names {list(bank.names.shape)}, "
+                f"descriptions {list(bank.descriptions.shape)}, offsets "
+                f"{list(bank.offsets.shape)}); run --mode=embed again",
+            )
+        return bank
+
+
+def bank_path(workdir: str) -> str:
+    """WORKDIR/text_bank.npz."""
+    return os.path.join(workdir, BANK_FILE)
+
+
+def load(workdir: str) -> TextBank:
+    """The run's bank, as the embed stage wrote it (one error line when it cannot be read)."""
+    return TextBank.load(bank_path(workdir))
+
+
+def encode(texts, config) -> np.ndarray:
+    """Frozen text encoder over `texts` with config.text's settings, through the cache."""
+    from wat_jax.text import encoder
+
+    t = config.text
+    return encoder.embed_texts(
+        list(texts),
+        encoder=t.encoder,
+        pooling=t.pooling,
+        normalize=t.normalize,
+        max_length=t.max_length or None,
+        batch_size=t.batch_size,
+        cache_dir=t.cache_dir or None,
+        dtype=t.dtype,
+    )
+
+
+def build(keys, config, workdir: str) -> TextBank:
+    """Embeds each key's phrase and its stored descriptions; writes DIR/text_bank.npz.
+
+    Args:
+      keys: the DescribeKey list (key id and phrase), in bank order.
+      config: the run's config (describe.backend, text.*).
+      workdir: the run directory (descriptions.jsonl in, text_bank.npz out).
+
+    With describe.backend == "names" there are no descriptions: every key's
+    only text is its phrase, which is the paper's names-only ablation.
+    """
+    from wat_jax.text import describe
+
+    by_key = {}
+    if config.describe.backend != "names":
+        store = os.path.join(workdir, "descriptions.jsonl")
+        if not os.path.exists(store):
+            raise fail(store, "no descriptions; run --mode=describe first")
+        by_key = describe.load_descriptions(store)
+        missing = [k.key for k in keys if not by_key.get(k.key)]
+        if missing:
+            raise fail(
+                store,
+                f"{len(missing)} keys have no descriptions, e.g. {missing[0]!r}; "
+                "run --mode=describe again",
+            )
+    phrases = [k.phrase for k in keys]
+    texts, offsets = [], [0]
+    for k in keys:
+        texts.extend(by_key.get(k.key, []))
+        offsets.append(len(texts))
+    logging.info(
+        "embedding %d phrases and %d descriptions with %s",
+        len(phrases),
+        len(texts),
+        config.text.encoder,
+    )
+    names = encode(phrases, config)
+    descriptions = encode(texts, config) if texts else np.zeros((0, names.shape[1]), np.float32)
+    bank = TextBank(
+        [k.key for k in keys],
+        names.astype(np.float32),
+        descriptions.astype(np.float32),
+        np.asarray(offsets, np.int64),
+    )
+    bank.save(bank_path(workdir))
+    return bank
+
+
+def random_bank(num_keys: int, dim: int, per_key: int, seed: int) -> TextBank:
+    """A generated bank (the toy task's): one random unit vector per key ("class_<i>") and
+    `per_key` noisy descriptions around it."""
+    rng = np.random.default_rng([seed, 7])
+    names = rng.standard_normal((num_keys, dim)).astype(np.float32)
+    names /= np.linalg.norm(names, axis=1, keepdims=True)
+    desc = names[np.repeat(np.arange(num_keys), per_key)] + 0.3 * rng.standard_normal(
+        (num_keys * per_key, dim)
+    )
+    return TextBank(
+        [f"class_{i}" for i in range(num_keys)],
+        names,
+        desc.astype(np.float32),
+        np.arange(num_keys + 1) * per_key,
+    )
