@@ -82,7 +82,7 @@ for dtype in float32 bfloat16; do
       continue
     fi
     note "step dtype=$dtype batch=$bs"
-    timeout "$(allowed)" "$PY" -m wat_jax.benchmark --what=step --config.model.dtype="$dtype" \
+    timeout "$(allowed)" "$PY" -m wat_jax.tools.benchmark --what=step --config.model.dtype="$dtype" \
       --config.batch_size="$bs" --steps="$STEPS" --warmup="$WARMUP" "${SHAPE[@]}" \
       2>"$RESULTS/step_${dtype}_${bs}.stderr" | grep '^{' | tee -a "$LOG"
     rc=${PIPESTATUS[0]}
@@ -93,7 +93,7 @@ done
 # 4. The text encoder (packed rows), sentences/s.
 if [ "$(allowed)" -ge 30 ]; then
   note "text encoder $ENCODER"
-  timeout "$(allowed)" "$PY" -m wat_jax.text.bench --encoder="$ENCODER" "${TEXT[@]}" \
+  timeout "$(allowed)" "$PY" -m wat_jax.tools.text_bench --encoder="$ENCODER" "${TEXT[@]}" \
     2>"$RESULTS/text.stderr" | grep '^{' | sed 's/^{/{"what": "text", /' | tee -a "$LOG"
   rc=${PIPESTATUS[0]}
   [ "$rc" = 0 ] || echo "{\"what\": \"text\", \"failed\": \"exit $rc\"}" | tee -a "$LOG"
