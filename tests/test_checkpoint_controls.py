@@ -13,6 +13,7 @@ import jax
 import numpy as np
 import pytest
 
+from tests.damage import damage_checkpoint
 from wat_jax import checkpointing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -131,22 +132,12 @@ def test_keep_period_keeps_milestones(tmp_path):
     assert "train: motion tower 19,872 parameters, windows [16, 5, 3]" in proc.stderr
 
 
-def _damage(workdir, step):
-    """Truncates the largest file of a checkpoint's state (a half-copied checkpoint)."""
-    files = []
-    for base, _, names in os.walk(os.path.join(workdir, "checkpoints", str(step), "state")):
-        files += [os.path.join(base, n) for n in names]
-    biggest = max(files, key=os.path.getsize)
-    with open(biggest, "r+b") as f:
-        f.truncate(64)  # params and optimizer state alike are cut
-
-
 def test_damaged_newest_checkpoint_falls_back_for_eval_and_resume(straight, tmp_path):
     import shutil
 
     work = tmp_path / "run"
     shutil.copytree(straight, work)
-    _damage(work, 20)
+    damage_checkpoint(work, 20)
     # An explicit damaged step: one line.
     proc = _run(work, "eval", "--config.eval.step=20", check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr

@@ -21,6 +21,8 @@ from typing import Callable
 import numpy as np
 import pytest
 
+from tests.damage import damage_checkpoint
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOY = "experiments/toy.py:smoke"
 BABEL = "experiments/babel60.py:smoke"
@@ -78,18 +80,6 @@ def _edit_npy(w, split, name, fn):
     np.save(path, fn(array))
 
 
-def _damage(w, step):
-    """Truncates the largest file of a checkpoint's state, as a half-copied one would be."""
-    files = [
-        os.path.join(base, n)
-        for base, _, names in os.walk(w / "checkpoints" / str(step) / "state")
-        for n in names
-    ]
-    biggest = max(files, key=os.path.getsize)
-    with open(biggest, "r+b") as f:
-        f.truncate(64)  # params and optimizer state alike are cut
-
-
 def _nan_window(array, row=3):
     array = array.copy()
     array[row, 5, 2, 1] = np.nan
@@ -143,7 +133,7 @@ FAULTS = [
         "toy_trained",
         _main(TOY, "eval", "--config.eval.step=20"),
         "checkpoints/20: checkpoint is damaged",
-        setup=lambda w: _damage(w, 20),
+        setup=lambda w: damage_checkpoint(w, 20),
         unchanged=RUN_FILES,
         absent=("eval",),
     ),

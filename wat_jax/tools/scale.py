@@ -188,10 +188,9 @@ def _prepare(config, workdir: str, task) -> dict:
 
 
 def _bank_counts(workdir: str) -> dict:
-    from wat_jax.data.pipeline import TextBank
-    from wat_jax.tasks import common
+    from wat_jax.text import bank as text_bank
 
-    bank = TextBank.load(common.bank_path(workdir))
+    bank = text_bank.load(workdir)
     return {"keys": len(bank.keys), "texts": len(bank.keys) + len(bank.descriptions)}
 
 
@@ -263,7 +262,7 @@ def run_size(task_name: str, variant: str, size: int, workdir: str, stages, emit
     from absl import logging
 
     from wat_jax import tasks
-    from wat_jax.run_log import quiet_library_logs
+    from wat_jax.reporting.run_log import quiet_library_logs
 
     quiet_library_logs()
     logging.set_verbosity(logging.WARNING)
