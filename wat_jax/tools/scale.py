@@ -160,9 +160,10 @@ def experiment_config(task: str, variant: str, size: int, workdir: str):
     return config
 
 
-def _synth(config, workdir: str) -> dict:
+def _synth(task_name: str, config, workdir: str) -> dict:
+    """The --task's synthetic raw files at the config's size (the tool picks the generator)."""
     raw = os.path.join(workdir, "raw")
-    if config.task == "densegait":
+    if task_name == "densegait":
         from wat_jax.data.synthetic_densegait import write_synthetic
 
         write_synthetic(raw, config.data, config.seed)
@@ -269,7 +270,7 @@ def run_size(task_name: str, variant: str, size: int, workdir: str, stages, emit
     config = experiment_config(task_name, variant, size, workdir)
     task = tasks.get_task(config.task)
     steps = {
-        "synth": lambda: _synth(config, workdir),
+        "synth": lambda: _synth(task_name, config, workdir),
         "prepare": lambda: _prepare(config, workdir, task),
         "describe": lambda: (task.describe(config, workdir), _descriptions(workdir))[1],
         "embed": lambda: (task.embed(config, workdir), _bank_counts(workdir))[1],
