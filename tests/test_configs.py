@@ -14,8 +14,11 @@ import pytest
 from wat_jax.configs import base_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-EXPERIMENTS = {"toy": ("smoke", "demo"), "babel60": ("smoke", "demo", "paper")}
-EXPERIMENTS["densegait"] = ("smoke", "demo", "paper")
+EXPERIMENTS = {
+    "toy": ("smoke", "demo"),
+    "babel60": ("smoke", "demo", "paper"),
+    "densegait": ("smoke", "demo", "paper"),
+}
 # A read of a config block with a fallback: config.eval.get("x", 1), cfg.get(...), ev.get(...).
 CONFIG_GET = re.compile(r"\b(config|cfg|\w+_cfg|ev)(\.\w+)*\.get\(")
 

@@ -536,10 +536,10 @@ def main(argv):
     compare = f.compare
     if compare == "torch" and importlib.util.find_spec("torch") is None:
         raise app.UsageError("--compare=torch needs torch importable (see launch/bench.sh)")
-    if compare == "torch" and reference_mismatch(config):
+    mismatch = reference_mismatch(config) if compare == "torch" else []
+    if mismatch:
         raise app.UsageError(
-            "--compare=torch times the paper's model; this config has "
-            + ", ".join(reference_mismatch(config))
+            "--compare=torch times the paper's model; this config has " + ", ".join(mismatch)
         )
     emit = lambda record: print(json.dumps(record), flush=True)
     machine = machine_record(shape.dtype if "step" in what else None, f.matmul_size)
