@@ -95,10 +95,25 @@ def test_identity_text_projection_keeps_vectors():
     np.testing.assert_array_equal(model.apply(variables, text, method="embed_text"), text)
 
 
+def test_hashed_dropout_masks_are_reproducible_and_uncorrelated():
+    from wat_jax.models.skeleton import keep_mask
+
+    key = jax.random.key(0)
+    mask = np.asarray(keep_mask(key, (40, 60, 96), 0.1)).reshape(-1)
+    np.testing.assert_array_equal(mask, np.asarray(keep_mask(key, (40, 60, 96), 0.1)).reshape(-1))
+    assert abs(mask.mean() - 0.9) < 0.003
+    bits = mask.astype(np.float64)
+    for lag in (1, 96, 60 * 96):  # neighbours along each axis
+        assert abs(np.corrcoef(bits[:-lag], bits[lag:])[0, 1]) < 0.01
+    for other in (jax.random.key(1), jax.random.fold_in(key, 1)):
+        draw = np.asarray(keep_mask(other, (40, 60, 96), 0.1)).reshape(-1)
+        assert abs(np.corrcoef(bits, draw.astype(np.float64))[0, 1]) < 0.01
+
+
 def test_dropout_keeps_the_expected_fraction_and_mean():
     from wat_jax.models.skeleton import Dropout
 
-    x = jnp.ones((64, 257), jnp.float32)  # odd width: the 16-bit halves are trimmed
+    x = jnp.ones((64, 257), jnp.float32)
     out = Dropout(0.3).apply({}, x, rngs={"dropout": jax.random.key(0)})
     kept = np.asarray(out) != 0
     assert abs(kept.mean() - 0.7) < 0.01
