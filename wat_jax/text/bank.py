@@ -41,13 +41,20 @@ class TextBank:
     def dim(self) -> int:
         return self.names.shape[1]
 
-    def centroids(self, normalize: bool = True) -> np.ndarray:
-        """[K, D] mean description per key (the name where a key has none)."""
-        out = self.names.copy()
-        for k in range(len(self.keys)):
+    def centroids(self, normalize: bool = True, keys=None) -> np.ndarray:
+        """[K, D] mean description per key (the name where a key has none).
+
+        Args:
+          normalize: scale each row to unit length.
+          keys: the key indices whose rows to compute (all when None); each row is the
+            one the whole [K, D] array would have, and only these rows are read.
+        """
+        keys = np.arange(len(self.keys)) if keys is None else np.asarray(keys, np.int64)
+        out = np.array(self.names[keys], np.float32)
+        for i, k in enumerate(keys):
             rows = self.descriptions[self.offsets[k] : self.offsets[k + 1]]
             if len(rows):
-                out[k] = rows.mean(0)
+                out[i] = rows.mean(0)
         return metrics.unit_rows(out) if normalize else out
 
     def save(self, path: str) -> None:
