@@ -37,9 +37,14 @@ def cosine(a, b) -> np.ndarray:
     return unit_rows(a) @ unit_rows(b).T
 
 
+def chunk_rows(row_len: int) -> int:
+    """How many rows of a [Q, row_len] input the metrics process together."""
+    return max(1, _CHUNK_ELEMENTS // max(row_len, 1))
+
+
 def _row_chunks(num_rows, row_len):
     """Slices over rows holding about _CHUNK_ELEMENTS entries each."""
-    step = max(1, _CHUNK_ELEMENTS // max(row_len, 1))
+    step = chunk_rows(row_len)
     for start in range(0, num_rows, step):
         yield slice(start, min(start + step, num_rows))
 
@@ -81,7 +86,7 @@ def block_rows(row_len: int, min_rows: int = 32) -> int:
     metrics process together (so a block's metrics see exactly the chunks the whole matrix
     would give them), and at least `min_rows` (a one-row product takes another BLAS path,
     whose last bits can differ from the matrix product's)."""
-    step = max(1, _CHUNK_ELEMENTS // max(row_len, 1))
+    step = chunk_rows(row_len)
     return step * -(-max(min_rows, 1) // step)
 
 

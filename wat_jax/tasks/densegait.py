@@ -87,13 +87,19 @@ def retrieval(scores: np.ndarray, gains: np.ndarray, relevant: np.ndarray) -> di
     return summarise_retrieval(retrieval_rows(scores, gains, relevant))
 
 
+def _gait_to_text_rows(scores: np.ndarray, gains: np.ndarray, relevant: np.ndarray) -> dict:
+    """Per window (row), its ranking of the query texts (columns)."""
+    return {
+        "R@1": metrics.recall_at_k(scores, relevant, 1),
+        "R@5": metrics.recall_at_k(scores, relevant, 5),
+        "ndcg@10": metrics.ndcg_at_k(scores, gains, 10),
+    }
+
+
 def _gait_to_text(scores: np.ndarray, gains: np.ndarray, relevant: np.ndarray) -> dict:
     """Each window [N] ranks the query texts [Q]."""
-    return {
-        "R@1": common.finite_mean(metrics.recall_at_k(scores, relevant, 1)),
-        "R@5": common.finite_mean(metrics.recall_at_k(scores, relevant, 5)),
-        "ndcg@10": common.finite_mean(metrics.ndcg_at_k(scores, gains, 10)),
-    }
+    rows = _gait_to_text_rows(scores, gains, relevant)
+    return {m: common.finite_mean(v) for m, v in rows.items()}
 
 
 def _keep_best(kept, values, ids, gains, k):
@@ -115,7 +121,7 @@ def _keep_best(kept, values, ids, gains, k):
     return tuple(np.take_along_axis(a, top, axis=1) for a in (values, ids, gains))
 
 
-def _few_queries(by_score, by_gain, threshold: float):
+def _few_queries(by_score, by_gain, threshold: float, num_q: int) -> dict:
     """Each window's row of [N, 2k] (scores, gains, relevant) that decides its gait-to-text
     metrics: its k best-scored queries and its k highest-gain ones, each once, in query
     order; the other cells are padding (score -inf, gain 0).
@@ -123,7 +129,10 @@ def _few_queries(by_score, by_gain, threshold: float):
     Ranking this row puts the k best-scored queries first in the same order as the whole
     row would (ties in query order), the ideal DCG sees the same k largest gains, and the
     row has a relevant query exactly when the whole row has one (the highest gain is in
-    it), so recall@k <= k and ndcg@k come out as over all the queries.
+    it), so recall@k <= k and ndcg@k come out as over all the queries. The floating-point
+    sums see the same numbers in the same memory layout (column-major, as the transpose of
+    the [Q, N] matrices was) and in the same chunks of windows as the whole matrix's
+    (metrics.chunk_rows(num_q)), so the means are identical to the last bit.
     """
     scores = np.concatenate([by_score[0], np.full(by_gain[0].shape, -np.inf, by_score[0].dtype)], 1)
     ids = np.concatenate([by_score[1], by_gain[1]], 1)
@@ -133,7 +142,17 @@ def _few_queries(by_score, by_gain, threshold: float):
     twin = np.zeros(ids.shape, bool)
     twin[:, 1:] = ids[:, 1:] == ids[:, :-1]
     scores[twin], gains[twin] = -np.inf, 0.0
-    return scores, gains, gains >= threshold - 1e-9
+    scores, gains = np.asfortranarray(scores), np.asfortranarray(gains)
+    relevant = gains >= threshold - 1e-9
+    step = metrics.chunk_rows(num_q)
+    parts = [
+        _gait_to_text_rows(scores[a : a + step], gains[a : a + step], relevant[a : a + step])
+        for a in range(0, len(scores), step)
+    ]
+    return {
+        m: common.finite_mean(np.concatenate([p[m] for p in parts]))
+        for m in ("R@1", "R@5", "ndcg@10")
+    }
 
 
 def score_retrieval(
@@ -150,7 +169,8 @@ def score_retrieval(
       threshold: binary relevance is a Jaccard overlap >= this.
       seed: the random ranking's seed; its [Q, N] uniform scores are drawn in row-major
         order, block after block, so they are the numbers one [Q, N] draw would give.
-      rows: query rows per block (0: metrics.block_rows(N)).
+      rows: at least this many query rows per block (0: 32), rounded up to whole
+        metrics chunks (metrics.block_rows).
 
     Returns:
       (text-to-gait results with `gait_to_text`, the same for the random ranking).
@@ -162,7 +182,7 @@ def score_retrieval(
     """
     num_q, n = len(queries), len(motion)
     k = GAIT_TO_TEXT_DEPTH
-    rows = rows or metrics.block_rows(n)
+    rows = metrics.block_rows(n, rows or 32)
     if num_q < 2 * k:  # too few queries for _few_queries' rows: one block
         rows = max(rows, num_q)
     whole = num_q <= rows  # one block: gait-to-text ranks the whole matrix, as it always did
@@ -181,15 +201,15 @@ def score_retrieval(
             model_g2t = _gait_to_text(scores.T, gains.T, relevant.T)
             random_g2t = _gait_to_text(rand.T, gains.T, relevant.T)
             continue
-        ids = np.arange(block.start, block.stop)
+        ids = np.arange(block.start, block.stop, dtype=np.int32)
         gains_t = gains.T
         kept["model"] = _keep_best(kept["model"], scores.T, ids, gains_t, k)
         kept["random"] = _keep_best(kept["random"], rand.T, ids, gains_t, k)
         kept["gain"] = _keep_best(kept["gain"], gains_t, ids, gains_t, k)
         del scores, gains, relevant, rand, gains_t
     if not whole:
-        model_g2t = _gait_to_text(*_few_queries(kept["model"], kept["gain"], threshold))
-        random_g2t = _gait_to_text(*_few_queries(kept["random"], kept["gain"], threshold))
+        model_g2t = _few_queries(kept["model"], kept["gain"], threshold, num_q)
+        random_g2t = _few_queries(kept["random"], kept["gain"], threshold, num_q)
     out = {}
     for name, g2t in (("model", model_g2t), ("random", random_g2t)):
         joined = {m: np.concatenate([r[m] for r in per_row[name]]) for m in per_row[name][0]}
@@ -207,10 +227,12 @@ def per_attribute(single, motion, present: np.ndarray, names: list[str], seed: i
       present: [N, A] bool, the gallery's attributes (the gains).
       names: the A attribute names.
       seed: the random ranking's seed ([A, N] uniform scores, row-major).
-      rows: attribute rows per block (0: metrics.block_rows(N)).
+      rows: at least this many attribute rows per block (0: 32), rounded up to whole
+        metrics chunks (metrics.block_rows): the gains are column-major, as the
+        transpose of `present` was, and their sums then depend on the chunks.
     """
     n = len(motion)
-    rows = rows or metrics.block_rows(n)
+    rows = metrics.block_rows(n, rows or 32)
     s_unit, m_unit = metrics.unit_rows(single), metrics.unit_rows(motion)
     rng = np.random.default_rng(seed)
     model, rand = [], []
