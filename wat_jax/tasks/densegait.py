@@ -157,7 +157,7 @@ def _few_queries(by_score, by_gain, threshold: float, num_q: int) -> dict:
 
 def score_retrieval(
     queries, motion, query_sets, gallery_sets, threshold: float, seed: int, rows: int = 0
-) -> dict:
+) -> tuple[dict, dict]:
     """Text-to-gait and gait-to-text metrics, and the same for a seeded random ranking,
     with the [Q, N] matrices built `rows` query rows at a time.
 
@@ -217,7 +217,9 @@ def score_retrieval(
     return out["model"], out["random"]
 
 
-def per_attribute(single, motion, present: np.ndarray, names: list[str], seed: int, rows=0):
+def per_attribute(
+    single, motion, present: np.ndarray, names: list[str], seed: int, rows: int = 0
+) -> tuple[dict, dict]:
     """Single-attribute queries' NDCG@10 over the gallery, and a seeded random ranking's,
     `rows` attributes at a time (memory O(rows x N)).
 
@@ -230,6 +232,9 @@ def per_attribute(single, motion, present: np.ndarray, names: list[str], seed: i
       rows: at least this many attribute rows per block (0: 32), rounded up to whole
         metrics chunks (metrics.block_rows): the gains are column-major, as the
         transpose of `present` was, and their sums then depend on the chunks.
+
+    Returns:
+      (attribute -> NDCG@10, the same for the random ranking), undefined ones left out.
     """
     n = len(motion)
     rows = metrics.block_rows(n, rows or 32)
