@@ -5,6 +5,7 @@ rows at a time with the same numbers as the whole matrices; the text bank's vect
 stay on disk (memory-mapped); the batcher builds no per-key arrays its targets do not use.
 """
 
+import functools
 import tracemalloc
 
 import numpy as np
@@ -95,11 +96,8 @@ def test_blocked_scoring_memory_does_not_grow_with_queries_times_gallery(monkeyp
     peaks = {}
     for num_q in (400, 1600):
         queries, motion, query_sets, gallery_sets = _retrieval_case(num_q, n, False, dim=16)
-        peaks[num_q] = _peak_bytes(
-            lambda: densegait.score_retrieval(
-                queries, motion, query_sets, gallery_sets, THRESHOLD, 0, rows=40
-            )
-        )
+        args = (queries, motion, query_sets, gallery_sets, THRESHOLD, 0)
+        peaks[num_q] = _peak_bytes(functools.partial(densegait.score_retrieval, *args, rows=40))
     # Before blocking: scores (4 B), gains (4 B), relevance (1 B) and random scores (8 B)
     # per query-gallery pair, ~109 MB at 1,600 queries; now a block of 40 rows and each
     # window's 10 best queries, the same at any number of queries (+ O(Q) results).
