@@ -37,9 +37,14 @@ def cosine(a, b) -> np.ndarray:
     return unit_rows(a) @ unit_rows(b).T
 
 
+def chunk_rows(row_len: int) -> int:
+    """How many rows of a [Q, row_len] input the metrics process together."""
+    return max(1, _CHUNK_ELEMENTS // max(row_len, 1))
+
+
 def _row_chunks(num_rows, row_len):
     """Slices over rows holding about _CHUNK_ELEMENTS entries each."""
-    step = max(1, _CHUNK_ELEMENTS // max(row_len, 1))
+    step = chunk_rows(row_len)
     for start in range(0, num_rows, step):
         yield slice(start, min(start + step, num_rows))
 
@@ -76,6 +81,30 @@ def _same_shape(scores, other, name):
     return other
 
 
+def block_rows(row_len: int, min_rows: int = 32) -> int:
+    """Rows of a [Q, row_len] score matrix to build at a time: a multiple of the rows the
+    metrics process together (so a block's metrics see exactly the chunks the whole matrix
+    would give them), and at least `min_rows` (a one-row product takes another BLAS path,
+    whose last bits can differ from the matrix product's)."""
+    step = chunk_rows(row_len)
+    return step * -(-max(min_rows, 1) // step)
+
+
+def row_blocks(num_rows: int, rows: int):
+    """Slices over `num_rows` rows, `rows` at a time; a last block of one row joins the
+    block before it (a one-row matrix product takes another BLAS path)."""
+    starts = list(range(0, num_rows, max(rows, 1)))
+    if len(starts) > 1 and num_rows - starts[-1] == 1:
+        starts.pop()
+    for start, stop in zip(starts, starts[1:] + [num_rows]):
+        yield slice(start, stop)
+
+
+def top_k(scores, k):
+    """Indices [Q, k] of each row's k best columns in rank order (ties in column order)."""
+    return _top_k(np.asarray(scores), k)
+
+
 def _top_k(scores, k):
     """Indices [q, k] of each row's k best items in rank order (ties in gallery order)."""
     num_rows, n = scores.shape
@@ -94,7 +123,9 @@ def _top_k(scores, k):
     return np.take_along_axis(picked, order, axis=1)
 
 
-def _nan_mean(values):
+def nan_mean(values) -> float:
+    """The mean of the values that are not NaN (NaN if none is): how aggregates skip
+    undefined per-query values."""
     values = np.asarray(values, dtype=np.float64)
     defined = ~np.isnan(values)
     return float(values[defined].mean()) if defined.any() else float("nan")
@@ -142,7 +173,7 @@ def per_class_top1(scores, labels):
 
 def top1_norm(scores, labels):
     """Class-balanced Top-1: the mean of `per_class_top1` over classes that have windows."""
-    return _nan_mean(per_class_top1(scores, labels))
+    return nan_mean(per_class_top1(scores, labels))
 
 
 def average_precision(scores, relevant):
@@ -178,7 +209,7 @@ def mean_average_precision(scores, relevant):
     For BABEL call it with classes as queries: `(scores.T, labels.T)`, per-class AP
     over windows.
     """
-    return _nan_mean(average_precision(scores, relevant))
+    return nan_mean(average_precision(scores, relevant))
 
 
 def ndcg_at_k(scores, gains, k):

@@ -53,7 +53,9 @@ class Batcher:
         for t in self.targets:
             if t not in TARGET_KINDS:
                 raise fail("config.text.targets", f"unknown target {t!r}; use {TARGET_KINDS}")
-        self._centroids = self.bank.centroids(normalize=False)
+        # [K, D] in memory, so only when a target uses it (the bank itself stays on disk)
+        want = "centroid" in self.targets
+        self._centroids = self.bank.centroids(normalize=False) if want else None
         self._perm_cache: dict[int, np.ndarray] = {}
 
     @property

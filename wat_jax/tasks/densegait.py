@@ -60,30 +60,197 @@ def _key_ids(labels, threshold, bank: TextBank) -> np.ndarray:
     return np.asarray(ids, np.int64)
 
 
+GAIT_TO_TEXT_DEPTH = 10  # the deepest cut-off gait-to-text reads (ndcg@10)
+
+
+def retrieval_rows(scores: np.ndarray, gains: np.ndarray, relevant: np.ndarray) -> dict:
+    """Text-to-gait metrics per query row of a [Q, N] score matrix (NaN where undefined)."""
+    return {
+        "ndcg@10": metrics.ndcg_at_k(scores, gains, 10),
+        "ndcg@100": metrics.ndcg_at_k(scores, gains, 100),
+        "mAP": metrics.average_precision(scores, relevant),
+        "R@1": metrics.recall_at_k(scores, relevant, 1),
+        "R@5": metrics.recall_at_k(scores, relevant, 5),
+        "R@10": metrics.recall_at_k(scores, relevant, 10),
+    }
+
+
+def summarise_retrieval(rows: dict) -> dict:
+    """The means of `retrieval_rows` over the queries where each is defined."""
+    return {
+        k: metrics.nan_mean(v) if k == "mAP" else common.finite_mean(v) for k, v in rows.items()
+    }
+
+
 def retrieval(scores: np.ndarray, gains: np.ndarray, relevant: np.ndarray) -> dict:
     """Text-to-gait metrics of one [Q, N] score matrix."""
+    return summarise_retrieval(retrieval_rows(scores, gains, relevant))
+
+
+def _gait_to_text_rows(scores: np.ndarray, gains: np.ndarray, relevant: np.ndarray) -> dict:
+    """Per window (row), its ranking of the query texts (columns)."""
     return {
-        "ndcg@10": common.finite_mean(metrics.ndcg_at_k(scores, gains, 10)),
-        "ndcg@100": common.finite_mean(metrics.ndcg_at_k(scores, gains, 100)),
-        "mAP": metrics.mean_average_precision(scores, relevant),
-        "R@1": common.finite_mean(metrics.recall_at_k(scores, relevant, 1)),
-        "R@5": common.finite_mean(metrics.recall_at_k(scores, relevant, 5)),
-        "R@10": common.finite_mean(metrics.recall_at_k(scores, relevant, 10)),
+        "R@1": metrics.recall_at_k(scores, relevant, 1),
+        "R@5": metrics.recall_at_k(scores, relevant, 5),
+        "ndcg@10": metrics.ndcg_at_k(scores, gains, 10),
     }
 
 
 def _gait_to_text(scores: np.ndarray, gains: np.ndarray, relevant: np.ndarray) -> dict:
     """Each window [N] ranks the query texts [Q]."""
+    rows = _gait_to_text_rows(scores, gains, relevant)
+    return {m: common.finite_mean(v) for m, v in rows.items()}
+
+
+def _keep_best(kept, values, ids, gains, k):
+    """Each window's k best queries by `values` among those kept and a new block.
+
+    Args:
+      kept: (values, ids, gains) [N, <=k] from earlier blocks (rank order), or None.
+      values: [N, b] the block's values (scores, or gains), one row per window.
+      ids: [b] the block's query ids, ascending and above every kept id.
+      gains: [N, b] the block's gains.
+
+    Ties go to the lower query id, as in a ranking of the whole row: kept entries come
+    first and equal values among them are already in id order.
+    """
+    ids = np.broadcast_to(ids, values.shape)
+    if kept is not None:
+        values, ids, gains = (np.concatenate([a, b], 1) for a, b in zip(kept, (values, ids, gains)))
+    top = metrics.top_k(values, min(k, values.shape[1]))
+    return tuple(np.take_along_axis(a, top, axis=1) for a in (values, ids, gains))
+
+
+def _few_queries(by_score, by_gain, threshold: float, num_q: int) -> dict:
+    """Each window's row of [N, 2k] (scores, gains, relevant) that decides its gait-to-text
+    metrics: its k best-scored queries and its k highest-gain ones, each once, in query
+    order; the other cells are padding (score -inf, gain 0).
+
+    Ranking this row puts the k best-scored queries first in the same order as the whole
+    row would (ties in query order), the ideal DCG sees the same k largest gains, and the
+    row has a relevant query exactly when the whole row has one (the highest gain is in
+    it), so recall@k <= k and ndcg@k come out as over all the queries. The floating-point
+    sums see the same numbers in the same memory layout (column-major, as the transpose of
+    the [Q, N] matrices was) and in the same chunks of windows as the whole matrix's
+    (metrics.chunk_rows(num_q)), so the means are identical to the last bit.
+    """
+    scores = np.concatenate([by_score[0], np.full(by_gain[0].shape, -np.inf, by_score[0].dtype)], 1)
+    ids = np.concatenate([by_score[1], by_gain[1]], 1)
+    gains = np.concatenate([by_score[2], by_gain[2]], 1)
+    order = np.argsort(ids, axis=1, kind="stable")  # a best-scored copy precedes its twin
+    scores, ids, gains = (np.take_along_axis(a, order, axis=1) for a in (scores, ids, gains))
+    twin = np.zeros(ids.shape, bool)
+    twin[:, 1:] = ids[:, 1:] == ids[:, :-1]
+    scores[twin], gains[twin] = -np.inf, 0.0
+    scores, gains = np.asfortranarray(scores), np.asfortranarray(gains)
+    relevant = gains >= threshold - 1e-9
+    step = metrics.chunk_rows(num_q)
+    parts = [
+        _gait_to_text_rows(scores[a : a + step], gains[a : a + step], relevant[a : a + step])
+        for a in range(0, len(scores), step)
+    ]
     return {
-        "R@1": common.finite_mean(metrics.recall_at_k(scores, relevant, 1)),
-        "R@5": common.finite_mean(metrics.recall_at_k(scores, relevant, 5)),
-        "ndcg@10": common.finite_mean(metrics.ndcg_at_k(scores, gains, 10)),
+        m: common.finite_mean(np.concatenate([p[m] for p in parts]))
+        for m in ("R@1", "R@5", "ndcg@10")
     }
 
 
-def _per_attribute(scores: np.ndarray, present: np.ndarray, names: list[str]) -> dict:
-    ndcg = metrics.ndcg_at_k(scores, present.T.astype(np.float32), 10)
-    return {n: float(v) for n, v in zip(names, ndcg) if np.isfinite(v)}
+def score_retrieval(
+    queries, motion, query_sets, gallery_sets, threshold: float, seed: int, rows: int = 0
+) -> tuple[dict, dict]:
+    """Text-to-gait and gait-to-text metrics, and the same for a seeded random ranking,
+    with the [Q, N] matrices built `rows` query rows at a time.
+
+    Args:
+      queries: [Q, E] query embeddings.
+      motion: [N, E] gallery embeddings.
+      query_sets: [Q, A] bool, each query's attribute set.
+      gallery_sets: [N, A] bool, each window's.
+      threshold: binary relevance is a Jaccard overlap >= this.
+      seed: the random ranking's seed; its [Q, N] uniform scores are drawn in row-major
+        order, block after block, so they are the numbers one [Q, N] draw would give.
+      rows: at least this many query rows per block (0: 32), rounded up to whole
+        metrics chunks (metrics.block_rows).
+
+    Returns:
+      (text-to-gait results with `gait_to_text`, the same for the random ranking).
+
+    Memory: O(rows x N) for a block's scores, gains, relevance and random scores, plus
+    O(N x k) for what gait-to-text keeps per window (k = GAIT_TO_TEXT_DEPTH), never
+    O(Q x N). Every query row's metrics are computed on the same numbers, in the same
+    metrics chunks, as the whole matrix would give them, so the results are identical.
+    """
+    num_q, n = len(queries), len(motion)
+    k = GAIT_TO_TEXT_DEPTH
+    rows = metrics.block_rows(n, rows or 32)
+    if num_q < 2 * k:  # too few queries for _few_queries' rows: one block
+        rows = max(rows, num_q)
+    whole = num_q <= rows  # one block: gait-to-text ranks the whole matrix, as it always did
+    q_unit, m_unit = metrics.unit_rows(queries), metrics.unit_rows(motion)
+    rng = np.random.default_rng(seed)
+    per_row = {"model": [], "random": []}
+    kept = {"model": None, "random": None, "gain": None}
+    for block in list(metrics.row_blocks(num_q, rows)) or [slice(0, 0)]:
+        scores = q_unit[block] @ m_unit.T  # [b, N], what metrics.cosine gives these rows
+        gains = metrics.jaccard_gains(query_sets[block], gallery_sets)  # [b, N]
+        relevant = gains >= threshold - 1e-9
+        rand = rng.random(scores.shape)  # metrics.random_scores' stream, continued
+        per_row["model"].append(retrieval_rows(scores, gains, relevant))
+        per_row["random"].append(retrieval_rows(rand, gains, relevant))
+        if whole:
+            model_g2t = _gait_to_text(scores.T, gains.T, relevant.T)
+            random_g2t = _gait_to_text(rand.T, gains.T, relevant.T)
+            continue
+        ids = np.arange(block.start, block.stop, dtype=np.int32)
+        gains_t = gains.T
+        kept["model"] = _keep_best(kept["model"], scores.T, ids, gains_t, k)
+        kept["random"] = _keep_best(kept["random"], rand.T, ids, gains_t, k)
+        kept["gain"] = _keep_best(kept["gain"], gains_t, ids, gains_t, k)
+        del scores, gains, relevant, rand, gains_t
+    if not whole:
+        model_g2t = _few_queries(kept["model"], kept["gain"], threshold, num_q)
+        random_g2t = _few_queries(kept["random"], kept["gain"], threshold, num_q)
+    out = {}
+    for name, g2t in (("model", model_g2t), ("random", random_g2t)):
+        joined = {m: np.concatenate([r[m] for r in per_row[name]]) for m in per_row[name][0]}
+        out[name] = dict(summarise_retrieval(joined), gait_to_text=g2t)
+    return out["model"], out["random"]
+
+
+def per_attribute(
+    single, motion, present: np.ndarray, names: list[str], seed: int, rows: int = 0
+) -> tuple[dict, dict]:
+    """Single-attribute queries' NDCG@10 over the gallery, and a seeded random ranking's,
+    `rows` attributes at a time (memory O(rows x N)).
+
+    Args:
+      single: [A, E] the single-attribute query embeddings.
+      motion: [N, E] gallery embeddings.
+      present: [N, A] bool, the gallery's attributes (the gains).
+      names: the A attribute names.
+      seed: the random ranking's seed ([A, N] uniform scores, row-major).
+      rows: at least this many attribute rows per block (0: 32), rounded up to whole
+        metrics chunks (metrics.block_rows): the gains are column-major, as the
+        transpose of `present` was, and their sums then depend on the chunks.
+
+    Returns:
+      (attribute -> NDCG@10, the same for the random ranking), undefined ones left out.
+    """
+    n = len(motion)
+    rows = metrics.block_rows(n, rows or 32)
+    s_unit, m_unit = metrics.unit_rows(single), metrics.unit_rows(motion)
+    rng = np.random.default_rng(seed)
+    model, rand = [], []
+    for block in metrics.row_blocks(len(single), rows):
+        scores = s_unit[block] @ m_unit.T
+        gains = np.asarray(present[:, block]).T.astype(np.float32)
+        model.append(metrics.ndcg_at_k(scores, gains, 10))
+        rand.append(metrics.ndcg_at_k(rng.random(scores.shape), gains, 10))
+    results = []
+    for ndcg in (model, rand):
+        ndcg = np.concatenate(ndcg) if ndcg else np.zeros(0)
+        results.append({a: float(v) for a, v in zip(names, ndcg) if np.isfinite(v)})
+    return results[0], results[1]
 
 
 class DenseGaitTask(Task):
@@ -195,25 +362,22 @@ class DenseGaitTask(Task):
         query_sets = np.zeros((len(query_ids), gallery_sets.shape[1]), bool)
         for q, key_id in enumerate(query_ids):
             query_sets[q] = gallery_sets[np.flatnonzero(ids == key_id)[0]]
-        gains = metrics.jaccard_gains(query_sets, gallery_sets)  # [Q, N]
-        # Soft annotator labels make nearly every attribute set unique, so exact-set
-        # relevance would leave one relevant window per query; a Jaccard floor keeps
-        # mAP and R@k meaningful (1.0 restores exact matching).
-        relevant = gains >= config.eval.relevant_jaccard - 1e-9
-
         use = config.eval.prototype
-        texts = bank.centroids(normalize=True) if use == "centroid" else bank.names
+        # only the queries' vectors are read: the bank stays on disk (memory-mapped)
+        if use == "centroid":
+            query_vectors = bank.centroids(normalize=True, keys=query_ids)
+        else:
+            query_vectors = np.asarray(bank.names[query_ids], np.float32)
         names, phrases = attribute_phrases()
         return EvalInputs(
             split.motion,
             split.mask,
             np.asarray(split.labels),
             split.classes,
-            {"queries": texts[query_ids], "single": text_bank.encode(phrases, config)},
+            {"queries": query_vectors, "single": text_bank.encode(phrases, config)},
             dict(
                 gallery_sets=gallery_sets,
-                gains=gains,
-                relevant=relevant,
+                query_sets=query_sets,
                 num_gallery=int(len(ids)),
                 prototype=use,
                 attributes=names,
@@ -221,29 +385,34 @@ class DenseGaitTask(Task):
         )
 
     def score(self, config, inputs, motion_emb, text_emb) -> dict:
+        """The retrieval metrics and the random ranking's; the [Q, N] query-by-gallery
+        matrices are built a block of query rows at a time (see score_retrieval)."""
         x = inputs.extra
-        gains, relevant = x["gains"], x["relevant"]
-        scores = metrics.cosine(text_emb["queries"], motion_emb)  # [Q, N]
-        rand = metrics.random_scores(scores.shape, config.seed)
+        # Graded relevance is the Jaccard overlap of attribute sets. Soft annotator labels
+        # make nearly every set unique, so exact-set relevance would leave one relevant
+        # window per query; a Jaccard floor (eval.relevant_jaccard) keeps mAP and R@k
+        # meaningful (1.0 restores exact matching).
+        model, rand = score_retrieval(
+            text_emb["queries"],
+            motion_emb,
+            x["query_sets"],
+            x["gallery_sets"],
+            config.eval.relevant_jaccard,
+            config.seed,
+        )
         results = {
-            **retrieval(scores, gains, relevant),
-            "num_queries": int(len(scores)),
+            **{k: v for k, v in model.items() if k != "gait_to_text"},
+            "num_queries": int(len(text_emb["queries"])),
             "num_gallery": x["num_gallery"],
             "prototype": x["prototype"],
             "describe_backend": config.describe.backend,
+            "random": rand,
+            "gait_to_text": model["gait_to_text"],
         }
-        results["random"] = retrieval(rand, gains, relevant)
-
-        # Gait-to-text: each window ranks the query texts.
-        results["gait_to_text"] = _gait_to_text(scores.T, gains.T, relevant.T)
-        results["random"]["gait_to_text"] = _gait_to_text(rand.T, gains.T, relevant.T)
-
         # Single-attribute queries: "a person carrying a backpack" against the gallery.
-        single = metrics.cosine(text_emb["single"], motion_emb)
-        names = x["attributes"]
-        results["per_attribute"] = _per_attribute(single, x["gallery_sets"], names)
-        rand_single = metrics.random_scores(single.shape, config.seed + 1)
-        results["random"]["per_attribute"] = _per_attribute(rand_single, x["gallery_sets"], names)
+        results["per_attribute"], results["random"]["per_attribute"] = per_attribute(
+            text_emb["single"], motion_emb, x["gallery_sets"], x["attributes"], config.seed + 1
+        )
         return results
 
     def picture_texts(self, config) -> str:

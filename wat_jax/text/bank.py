@@ -5,10 +5,19 @@ WORKDIR/text_bank.npz (`build`): each key's phrase and each of its stored
 descriptions through the frozen text encoder (`encode`). Training draws its text
 targets from it, evaluation and the gallery index rank its vectors (`load`). The
 toy task's bank is generated (`random_bank`), never written.
+
+The file is an ordinary uncompressed `np.savez` archive (np.load reads it), and `load`
+memory-maps its arrays in place: each member of such an archive is a .npy file stored
+as is, so its data is a run of bytes at a known offset of the .npz. Reading a bank
+therefore costs memory for its keys (a Python string each) and offsets, not for its
+vectors (1 GB at DenseGait's ~217k keys with MiniLM, ~8 GB with the paper's encoder
+and 8 texts a key); a batch reads only its rows. A bank stored compressed (not what
+`save` writes) is read whole, as before.
 """
 
 import dataclasses
 import os
+import struct
 import zipfile
 import zlib
 
@@ -30,6 +39,8 @@ class TextBank:
       names: [K, D] the embedding of each key's own name or phrase.
       descriptions: [M, D] every description's embedding, grouped by key.
       offsets: [K + 1] key k's descriptions are rows offsets[k]:offsets[k+1].
+
+    A loaded bank's names and descriptions are read-only memory maps of the file.
     """
 
     keys: list[str]
@@ -41,13 +52,20 @@ class TextBank:
     def dim(self) -> int:
         return self.names.shape[1]
 
-    def centroids(self, normalize: bool = True) -> np.ndarray:
-        """[K, D] mean description per key (the name where a key has none)."""
-        out = self.names.copy()
-        for k in range(len(self.keys)):
+    def centroids(self, normalize: bool = True, keys=None) -> np.ndarray:
+        """[K, D] mean description per key (the name where a key has none).
+
+        Args:
+          normalize: scale each row to unit length.
+          keys: the key indices whose rows to compute (all when None); each row is the
+            one the whole [K, D] array would have, and only these rows are read.
+        """
+        keys = np.arange(len(self.keys)) if keys is None else np.asarray(keys, np.int64)
+        out = np.array(self.names[keys], np.float32)
+        for i, k in enumerate(keys):
             rows = self.descriptions[self.offsets[k] : self.offsets[k + 1]]
             if len(rows):
-                out[k] = rows.mean(0)
+                out[i] = rows.mean(0)
         return metrics.unit_rows(out) if normalize else out
 
     def save(self, path: str) -> None:
@@ -61,16 +79,18 @@ class TextBank:
 
     @classmethod
     def load(cls, path: str) -> "TextBank":
+        """Reads a bank; its vectors stay on disk (memory-mapped, read-only)."""
         if not os.path.exists(path):
             raise fail(path, "no text embeddings here; run --mode=embed first")
         try:
-            with np.load(path, allow_pickle=False) as z:
-                bank = cls(
-                    [str(k) for k in z["keys"]],
-                    z["names"].astype(np.float32),
-                    z["descriptions"].astype(np.float32),
-                    z["offsets"].astype(np.int64),
-                )
+            with zipfile.ZipFile(path) as z:
+                arrays = {name: _member(path, z, name) for name in _ARRAYS}
+            bank = cls(
+                [str(k) for k in arrays["keys"]],
+                _float32(arrays["names"], path, "names"),
+                _float32(arrays["descriptions"], path, "descriptions"),
+                np.array(arrays["offsets"], np.int64),
+            )
         except KeyError as e:
             raise fail(path, f"not a text bank (no array {e}); run --mode=embed again") from e
         except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
@@ -96,6 +116,63 @@ class TextBank:
                 f"{list(bank.offsets.shape)}); run --mode=embed again",
             )
         return bank
+
+
+_ARRAYS = ("keys", "names", "descriptions", "offsets")
+_LOCAL_HEADER = struct.Struct("<4s5H3L2H")  # a zip member's local file header, 30 bytes
+
+
+def _member(path: str, archive: zipfile.ZipFile, name: str) -> np.ndarray:
+    """The array `name` of an .npz: memory-mapped when stored uncompressed, else read.
+
+    Raises:
+      KeyError: no such array. ValueError: the member is not a whole .npy file.
+    """
+    try:
+        info = archive.getinfo(name + ".npy")
+    except KeyError:
+        raise KeyError(name) from None
+    if info.compress_type != zipfile.ZIP_STORED:  # np.savez_compressed: no bytes to map
+        logging.info("%s: %s is compressed; reading it whole", path, name)
+        with archive.open(info) as f:
+            return np.lib.format.read_array(f, allow_pickle=False)
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        header = f.read(_LOCAL_HEADER.size)
+        if len(header) < _LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
+            raise ValueError(f"{name}: no zip entry at offset {info.header_offset}")
+        name_len, extra_len = _LOCAL_HEADER.unpack(header)[-2:]
+        start = info.header_offset + _LOCAL_HEADER.size + name_len + extra_len
+        f.seek(start)
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise ValueError(f"{name}: .npy format version {version} is not supported")
+        offset = f.tell()
+    if dtype.hasobject:
+        raise ValueError(f"{name}: holds Python objects")
+    size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if offset - start + size != info.file_size:
+        raise ValueError(
+            f"{name}: {info.file_size} bytes stored, its header says {offset - start + size}"
+        )
+    if os.path.getsize(path) < offset + size:
+        raise ValueError(f"{name}: the file ends inside the array (truncated)")
+    if size == 0:
+        return np.zeros(shape, dtype)
+    order = "F" if fortran else "C"
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order=order)
+
+
+def _float32(array: np.ndarray, path: str, name: str) -> np.ndarray:
+    """float32 vectors as they are (a memory map stays one); other dtypes are converted."""
+    if array.dtype == np.float32:
+        return array
+    logging.info("%s: %s is %s; converting it to float32 in memory", path, name, array.dtype)
+    return np.asarray(array, np.float32)
 
 
 def bank_path(workdir: str) -> str:
