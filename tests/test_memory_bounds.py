@@ -275,3 +275,23 @@ def test_batcher_builds_no_centroids_when_no_target_uses_them(monkeypatch):
         0,
     )
     assert batcher.batch(0)["text"].shape == (4, 1, 4)
+
+
+def test_loaded_search_index_maps_its_vectors(tmp_path):
+    from wat_jax import gallery
+
+    rng = np.random.default_rng(0)
+    emb = rng.standard_normal((40, 8)).astype(np.float32)
+    texts = rng.standard_normal((3, 8)).astype(np.float32)
+    rows = [{"row": i, "source": f"s{i}"} for i in range(40)]
+    index = gallery.Index(
+        emb, np.zeros((40, 3), np.float32), rows, texts, list("abc"), list("abc"), {}
+    )
+    path = str(tmp_path / "index")
+    index.save(path)
+    loaded = gallery.Index.load(path)
+    for name in ("embeddings", "labels", "text_emb"):
+        assert isinstance(getattr(loaded, name), np.memmap), name
+    np.testing.assert_array_equal(loaded.embeddings, emb)
+    np.testing.assert_array_equal(loaded.text_emb, texts)
+    assert loaded.search(emb[[5]], k=1)[0][0]["row"] == 5

@@ -169,10 +169,10 @@ class Index:
         with open(os.path.join(path, "text_proj.msgpack"), "rb") as f:
             text_params = serialization.msgpack_restore(f.read())
         return cls(
-            np.load(os.path.join(path, "embeddings.npy")),
+            np.load(os.path.join(path, "embeddings.npy"), mmap_mode="r"),
             np.load(os.path.join(path, "labels.npy"), mmap_mode="r"),
             rows,
-            np.load(os.path.join(path, "texts.npy")),
+            np.load(os.path.join(path, "texts.npy"), mmap_mode="r"),
             texts["keys"],
             texts["phrases"],
             meta,
