@@ -3,56 +3,25 @@ keep_period, a damaged newest checkpoint, a full disk, and a stop agreed by two 
 (SIGINT and SIGTERM on one process: tests/test_train_cli.py)."""
 
 import os
+import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 
 import jax
 import numpy as np
 import pytest
 
+from tests import cli
 from tests.damage import damage_checkpoint
 from wat_jax import checkpointing
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_steps = cli.checkpoint_steps
+_last_line = cli.last_line
 
 
-def _cmd(workdir, mode, *overrides, config="experiments/toy.py:smoke"):
-    return [
-        sys.executable,
-        "-m",
-        "wat_jax.main",
-        f"--config={config}",
-        f"--workdir={workdir}",
-        f"--mode={mode}",
-        *overrides,
-    ]
-
-
-def _env(devices=2):
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    return env
-
-
-def _run(workdir, mode="train", *overrides, check=True, devices=2):
-    proc = subprocess.run(
-        _cmd(workdir, mode, *overrides),
-        cwd=ROOT,
-        env=_env(devices),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(proc.stderr[-3000:])
-    return proc
-
-
-def _steps(workdir):
-    return sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())
+def _run(workdir, mode="train", *overrides, check=True):
+    return cli.run_main(workdir, mode, *overrides, check=check, devices=2)
 
 
 def _state(workdir, step=None):
@@ -62,10 +31,6 @@ def _state(workdir, step=None):
 def _same(a, b):
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         np.testing.assert_array_equal(x, y)
-
-
-def _last_line(proc):
-    return proc.stderr.strip().splitlines()[-1]
 
 
 @pytest.fixture(scope="module")
@@ -133,8 +98,6 @@ def test_keep_period_keeps_milestones(tmp_path):
 
 
 def test_damaged_newest_checkpoint_falls_back_for_eval_and_resume(straight, tmp_path):
-    import shutil
-
     work = tmp_path / "run"
     shutil.copytree(straight, work)
     damage_checkpoint(work, 20)
@@ -155,38 +118,12 @@ def test_damaged_newest_checkpoint_falls_back_for_eval_and_resume(straight, tmp_
     _same(_state(straight, 20), _state(work, 20))
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _launch(workdir, steps):
-    port = _free_port()
-    return [
-        subprocess.Popen(
-            _cmd(
-                workdir,
-                "train",
-                *steps,
-                f"--coordinator_address=127.0.0.1:{port}",
-                "--num_processes=2",
-                f"--process_id={i}",
-            ),
-            cwd=ROOT,
-            env=_env(devices=1),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(2)
-    ]
+    return cli.launch_processes(workdir, "train", *steps, num_processes=2, devices=1)
 
 
 def _finish(procs):
-    errors = [p.communicate(timeout=240)[1] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], errors[0][-2000:] + errors[1][-2000:]
-    return errors
+    return [err for _, err in cli.finish(procs, timeout=240)]
 
 
 def test_two_processes_agree_on_the_stop_step_and_resume_exactly(tmp_path):
