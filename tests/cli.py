@@ -60,15 +60,33 @@ def run_main(workdir, mode="train", *overrides, config=TOY, check=True, devices=
     )
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(n=1):
+    """n distinct free local ports (held together while chosen, so never the same)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
-def launch_processes(workdir, mode, *overrides, num_processes=2, devices=1, stdout=None):
+def start_main(workdir, mode="train", *overrides, config=TOY, devices=8, stdout=None):
+    """One stage of a run, started (stderr piped); `finish` waits for it."""
+    return subprocess.Popen(
+        main_cmd(workdir, mode, *overrides, config=config),
+        cwd=ROOT,
+        env=env(devices),
+        stdout=stdout or subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def launch_processes(workdir, mode, *overrides, num_processes=2, devices=1, stdout=None, port=None):
     """`num_processes` cooperating processes of one run (a local coordinator), started."""
-    port = free_port()
+    port = port or free_ports()[0]
     return [
         subprocess.Popen(
             main_cmd(

@@ -118,8 +118,8 @@ def test_damaged_newest_checkpoint_falls_back_for_eval_and_resume(straight, tmp_
     _same(_state(straight, 20), _state(work, 20))
 
 
-def _launch(workdir, steps):
-    return cli.launch_processes(workdir, "train", *steps, num_processes=2, devices=1)
+def _launch(workdir, steps, port):
+    return cli.launch_processes(workdir, "train", *steps, num_processes=2, devices=1, port=port)
 
 
 def _finish(procs):
@@ -135,9 +135,12 @@ def test_two_processes_agree_on_the_stop_step_and_resume_exactly(tmp_path):
         "--config.log_every_steps=1",
     ]
     reference, multi = tmp_path / "reference", tmp_path / "multi"
-    _finish(_launch(reference, steps))
-
-    procs = _launch(multi, steps)
+    # The uninterrupted reference runs beside the stopped run: a launch spends most of its
+    # time with process 0 waiting while process 1 compiles (jax's compilation cache is
+    # written by process 0 only), so two launches side by side take little more than one.
+    ports = cli.free_ports(2)
+    reference_procs = _launch(reference, steps, ports[0])
+    procs = _launch(multi, steps, ports[1])
     deadline = time.time() + 240
     metrics = multi / "metrics.jsonl"
     while time.time() < deadline:
@@ -146,13 +149,14 @@ def test_two_processes_agree_on_the_stop_step_and_resume_exactly(tmp_path):
         time.sleep(0.02)
     procs[1].send_signal(signal.SIGTERM)  # only one process is told
     errors = _finish(procs)
+    _finish(reference_procs)
     saved = _steps(multi)
     assert len(saved) == 1 and saved[0] < 20, saved
     assert "saving a checkpoint and stopping" in errors[1]
     for err in errors:
         assert f"stopped at step {saved[0]}" in err
 
-    _finish(_launch(multi, steps))
+    _finish(_launch(multi, steps, None))
     assert _steps(multi)[-1] == 20
     _same(_state(reference, 20), _state(multi, 20))
 

@@ -78,7 +78,15 @@ def test_resume_after_kill_minus_9_is_exact(tmp_path):
         "--config.log_every_steps=1",
     ]
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    _run(straight, "train", *steps)
+    # The uninterrupted run saves only at its end (saving never changes the training) and
+    # runs beside the killed one.
+    straight_proc = cli.start_main(
+        straight,
+        "train",
+        "--config.total_steps=40",
+        "--config.checkpoint_every_steps=0",
+        "--config.log_every_steps=1",
+    )
 
     proc = subprocess.Popen(
         _cmd(killed, "train", *steps),
@@ -100,6 +108,7 @@ def test_resume_after_kill_minus_9_is_exact(tmp_path):
     assert 12 <= killed_at < 40
 
     _run(killed, "train", *steps)
+    cli.finish([straight_proc])
     _assert_same_params(_params(straight, 40), _params(killed, 40))
     # The resume is marked where it happened (TensorBoard restarts there too).
     with open(killed / "metrics.jsonl") as f:
@@ -146,10 +155,12 @@ def test_two_processes_match_one_process(tmp_path):
         "--config.text.targets=('description',)",
         "--config.optim.eps=1e-3",
     ]
-    single = tmp_path / "single"
-    _run(single, "train", *steps)
-    multi = tmp_path / "multi"
-    cli.finish(cli.launch_processes(multi, "train", *steps, num_processes=2, devices=4))
+    single, multi = tmp_path / "single", tmp_path / "multi"
+    # Side by side: process 1 of the pair compiles without jax's compilation cache (only
+    # process 0 uses it), with a core to itself.
+    procs = [cli.start_main(single, "train", *steps)]
+    procs += cli.launch_processes(multi, "train", *steps, num_processes=2, devices=4)
+    cli.finish(procs)
     a, b = _metrics(single), _metrics(multi)
     np.testing.assert_allclose(
         [a[s]["train/loss"] for s in range(1, 7)],
