@@ -16,30 +16,7 @@ import wat_jax
 from wat_jax.data import prepared
 from wat_jax.errors import InputError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _main(config, workdir, mode="all", *overrides):
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "wat_jax.main",
-            f"--config={config}",
-            f"--workdir={workdir}",
-            f"--mode={mode}",
-            *overrides,
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
+from tests import cli
 
 
 def _copy_run(workdir, dest):
@@ -96,11 +73,10 @@ print("RESULT " + json.dumps(out))
 
 
 def _fresh(folder, workdir, task):
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
     proc = subprocess.run(
         [sys.executable, "-c", _FRESH, str(folder), str(workdir), task],
-        cwd=ROOT,
-        env=env,
+        cwd=cli.ROOT,
+        env=dict(os.environ, JAX_PLATFORMS="cpu"),
         capture_output=True,
         text=True,
         timeout=300,
@@ -111,10 +87,9 @@ def _fresh(folder, workdir, task):
 
 
 @pytest.fixture(scope="module")
-def babel_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("babel_artifact")
-    _main("experiments/babel60.py:smoke", workdir)
-    return workdir
+def babel_run(babel_smoke, tmp_path_factory):
+    """The session's babel60 smoke run (--mode=all), a copy of it for this module."""
+    return cli.copy_run(babel_smoke.workdir, tmp_path_factory.mktemp("babel_artifact") / "run")
 
 
 def test_babel_run_loads_from_config_and_one_checkpoint(babel_run, tmp_path):
@@ -189,9 +164,8 @@ def test_bad_motion_is_one_clear_error(babel_run, tmp_path):
         wat_jax.load(str(tmp_path / "nothing"))
 
 
-def test_densegait_run_loads_and_reproduces_ndcg(tmp_path):
-    workdir = tmp_path / "dg"
-    _main("experiments/densegait.py:smoke", workdir)
+def test_densegait_run_loads_and_reproduces_ndcg(densegait_smoke, tmp_path):
+    workdir = cli.copy_run(densegait_smoke.workdir, tmp_path / "dg")
     step = _copy_run(workdir, tmp_path / "only")
     got = _fresh(tmp_path / "only", workdir, "densegait")
     evaluated = json.load(open(workdir / "eval" / f"step_{step}.json"))

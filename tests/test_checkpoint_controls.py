@@ -3,56 +3,25 @@ keep_period, a damaged newest checkpoint, a full disk, and a stop agreed by two 
 (SIGINT and SIGTERM on one process: tests/test_train_cli.py)."""
 
 import os
+import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 
 import jax
 import numpy as np
 import pytest
 
+from tests import cli
 from tests.damage import damage_checkpoint
 from wat_jax import checkpointing
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_steps = cli.checkpoint_steps
+_last_line = cli.last_line
 
 
-def _cmd(workdir, mode, *overrides, config="experiments/toy.py:smoke"):
-    return [
-        sys.executable,
-        "-m",
-        "wat_jax.main",
-        f"--config={config}",
-        f"--workdir={workdir}",
-        f"--mode={mode}",
-        *overrides,
-    ]
-
-
-def _env(devices=2):
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    return env
-
-
-def _run(workdir, mode="train", *overrides, check=True, devices=2):
-    proc = subprocess.run(
-        _cmd(workdir, mode, *overrides),
-        cwd=ROOT,
-        env=_env(devices),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(proc.stderr[-3000:])
-    return proc
-
-
-def _steps(workdir):
-    return sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())
+def _run(workdir, mode="train", *overrides, check=True):
+    return cli.run_main(workdir, mode, *overrides, check=check, devices=2)
 
 
 def _state(workdir, step=None):
@@ -62,10 +31,6 @@ def _state(workdir, step=None):
 def _same(a, b):
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         np.testing.assert_array_equal(x, y)
-
-
-def _last_line(proc):
-    return proc.stderr.strip().splitlines()[-1]
 
 
 @pytest.fixture(scope="module")
@@ -133,8 +98,6 @@ def test_keep_period_keeps_milestones(tmp_path):
 
 
 def test_damaged_newest_checkpoint_falls_back_for_eval_and_resume(straight, tmp_path):
-    import shutil
-
     work = tmp_path / "run"
     shutil.copytree(straight, work)
     damage_checkpoint(work, 20)
@@ -155,38 +118,12 @@ def test_damaged_newest_checkpoint_falls_back_for_eval_and_resume(straight, tmp_
     _same(_state(straight, 20), _state(work, 20))
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _launch(workdir, steps):
-    port = _free_port()
-    return [
-        subprocess.Popen(
-            _cmd(
-                workdir,
-                "train",
-                *steps,
-                f"--coordinator_address=127.0.0.1:{port}",
-                "--num_processes=2",
-                f"--process_id={i}",
-            ),
-            cwd=ROOT,
-            env=_env(devices=1),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(2)
-    ]
+def _launch(workdir, steps, port):
+    return cli.launch_processes(workdir, "train", *steps, num_processes=2, devices=1, port=port)
 
 
 def _finish(procs):
-    errors = [p.communicate(timeout=240)[1] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], errors[0][-2000:] + errors[1][-2000:]
-    return errors
+    return [err for _, err in cli.finish(procs, timeout=240)]
 
 
 def test_two_processes_agree_on_the_stop_step_and_resume_exactly(tmp_path):
@@ -198,9 +135,12 @@ def test_two_processes_agree_on_the_stop_step_and_resume_exactly(tmp_path):
         "--config.log_every_steps=1",
     ]
     reference, multi = tmp_path / "reference", tmp_path / "multi"
-    _finish(_launch(reference, steps))
-
-    procs = _launch(multi, steps)
+    # The uninterrupted reference runs beside the stopped run: a launch spends most of its
+    # time with process 0 waiting while process 1 compiles (jax's compilation cache is
+    # written by process 0 only), so two launches side by side take little more than one.
+    ports = cli.free_ports(2)
+    reference_procs = _launch(reference, steps, ports[0])
+    procs = _launch(multi, steps, ports[1])
     deadline = time.time() + 240
     metrics = multi / "metrics.jsonl"
     while time.time() < deadline:
@@ -209,13 +149,14 @@ def test_two_processes_agree_on_the_stop_step_and_resume_exactly(tmp_path):
         time.sleep(0.02)
     procs[1].send_signal(signal.SIGTERM)  # only one process is told
     errors = _finish(procs)
+    _finish(reference_procs)
     saved = _steps(multi)
     assert len(saved) == 1 and saved[0] < 20, saved
     assert "saving a checkpoint and stopping" in errors[1]
     for err in errors:
         assert f"stopped at step {saved[0]}" in err
 
-    _finish(_launch(multi, steps))
+    _finish(_launch(multi, steps, None))
     assert _steps(multi)[-1] == 20
     _same(_state(reference, 20), _state(multi, 20))
 

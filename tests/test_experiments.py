@@ -5,11 +5,11 @@ paper variant shrunk; bad data gives one clear line."""
 import importlib
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+
+from tests import cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENTS = sorted(
@@ -64,19 +64,7 @@ def test_paper_variants_carry_the_papers_settings():
 
 
 def _main(workdir, config, *overrides, mode="all"):
-    env = dict(
-        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu"
-    )
-    cmd = [
-        sys.executable,
-        "-m",
-        "wat_jax.main",
-        f"--config={config}",
-        f"--workdir={workdir}",
-        f"--mode={mode}",
-        *overrides,
-    ]
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    return cli.run_main(workdir, mode, *overrides, config=config, check=False, timeout=600)
 
 
 def _eval(workdir):
@@ -96,18 +84,20 @@ def _check_prepared(workdir):
         assert {"source", "start_s", "start_frame"} <= set(index[0])
 
 
-def test_babel60_smoke_end_to_end(tmp_path):
-    proc = _main(tmp_path, "experiments/babel60.py:smoke")
+def test_babel60_smoke_end_to_end(babel_smoke):
+    # The session's run of `--mode=all` (tests/conftest.py), shared with other modules.
+    proc = babel_smoke.proc
+    workdir = babel_smoke.workdir
     assert proc.returncode == 0, proc.stderr[-3000:]
-    _check_prepared(tmp_path)
-    result, files = _eval(tmp_path)
+    _check_prepared(workdir)
+    result, files = _eval(workdir)
     for key in ("top1", "top5", "top1_norm", "mAP", "per_class_top1", "random"):
         assert key in result
     assert all(0.0 <= result[k] <= 1.0 for k in ("top1", "top5", "top1_norm", "mAP"))
     assert set(result["by_prototype"]) == {"name", "centroid"}
     assert any(f.startswith("confusion") and f.endswith(".png") for f in files)
     assert "top1" in proc.stdout  # the results table
-    records = [json.loads(line) for line in open(tmp_path / "descriptions.jsonl")]
+    records = [json.loads(line) for line in open(workdir / "descriptions.jsonl")]
     assert {"key", "text", "backend", "model", "prompt_id", "prompt_hash"} <= set(records[0])
 
 
@@ -156,11 +146,13 @@ def test_babel60_paper_variant_shrunk(tmp_path):
     assert result["step"] == 4 and np.isfinite(result["top1"])
 
 
-def test_densegait_smoke_end_to_end(tmp_path):
-    proc = _main(tmp_path, "experiments/densegait.py:smoke")
+def test_densegait_smoke_end_to_end(densegait_smoke, tmp_path):
+    # The session's run of `--mode=all` (tests/conftest.py); eval writes into this copy.
+    proc = densegait_smoke.proc
+    workdir = cli.copy_run(densegait_smoke.workdir, tmp_path / "run")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    _check_prepared(tmp_path)
-    result, files = _eval(tmp_path)
+    _check_prepared(workdir)
+    result, files = _eval(workdir)
     for key in ("ndcg@10", "ndcg@100", "mAP", "R@1", "R@5", "R@10"):
         assert 0.0 <= result[key] <= 1.0
         assert 0.0 <= result["random"][key] <= 1.0
@@ -168,9 +160,9 @@ def test_densegait_smoke_end_to_end(tmp_path):
     assert any(f.startswith("per_attribute") and f.endswith(".png") for f in files)
 
     # The same checkpoint evaluated on 1 device ranks the same gathered gallery.
-    one = _main(tmp_path, "experiments/densegait.py:smoke", "--config.num_devices=1", mode="eval")
+    one = _main(workdir, "experiments/densegait.py:smoke", "--config.num_devices=1", mode="eval")
     assert one.returncode == 0, one.stderr[-3000:]
-    single, _ = _eval(tmp_path)
+    single, _ = _eval(workdir)
     numbers = lambda r: {k: v for k, v in r.items() if isinstance(v, float)}
     assert numbers(single).keys() == numbers(result).keys()
     for key, value in numbers(result).items():

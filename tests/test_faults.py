@@ -14,18 +14,16 @@ import json
 import os
 import shutil
 import socket
-import subprocess
-import sys
 from typing import Callable
 
 import numpy as np
 import pytest
 
+from tests import cli
 from tests.damage import damage_checkpoint
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOY = "experiments/toy.py:smoke"
-BABEL = "experiments/babel60.py:smoke"
+TOY = cli.TOY
+BABEL = cli.BABEL
 
 
 def _main(config, mode, *overrides):
@@ -35,22 +33,8 @@ def _main(config, mode, *overrides):
     )
 
 
-def _env():
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=1"
-    env["JAX_PLATFORMS"] = "cpu"
-    return env
-
-
 def _run(args):
-    return subprocess.run(
-        [sys.executable, "-m", *args],
-        cwd=ROOT,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return cli.run(args, devices=1)
 
 
 @dataclasses.dataclass

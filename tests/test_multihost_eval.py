@@ -3,43 +3,17 @@ as one does; and the launch scripts parse and start a smoke run."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG = "experiments/toy.py:smoke"
+from tests import cli
+
+ROOT = cli.ROOT
 # 24 rows per eval batch: the 64 val windows end in a padded batch.
 EVAL = ["--config.eval.batch_size=24"]
-
-
-def _env(devices):
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    env["JAX_PLATFORMS"] = "cpu"
-    return env
-
-
-def _main(workdir, mode, *extra):
-    return [
-        sys.executable,
-        "-m",
-        "wat_jax.main",
-        f"--config={CONFIG}",
-        f"--workdir={workdir}",
-        f"--mode={mode}",
-        *EVAL,
-        *extra,
-    ]
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _numbers(tree, prefix=""):
@@ -57,9 +31,9 @@ def _numbers(tree, prefix=""):
 def trained(tmp_path_factory):
     """A toy workdir trained once, through launch/single_host.sh on CPU."""
     workdir = tmp_path_factory.mktemp("trained")
-    env = dict(_env(8), WAT_JAX_SKIP_SETUP="1", WAT_JAX_PYTHON=sys.executable)
+    env = cli.env(8, WAT_JAX_SKIP_SETUP="1", WAT_JAX_PYTHON=sys.executable)
     proc = subprocess.run(
-        ["bash", "launch/single_host.sh", CONFIG, str(workdir), "train"],
+        ["bash", "launch/single_host.sh", cli.TOY, str(workdir), "train"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -85,35 +59,16 @@ def test_single_host_launcher_trained_a_checkpoint(trained):
 
 
 def test_two_process_eval_equals_one_process(trained):
-    single = subprocess.run(
-        _main(trained, "eval"), cwd=ROOT, env=_env(8), capture_output=True, text=True, timeout=300
-    )
-    assert single.returncode == 0, single.stderr[-3000:]
+    cli.run_main(trained, "eval", *EVAL)
     path = trained / "eval" / "step_20.json"
     with open(path) as f:
         one = json.load(f)
     os.unlink(path)
 
-    port = _free_port()
-    procs = [
-        subprocess.Popen(
-            _main(
-                trained,
-                "eval",
-                f"--coordinator_address=127.0.0.1:{port}",
-                "--num_processes=2",
-                f"--process_id={i}",
-            ),
-            cwd=ROOT,
-            env=_env(4),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    outputs = [p.communicate(timeout=300) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], "\n".join(e[-2000:] for _, e in outputs)
+    procs = cli.launch_processes(
+        trained, "eval", *EVAL, num_processes=2, devices=4, stdout=subprocess.PIPE
+    )
+    outputs = cli.finish(procs)
     with open(path) as f:
         two = json.load(f)
 

@@ -1,28 +1,15 @@
 """The scale tool runs every stage at two tiny sizes and reports time and memory for each."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
+from tests import cli
 from wat_jax.tools import scale
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _run(args, tmp_path, timeout=120):
-    env = dict(os.environ, JAX_PLATFORMS="cpu", HF_HUB_OFFLINE="1")
-    return subprocess.run(
-        [sys.executable, "-m", "wat_jax.tools.scale", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,  # the tests read the exit status
-    )
+    return cli.run(["wat_jax.tools.scale", *args], timeout=timeout, HF_HUB_OFFLINE="1")
 
 
 def test_scale_reports_every_stage_at_each_size(tmp_path):

@@ -4,13 +4,12 @@ fingerprint, motion-to-text through a real checkpoint, and one-line CLI errors."
 import importlib.util
 import json
 import os
-import subprocess
-import sys
 
 import jax
 import numpy as np
 import pytest
 
+from tests import cli
 from wat_jax import checkpointing, gallery, io, metrics, parallel, tasks, train
 from wat_jax.tools import search
 from wat_jax import workdir as run_dir
@@ -228,15 +227,7 @@ def test_bad_input_raises_input_error(babel_workdir, tmp_path):
 
 
 def _cli(*args):
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    return subprocess.run(
-        [sys.executable, "-m", "wat_jax.tools.search", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return cli.run(["wat_jax.tools.search", *args], timeout=120)
 
 
 def _one_error_line(proc) -> str:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests import cli
 from wat_jax import metrics, timeline
 from wat_jax.tools import timeline as timeline_cli
 from wat_jax.data import amass, babel_sequences, synthetic_babel
@@ -367,40 +368,18 @@ def test_synthetic_val_sequences_have_transitions_and_train_is_unchanged(tmp_pat
 # ---- the CLI and the eval block on a smoke-trained run ----------------------------------
 
 
-def _env():
-    return dict(
-        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu"
-    )
-
-
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    """experiments/babel60.py:smoke through --mode=all (under a minute)."""
-    workdir = str(tmp_path_factory.mktemp("timeline_run"))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "wat_jax.main",
-            "--config=experiments/babel60.py:smoke",
-            f"--workdir={workdir}",
-            "--mode=all",
-        ],
-        cwd=ROOT,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return workdir
+def trained_run(babel_smoke, tmp_path_factory):
+    """experiments/babel60.py:smoke through --mode=all (the session's run,
+    tests/conftest.py), a copy of it for this module: the CLI writes into it."""
+    return str(cli.copy_run(babel_smoke.workdir, tmp_path_factory.mktemp("timeline_run") / "run"))
 
 
 def _timeline_cli(*args):
     return subprocess.run(
         [sys.executable, "-m", "wat_jax.timeline", *args],
         cwd=ROOT,
-        env=_env(),
+        env=cli.env(8),
         capture_output=True,
         text=True,
         timeout=600,

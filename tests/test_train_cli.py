@@ -4,51 +4,22 @@ two processes, and one-line errors for bad input."""
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 
 import jax
 import numpy as np
 import pytest
 
+from tests import cli
 from wat_jax import checkpointing
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _cmd(workdir, mode="train", *overrides, config="experiments/toy.py:smoke"):
-    return [
-        sys.executable,
-        "-m",
-        "wat_jax.main",
-        f"--config={config}",
-        f"--workdir={workdir}",
-        f"--mode={mode}",
-        *overrides,
-    ]
-
-
-def _env(devices=8):
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    env["JAX_PLATFORMS"] = "cpu"
-    return env
+_cmd = cli.main_cmd
+_env = cli.env
 
 
 def _run(workdir, mode="train", *overrides, check=True, devices=8):
-    proc = subprocess.run(
-        _cmd(workdir, mode, *overrides),
-        cwd=ROOT,
-        env=_env(devices),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(proc.stderr[-3000:])
-    return proc
+    return cli.run_main(workdir, mode, *overrides, check=check, devices=devices)
 
 
 def _params(workdir, step=None):
@@ -107,11 +78,19 @@ def test_resume_after_kill_minus_9_is_exact(tmp_path):
         "--config.log_every_steps=1",
     ]
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    _run(straight, "train", *steps)
+    # The uninterrupted run saves only at its end (saving never changes the training) and
+    # runs beside the killed one.
+    straight_proc = cli.start_main(
+        straight,
+        "train",
+        "--config.total_steps=40",
+        "--config.checkpoint_every_steps=0",
+        "--config.log_every_steps=1",
+    )
 
     proc = subprocess.Popen(
         _cmd(killed, "train", *steps),
-        cwd=ROOT,
+        cwd=cli.ROOT,
         env=_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -129,6 +108,7 @@ def test_resume_after_kill_minus_9_is_exact(tmp_path):
     assert 12 <= killed_at < 40
 
     _run(killed, "train", *steps)
+    cli.finish([straight_proc])
     _assert_same_params(_params(straight, 40), _params(killed, 40))
     # The resume is marked where it happened (TensorBoard restarts there too).
     with open(killed / "metrics.jsonl") as f:
@@ -147,7 +127,7 @@ def test_a_stop_signal_saves_and_exits_zero(tmp_path, signum):
     ]
     proc = subprocess.Popen(
         _cmd(tmp_path, "train", *steps),
-        cwd=ROOT,
+        cwd=cli.ROOT,
         env=_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -165,12 +145,6 @@ def test_a_stop_signal_saves_and_exits_zero(tmp_path, signum):
     assert len(saved) == 1 and 0 < saved[0] < 100000
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_match_one_process(tmp_path):
     steps = [
         "--config.total_steps=6",
@@ -181,30 +155,12 @@ def test_two_processes_match_one_process(tmp_path):
         "--config.text.targets=('description',)",
         "--config.optim.eps=1e-3",
     ]
-    single = tmp_path / "single"
-    _run(single, "train", *steps)
-    multi = tmp_path / "multi"
-    port = _free_port()
-    procs = [
-        subprocess.Popen(
-            _cmd(
-                multi,
-                "train",
-                *steps,
-                f"--coordinator_address=127.0.0.1:{port}",
-                "--num_processes=2",
-                f"--process_id={i}",
-            ),
-            cwd=ROOT,
-            env=_env(devices=4),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    errors = [p.communicate(timeout=300)[1] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], errors[0][-2000:] + errors[1][-2000:]
+    single, multi = tmp_path / "single", tmp_path / "multi"
+    # Side by side: process 1 of the pair compiles without jax's compilation cache (only
+    # process 0 uses it), with a core to itself.
+    procs = [cli.start_main(single, "train", *steps)]
+    procs += cli.launch_processes(multi, "train", *steps, num_processes=2, devices=4)
+    cli.finish(procs)
     a, b = _metrics(single), _metrics(multi)
     np.testing.assert_allclose(
         [a[s]["train/loss"] for s in range(1, 7)],
