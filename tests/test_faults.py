@@ -271,3 +271,30 @@ def test_fault_is_one_clear_line_and_loses_nothing(fault, base_workdirs, tmp_pat
     assert {p: _snapshot(w / p) for p in fault.unchanged} == before
     for p in fault.absent:
         assert not (w / p).exists(), p
+
+
+def test_late_closed_loop_callbacks_print_nothing_under_a_cli(monkeypatch, capsys):
+    # A damaged checkpoint's abandoned reads finish after orbax closed its loop; their
+    # "Event loop is closed" reached stderr as tracebacks beside the one error line.
+    import sys
+
+    from wat_jax import errors
+
+    monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)  # restored after the test
+
+    class LateCallback:
+        def __init__(self, error):
+            self.error = error
+
+        def __del__(self):
+            raise self.error
+
+    @errors.exits_on_input_error
+    def main(argv):
+        LateCallback(RuntimeError("Event loop is closed"))
+        LateCallback(ValueError("a real bug"))
+
+    main([])
+    err = capsys.readouterr().err
+    assert "Event loop is closed" not in err
+    assert "a real bug" in err  # anything else keeps Python's report

@@ -33,11 +33,28 @@ def exit_with(error: InputError):
     os._exit(2)
 
 
+def _quiet_closed_loop(unraisable) -> None:
+    """sys.unraisablehook: drops the late callbacks of reads abandoned on a closed loop.
+
+    When a damaged checkpoint fails to restore, orbax closes its event loop while
+    other tensorstore reads of that checkpoint are still in flight; as they finish,
+    their callbacks raise "Event loop is closed" from tensorstore's threads, and
+    Python would print each with a traceback beside the one error line (or the
+    warning of a skipped checkpoint). Any other unraisable exception keeps
+    Python's default report.
+    """
+    error = unraisable.exc_value
+    if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 def exits_on_input_error(main):
     """Decorates a CLI's `main(argv)`: an InputError ends it with `exit_with`."""
 
     @functools.wraps(main)
     def wrapped(*args, **kwargs):
+        sys.unraisablehook = _quiet_closed_loop
         try:
             return main(*args, **kwargs)
         except InputError as e:
