@@ -110,9 +110,9 @@ def test_search_returns_the_known_nearest_window_first():
 
 def test_top_k_breaks_ties_by_row_and_caps_k():
     scores = np.array([[0.5, 0.9, 0.5, 0.9, 0.1, 0.5]])
-    assert gallery.top_k(scores, 3).tolist() == [[1, 3, 0]]
-    assert gallery.top_k(scores, 4).tolist() == [[1, 3, 0, 2]]
-    assert gallery.top_k(scores, 100).tolist() == [[1, 3, 0, 2, 5, 4]]
+    assert metrics.top_k(scores, 3).tolist() == [[1, 3, 0]]
+    assert metrics.top_k(scores, 4).tolist() == [[1, 3, 0, 2]]
+    assert metrics.top_k(scores, 100).tolist() == [[1, 3, 0, 2, 5, 4]]
 
 
 def test_nearest_texts_ranks_the_bank():

@@ -73,22 +73,6 @@ def index_dir(workdir: str, split: str, step: int) -> str:
     return os.path.join(workdir, "index", f"{split}_step_{step}")
 
 
-def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """[Q, N] scores -> [Q, min(k, N)] column ids, best first; ties go to the lower id."""
-    k = min(k, scores.shape[1])
-    if k < scores.shape[1]:
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        # argpartition cuts ties arbitrarily; take every column tied with the k-th too
-        kth = np.take_along_axis(scores, part, 1).min(1, keepdims=True)
-        out = []
-        for q in range(scores.shape[0]):
-            cand = np.flatnonzero(scores[q] >= kth[q])
-            cand = cand[np.lexsort((cand, -scores[q, cand]))][:k]
-            out.append(cand)
-        return np.stack(out)
-    return np.stack([np.lexsort((np.arange(len(row)), -row)) for row in scores])
-
-
 def elapsed_ms(start: float) -> float:
     return round(1000 * (time.perf_counter() - start), 2)
 
@@ -119,7 +103,7 @@ class Index:
           start_frame, labels.
         """
         scores = metrics.unit_rows(query_emb) @ self.embeddings.T  # [Q, N]
-        hits = top_k(scores, k)
+        hits = metrics.top_k(scores, k)
         return [
             [dict(self.rows[r], rank=i + 1, score=float(scores[q, r])) for i, r in enumerate(ids)]
             for q, ids in enumerate(hits)
@@ -128,7 +112,7 @@ class Index:
     def nearest_texts(self, motion_emb: np.ndarray, k: int = 10) -> list[list[dict]]:
         """Ranks the bank's texts (classes or attribute sets) for each motion embedding [Q, E]."""
         scores = metrics.unit_rows(motion_emb) @ self.text_emb.T  # [Q, K]
-        hits = top_k(scores, k)
+        hits = metrics.top_k(scores, k)
         return [
             [
                 dict(

@@ -101,12 +101,8 @@ def row_blocks(num_rows: int, rows: int):
 
 
 def top_k(scores, k):
-    """Indices [Q, k] of each row's k best columns in rank order (ties in column order)."""
-    return _top_k(np.asarray(scores), k)
-
-
-def _top_k(scores, k):
-    """Indices [q, k] of each row's k best items in rank order (ties in gallery order)."""
+    """Indices [q, min(k, n)] of each row's k best items in rank order (ties in gallery order)."""
+    scores = np.asarray(scores)
     num_rows, n = scores.shape
     k = min(k, n)
     if k == n:
@@ -146,7 +142,7 @@ def topk_accuracy(scores, labels, k):
     labels = _as_matching(scores, labels, "labels", bool)
     hits = np.zeros(scores.shape[0], bool)
     for rows in _row_chunks(*scores.shape):
-        top = _top_k(scores[rows], k)
+        top = top_k(scores[rows], k)
         hits[rows] = np.take_along_axis(labels[rows], top, axis=1).any(axis=1)
     labelled = labels.any(axis=1)
     return float(hits[labelled].mean()) if labelled.any() else float("nan")
@@ -236,7 +232,7 @@ def ndcg_at_k(scores, gains, k):
     result = np.empty(scores.shape[0])
     for rows in _row_chunks(*scores.shape):
         chunk_gains = np.asarray(gains[rows], np.float64)
-        top = _top_k(scores[rows], depth)
+        top = top_k(scores[rows], depth)
         dcg = np.take_along_axis(chunk_gains, top, axis=1) @ discounts
         best = -np.partition(-chunk_gains, depth - 1, axis=1)[:, :depth]
         ideal = -np.sort(-best, axis=1) @ discounts
@@ -259,7 +255,7 @@ def recall_at_k(scores, relevant, k):
     relevant = _same_shape(scores, relevant, "relevant")
     result = np.empty(scores.shape[0])
     for rows in _row_chunks(*scores.shape):
-        top = _top_k(scores[rows], k)
+        top = top_k(scores[rows], k)
         chunk = np.asarray(relevant[rows], bool)
         hit = np.take_along_axis(chunk, top, axis=1).any(axis=1)
         result[rows] = np.where(chunk.any(axis=1), hit, np.nan)
