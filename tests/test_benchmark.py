@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from experiments import babel60
+from wat_jax import heap
 from wat_jax.tools import benchmark
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -73,6 +74,8 @@ def test_cli_prints_one_json_object_per_line():
     assert 1e8 < machine["matmul_flops_per_sec"] < 1e14
     assert machine["matmul_median_flops_per_sec"] <= machine["matmul_flops_per_sec"]
     assert machine["machine_matmul_flops_per_sec"] == machine["matmul_flops_per_sec"]  # CPU
+    # `python -m wat_jax.tools.benchmark` keeps freed memory for reuse (wat_jax/heap.py).
+    assert machine["heap"] == ("kept" if heap._glibc() else "released")
     step = by_what["step"]
     assert step["impl"] == "wat_jax" and step["steps"] == 3 and step["devices"] == 8
     for key in (

@@ -32,7 +32,7 @@ import jax
 import numpy as np
 
 import wat_jax
-from wat_jax import parallel, train
+from wat_jax import heap, parallel, train
 from wat_jax.data import prepared
 from wat_jax.data.pipeline import Batcher
 from wat_jax.text.bank import TextBank
@@ -476,6 +476,8 @@ def machine_record(dtype: str | None = "float32", matmul_size: int = 0) -> dict:
         "jax_version": jax.__version__,
         "python": sys.version.split()[0],
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        # "kept": freed memory stays in the process for reuse (wat_jax/heap.py)
+        "heap": heap.state(),
     }
     if dtype:
         record.update(matmul_rate(dtype, matmul_size))

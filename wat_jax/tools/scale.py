@@ -324,8 +324,11 @@ def run_worker(task: str, variant: str, size: int, workdir: str, stages, emit, t
         f"--worker={workdir}",
     ]
     records = []
+    # glibc returns freed memory in the worker, so each stage's peak is its own rather than
+    # the high-water mark of the stages before it (wat_jax/heap.py).
+    env = dict(os.environ, WAT_JAX_HEAP="release")
     with tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
         timer = None
         if timeout_s:
             timer = threading.Timer(timeout_s, proc.kill)
