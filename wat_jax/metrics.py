@@ -34,7 +34,20 @@ def unit_rows(x, dtype=np.float32) -> np.ndarray:
 
 def cosine(a, b) -> np.ndarray:
     """Cosine similarity [N, M] between the rows of a [N, D] and b [M, D]."""
-    return unit_rows(a) @ unit_rows(b).T
+    return unit_dot(unit_rows(a), unit_rows(b))
+
+
+def unit_dot(a, b) -> np.ndarray:
+    """a [N, D] @ b [M, D].T as float32, each entry the same whichever rows it comes with.
+
+    A float32 BLAS product sums in an order (and with or without fused multiply-adds) that
+    depends on the matrices' shapes and the CPU's kernels, so one row's scores can move by
+    an ulp when it is computed in a block of rows instead of the whole matrix, which
+    reorders tied scores. Summed in float64 (float32 products are exact there) and rounded
+    to float32, those differences (~1e-16) vanish, so blocked scoring ranks as the whole.
+    """
+    out = np.asarray(a, np.float64) @ np.asarray(b, np.float64).T
+    return out.astype(np.float32)
 
 
 def chunk_rows(row_len: int) -> int:

@@ -187,11 +187,12 @@ def score_retrieval(
         rows = max(rows, num_q)
     whole = num_q <= rows  # one block: gait-to-text ranks the whole matrix, as it always did
     q_unit, m_unit = metrics.unit_rows(queries), metrics.unit_rows(motion)
+    m_unit = m_unit.astype(np.float64)  # once, not per block (metrics.unit_dot sums in float64)
     rng = np.random.default_rng(seed)
     per_row = {"model": [], "random": []}
     kept = {"model": None, "random": None, "gain": None}
     for block in list(metrics.row_blocks(num_q, rows)) or [slice(0, 0)]:
-        scores = q_unit[block] @ m_unit.T  # [b, N], what metrics.cosine gives these rows
+        scores = metrics.unit_dot(q_unit[block], m_unit)  # [b, N], metrics.cosine's rows
         gains = metrics.jaccard_gains(query_sets[block], gallery_sets)  # [b, N]
         relevant = gains >= threshold - 1e-9
         rand = rng.random(scores.shape)  # metrics.random_scores' stream, continued
@@ -238,11 +239,11 @@ def per_attribute(
     """
     n = len(motion)
     rows = metrics.block_rows(n, rows or 32)
-    s_unit, m_unit = metrics.unit_rows(single), metrics.unit_rows(motion)
+    s_unit, m_unit = metrics.unit_rows(single), metrics.unit_rows(motion).astype(np.float64)
     rng = np.random.default_rng(seed)
     model, rand = [], []
     for block in metrics.row_blocks(len(single), rows):
-        scores = s_unit[block] @ m_unit.T
+        scores = metrics.unit_dot(s_unit[block], m_unit)
         gains = np.asarray(present[:, block]).T.astype(np.float32)
         model.append(metrics.ndcg_at_k(scores, gains, 10))
         rand.append(metrics.ndcg_at_k(rng.random(scores.shape), gains, 10))
