@@ -99,3 +99,26 @@ def test_batch_not_divisible_by_devices_is_a_clear_error():
 
     with pytest.raises(InputError, match="batch_size=12 is not divisible by the 8 devices"):
         parallel.check_batch_size(12, parallel.make_mesh(8))
+
+
+def test_the_initial_state_is_one_compiled_program():
+    # Run op by op, initialisation compiled ~140 small programs at every command's start.
+    config = toy_config.get_config("smoke")
+    config.model.width = 40  # shapes nothing else in the session compiles (nothing cached)
+    config.model.mlp_dim = 72
+    example = toy.TASK.train_batcher(config, None, slice(0, config.batch_size)).batch(0)
+    model = train.create_model(config, example["text"].shape[-1], example["labels"].shape[-1])
+    tx = train.make_optimizer(config.optim, config.total_steps)
+    compiles = []
+
+    def listen(event, seconds, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(seconds)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        state = jax.block_until_ready(train.create_train_state(model, tx, config.seed, example))
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert len(compiles) == 1
+    assert state.params["motion_encoder"]["frame_embed"]["kernel"].shape[-1] == 40
