@@ -295,3 +295,41 @@ def test_loaded_search_index_maps_its_vectors(tmp_path):
     np.testing.assert_array_equal(loaded.embeddings, emb)
     np.testing.assert_array_equal(loaded.text_emb, texts)
     assert loaded.search(emb[[5]], k=1)[0][0]["row"] == 5
+
+
+class _OnesEncoder:
+    """Stands in for the text encoder: one float32 vector of ones per text."""
+
+    dim = 384
+
+    def encode(self, texts, batch_size=64):
+        return np.ones((len(texts), self.dim), np.float32)
+
+
+def test_the_bank_holds_its_vectors_once(monkeypatch, tmp_path):
+    from wat_jax import configs
+    from wat_jax.text import describe, encoder
+
+    monkeypatch.setattr(encoder, "_loaded", lambda spec: _OnesEncoder())
+    n = 20_000
+    vectors = n * _OnesEncoder.dim * 4  # 30.7 MB
+    texts = [f"a person walking, number {i}" for i in range(n)]
+    # The encoder's output is returned as it is; before, a stacked list of its rows was then
+    # cast to float32, holding the vectors three times over.
+    peak = _peak_bytes(lambda: encoder.embed_texts(texts, cache_dir=""))
+    assert peak < 1.25 * vectors, peak / vectors
+    # Duplicates and cached texts: one more array, in texts' order.
+    cache = str(tmp_path / "cache")
+    encoder.embed_texts(texts[: n // 2], cache_dir=cache)
+    mixed = texts + texts[:10]
+    got = encoder.embed_texts(mixed, cache_dir=cache)
+    assert got.shape == (len(mixed), _OnesEncoder.dim) and got.dtype == np.float32
+    # The bank stage keeps the encoder's arrays (no float32 copies) and writes them.
+    config = configs.base_config()
+    config.describe.backend = "names"
+    config.text.cache_dir = ""
+    keys = [describe.DescribeKey(f"k{i}", "appearance", t) for i, t in enumerate(texts)]
+    peak = _peak_bytes(lambda: text_bank.build(keys, config, str(tmp_path)))
+    # (np.savez writes an array through 16 MiB chunks: a fixed extra, not a copy.)
+    assert peak < 1.25 * vectors + 2 * 16 * 2**20, peak / vectors
+    assert text_bank.load(str(tmp_path)).names.shape == (n, _OnesEncoder.dim)

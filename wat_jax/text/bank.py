@@ -243,8 +243,8 @@ def build(keys, config, workdir: str) -> TextBank:
     descriptions = encode(texts, config) if texts else np.zeros((0, names.shape[1]), np.float32)
     bank = TextBank(
         [k.key for k in keys],
-        names.astype(np.float32),
-        descriptions.astype(np.float32),
+        np.asarray(names, np.float32),  # no copy: encode returns float32
+        np.asarray(descriptions, np.float32),
         np.asarray(offsets, np.int64),
     )
     bank.save(bank_path(workdir))

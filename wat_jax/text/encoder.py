@@ -488,4 +488,11 @@ def embed_texts(
     )
     if not texts:
         return np.zeros((0, spec.config.hidden_size), np.float32)
-    return np.stack([vectors[t] for t in texts]).astype(np.float32)
+    if len(missing) == len(texts):  # all computed, no duplicates: already in texts' order
+        return np.asarray(computed, np.float32)
+    # One [N, D] array filled row by row: a list of rows stacked and then cast held the
+    # vectors three times over (the bank's largest stage, issue 19).
+    out = np.empty((len(texts), spec.config.hidden_size), np.float32)
+    for i, t in enumerate(texts):
+        out[i] = vectors[t]
+    return out
