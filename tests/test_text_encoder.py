@@ -184,6 +184,30 @@ def test_tokenizing_in_slices_gives_the_same_vectors(tiny, monkeypatch):
     assert calls == [4, 4, 3]  # never more than a slice of texts' encodings at once
 
 
+def test_token_ids_cost_bytes_not_python_ints(tiny):
+    # The encoder holds every text's token ids at once (it sorts and packs them): as lists of
+    # Python ints they cost ~36 bytes a token, ~2 KB a DenseGait description.
+    import tracemalloc
+
+    words = "a tall person walks slowly with a heavy backpack and a long dark coat".split()
+    texts = [
+        " ".join(words[(i + j) % len(words)] for j in range(50)) + f" {i}" for i in range(2000)
+    ]
+    enc = encoder.load_encoder(tiny)
+    enc.encode(texts[:8])  # compiled outside the measurement
+    tokens = sum(len(e.ids) for e in enc.tokenizer.encode_batch(texts))
+    tracemalloc.start()
+    try:
+        out = enc.encode(texts)
+        extra = tracemalloc.get_traced_memory()[1] - out.nbytes
+    finally:
+        tracemalloc.stop()
+    assert tokens > 90_000
+    # ~60 bytes a token before (ids as lists of ints), ~34 after: int32 ids plus what the
+    # tokenizer's last slice and the packing's per-text bookkeeping hold.
+    assert extra < 45 * tokens, extra / tokens
+
+
 def test_bfloat16_compute_stays_close(tiny):
     texts = ["a person waves", "someone runs in a circle quickly and then stops"]
     f32 = encoder.load_encoder(tiny).encode(texts)
