@@ -9,7 +9,8 @@
 #   bash launch/gpu_check.sh                  # there, with .whl carried
 #   bash launch/gpu_check.sh --dry_run        # on a CPU: tiny shapes, about a minute
 #
-# Settings: WAT_JAX_PYTHON (default python3: the image's, which has jax 0.11 with CUDA),
+# Settings: WAT_JAX_PYTHON (default python3: the image's, which has jax 0.11 with CUDA; a
+# dry run defaults to the project's venv, made or reused by launch/setup.sh),
 # GPU_CHECK_TOTAL_S (default 345: every run is cut to what is left of it, and a run
 # with under 30 s left is skipped), GPU_CHECK_STEPS (default 20 timed steps per run).
 set -uo pipefail
@@ -22,6 +23,12 @@ for arg in "$@"; do
     *) echo "error: gpu_check.sh: unknown argument $arg (use --dry_run)" >&2; exit 2 ;;
   esac
 done
+if [ "$DRY" = 1 ] && [ -z "${WAT_JAX_PYTHON:-}" ]; then
+  # A CPU dry run uses the project's venv (launch/setup.sh makes or reuses it); on the
+  # GPU machine the image's python3 already has jax with CUDA.
+  source "$ROOT/launch/setup.sh"
+  WAT_JAX_PYTHON=python
+fi
 PY="${WAT_JAX_PYTHON:-python3}"
 TOTAL="${GPU_CHECK_TOTAL_S:-345}"
 RESULTS="${OUT:-/tmp/gpu_check}"
