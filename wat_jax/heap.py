@@ -4,7 +4,7 @@ XLA:CPU allocates each execution's temporaries in one block (2.8 GB for the pape
 train step at batch 80) on a worker thread and frees it when the step ends. glibc serves
 a block that large from a fresh `mmap` and returns it with `munmap`, so every step
 touches 2.8 GB of new pages: ~735k page faults and ~1.2 s of kernel time per step on a
-2-core CPU, a sixth of the step. With one arena, no `mmap` for large blocks and no
+2-core CPU, a sixth of the step's CPU time (the step: 3.24 s -> 2.78 s kept). With one arena, no `mmap` for large blocks and no
 trimming, the freed block stays in the heap and the next step reuses it: no faults, and
 the process keeps its peak memory instead of returning it between steps.
 

@@ -477,7 +477,6 @@ def embed_texts(
                 cache.put(missing, computed)
             except OSError as e:  # a read-only or full disk costs speed, not the result
                 logging.warning("could not write the embedding cache %s (%s)", cache.directory, e)
-        vectors.update(zip(missing, computed))
     # Logged after the work, so a bad model folder's error is the only line it prints.
     logging.info(
         "text embeddings (%s): %d texts, %d unique, %d from the cache, %d computed in %.1f s",
@@ -492,6 +491,8 @@ def embed_texts(
         return np.zeros((0, spec.config.hidden_size), np.float32)
     if len(missing) == len(texts):  # all computed, no duplicates: already in texts' order
         return np.asarray(computed, np.float32)
+    if missing:
+        vectors.update(zip(missing, computed))
     # One [N, D] array filled row by row: a list of rows stacked and then cast held the
     # vectors three times over (the bank's largest stage, issue 19).
     out = np.empty((len(texts), spec.config.hidden_size), np.float32)
