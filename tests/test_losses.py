@@ -11,6 +11,7 @@ from wat_jax.errors import InputError
 N, B, C, D = 16, 4, 5, 8  # global batch, local rows, classes, embedding width
 LOCAL = np.arange(4, 8)  # this "device" holds rows 4..7 of the global batch
 RTOL, ATOL = 2e-5, 2e-5
+MINED = ("all", "hardest")  # the mining modes that need no drawn negatives
 
 
 def _mean(terms):
@@ -122,6 +123,20 @@ def ref_triplet(m_local, t_local, t_all, labels_local, labels_all, margin, minin
     return np.mean(per_anchor) if per_anchor else 0.0
 
 
+def ref_triplet_reference(m_local, t_local, t_all, labels_local, labels_all, drawn, margin):
+    """The authors' rule: negative = text[drawn[i]], or the anchor itself when the drawn
+    sample has the anchor's label set; d(x, y) = ||x - y + 1e-6||; mean over anchors."""
+    sets_l, sets_a = ref_sets(labels_local), ref_sets(labels_all)
+    terms = []
+    for i in range(m_local.shape[0]):
+        a = m_local[i].astype(np.float64)
+        n = a if sets_a[drawn[i]] == sets_l[i] else t_all[drawn[i]].astype(np.float64)
+        d_pos = np.linalg.norm(a - t_local[i] + 1e-6)
+        d_neg = np.linalg.norm(a - n + 1e-6)
+        terms.append(max(d_pos - d_neg + margin, 0.0))
+    return np.mean(terms)
+
+
 def ref_multilabel_ce(logits, labels):
     per_row = []
     for i in range(logits.shape[0]):
@@ -218,7 +233,7 @@ def test_siglip_matches_reference():
     np.testing.assert_allclose(_mean(losses.siglip_loss_terms(*args)), ref_siglip(*args), rtol=RTOL)
 
 
-@pytest.mark.parametrize("mining", losses.MINING_MODES)
+@pytest.mark.parametrize("mining", MINED)
 def test_triplet_matches_reference(mining):
     data = _batch()
     args = (
@@ -239,7 +254,7 @@ def test_triplet_without_valid_negatives():
     data = _batch()
     same = np.ones((N, C), np.float32)  # every sample has the same label set
     args = (data["motion"][LOCAL], data["text"][LOCAL], data["text"], same[LOCAL], same, 2.0)
-    for mining in losses.MINING_MODES:
+    for mining in MINED:
         total, count = losses.triplet_loss_terms(*args, mining=mining)
         assert float(count) == 0.0 and float(total) == 0.0
         assert float(_mean(losses.triplet_loss_terms(*args, mining=mining))) == 0.0
@@ -251,6 +266,64 @@ def test_triplet_without_valid_negatives():
         rtol=RTOL,
         atol=ATOL,
     )
+
+
+# Local anchors 4..7 draw: 9 (local 6's twin set, so for anchor 4 a differing set),
+# itself, 9 (anchor 6: same set -> its own motion), and a differing set.
+DRAWN = np.array([9, 5, 9, 0])
+
+
+def _reference_args(data, drawn=DRAWN, margin=3.0):
+    return (
+        data["motion"][LOCAL],
+        data["text"][LOCAL],
+        data["text"],
+        data["labels"][LOCAL],
+        data["labels"],
+        drawn,
+        margin,
+    )
+
+
+def test_triplet_reference_matches_numpy():
+    data = _batch()
+    sets = ref_sets(data["labels"])
+    assert sets[9] == sets[6] and sets[9] != sets[4] and sets[0] != sets[7]
+    args = _reference_args(data)
+    total, count = losses.triplet_reference_terms(*args)
+    assert float(count) == B  # every anchor counts, the replaced ones too
+    np.testing.assert_allclose(total / count, ref_triplet_reference(*args), rtol=RTOL, atol=ATOL)
+    # Anchors 5 (drew itself) and 6 (drew its set's twin) pull towards their positive:
+    # the term is d(a, p) + margin - eps * sqrt(D), never 0.
+    for k in (1, 2):
+        one = [a[[k]] if a.shape[0] == B else a for a in args[:5]]
+        value = float(losses.triplet_reference_terms(*one, DRAWN[[k]], 3.0)[0])
+        d_pos = np.linalg.norm(args[0][k] - args[1][k] + 1e-6)
+        np.testing.assert_allclose(value, d_pos + 3.0 - 1e-6 * np.sqrt(D), rtol=1e-6)
+    # The same through triplet_loss_terms' mining="reference", which needs the draws.
+    via = losses.triplet_loss_terms(*args[:5], 3.0, mining="reference", negative_index=DRAWN)
+    np.testing.assert_allclose(via, (total, count))
+    with pytest.raises(InputError, match="negative_index"):
+        losses.triplet_loss_terms(*args[:5], 3.0, mining="reference")
+
+
+def test_triplet_reference_differs_from_all():
+    data = _batch()
+    args = _reference_args(data)
+    reference = _mean(losses.triplet_reference_terms(*args))
+    mined = _mean(losses.triplet_loss_terms(*args[:5], 3.0, mining="all"))
+    assert abs(float(reference) - float(mined)) > 1e-3, (reference, mined)
+
+
+def test_triplet_reference_gradient_of_a_self_negative_is_the_pull():
+    """A replaced negative is the anchor itself: its distance carries no gradient, so
+    the anchor's gradient is d(a, p)'s alone, (a - p + eps) / d(a, p)."""
+    data = _batch()
+    args = list(_reference_args(data))
+    grad = jax.grad(lambda m: losses.triplet_reference_terms(m, *args[1:])[0])(jnp.asarray(args[0]))
+    for k in (1, 2):
+        diff = args[0][k] - args[1][k] + 1e-6
+        np.testing.assert_allclose(grad[k], diff / np.linalg.norm(diff), rtol=1e-4, atol=1e-6)
 
 
 def test_multilabel_cross_entropy_matches_reference():
@@ -283,11 +356,19 @@ def _all_terms(data, local):
             motion[local], text[local], text, labels[local], labels, 4.0, mining="hardest"
         ),
         "multilabel_ce": losses.multilabel_cross_entropy_terms(motion[local, :C], labels[local]),
+        "triplet_reference": losses.triplet_reference_terms(
+            motion[local], text[local], text, labels[local], labels, data["drawn"][local], 4.0
+        ),
     }
 
 
 def test_terms_summed_over_eight_shards_equal_full_batch():
     data = _batch(seed=3)
+    # Drawn columns of the global batch, each shard reading its rows' draws: a row that
+    # drew itself (2) and two that drew their same-set twin (6 and 9).
+    drawn = np.random.default_rng(3).permutation(N)
+    drawn[[2, 6, 9]] = [2, 9, 6]
+    data["drawn"] = drawn
     full = {name: float(t / max(c, 1)) for name, (t, c) in _all_terms(data, np.arange(N)).items()}
     shards = [_all_terms(data, rows) for rows in np.split(np.arange(N), 8)]
     for name, value in full.items():
@@ -321,6 +402,11 @@ def test_gradients_finite_on_degenerate_inputs_under_jit():
                 losses.triplet_loss_terms(motion, text, text, labels, labels, 1.0, mining="hardest")
             )
             + _mean(losses.multilabel_cross_entropy_terms(motion[:, :C], labels))
+            + _mean(
+                losses.triplet_reference_terms(
+                    motion, text, text, labels, labels, jnp.arange(N)[::-1], 1.0
+                )
+            )
         )
 
     value, grads = jax.jit(jax.value_and_grad(total, argnums=(0, 1, 2, 3)))(

@@ -49,6 +49,8 @@ def _run(loss_name, num_devices, steps=3, **loss_overrides):
         ("infonce", dict(targets="multi_positive")),
         ("siglip", dict(targets="multi_positive")),
         ("triplet", dict(margin=1.0)),
+        # One permutation of the global batch, drawn alike on every device.
+        ("triplet", {"margin": 1.0, "mining": "reference"}),
         ("mse", dict(ce_weight=1.0, weight=0.4)),
     ],
 )

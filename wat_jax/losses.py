@@ -28,7 +28,9 @@ import jax.numpy as jnp
 from wat_jax.errors import fail
 
 TARGET_MODES = ("identity", "multi_positive", "soft")
-MINING_MODES = ("all", "hardest")
+# Triplet negatives: "all" and "hardest" mine every in-batch negative whose attribute
+# set differs; "reference" is the authors' code: one drawn negative per anchor.
+MINING_MODES = ("all", "hardest", "reference")
 
 # Full precision: on TPU/GPU the default float32 matmul rounds through bf16/tf32,
 # which breaks raw-embedding distances (norm expansion) and label-count equality.
@@ -225,6 +227,7 @@ def triplet_loss_terms(
     margin,
     threshold=0.5,
     mining="all",
+    negative_index=None,
 ):
     """Triplet loss on raw (unnormalised) embeddings with label-aware negatives.
 
@@ -232,7 +235,8 @@ def triplet_loss_terms(
     binarised label set differs from i's (so never the own column, and never a
     sample with the same attribute set). Distances are Euclidean; the paper used
     margin 10 on raw embeddings. Device counts differ: divide the psum'd sum by
-    the psum'd count.
+    the psum'd count. mining="reference" is `triplet_reference_terms` with
+    `negative_index`.
 
     Args:
       motion_local: [b, D] anchors.
@@ -242,15 +246,29 @@ def triplet_loss_terms(
       labels_all: [N, C] labels of the global batch.
       margin: hinge margin.
       threshold: labels above it are in the set.
-      mining: "all" (mean hinge over valid negatives) or "hardest" (the valid
-        negative nearest the anchor).
+      mining: "all" (mean hinge over valid negatives), "hardest" (the valid
+        negative nearest the anchor) or "reference" (see triplet_reference_terms).
+      negative_index: [b] int, each anchor's drawn negative; "reference" only.
 
     Returns:
       (sum over anchors with a valid negative, number of such anchors), float32;
-      anchors without a valid negative add to neither.
+      anchors without a valid negative add to neither ("reference": every anchor counts).
     """
     if mining not in MINING_MODES:
         raise fail("triplet_loss_terms", f"mining {mining!r} is not one of {MINING_MODES}")
+    if mining == "reference":
+        if negative_index is None:
+            raise fail("triplet_loss_terms", 'mining "reference" needs negative_index')
+        return triplet_reference_terms(
+            motion_local,
+            text_local,
+            text_all,
+            labels_local,
+            labels_all,
+            negative_index,
+            margin,
+            threshold,
+        )
     anchor = _f32(motion_local)  # [b, D]
     positive = _f32(text_local)  # [b, D]
     gallery = _f32(text_all)  # [N, D]
@@ -281,6 +299,56 @@ def triplet_loss_terms(
         per_anchor = jax.nn.relu(d_pos - d_hard + margin)
     total = jnp.sum(jnp.where(has_negative, per_anchor, 0.0))
     return total, jnp.sum(has_negative, dtype=jnp.float32)
+
+
+def triplet_reference_terms(
+    motion_local,
+    text_local,
+    text_all,
+    labels_local,
+    labels_all,
+    negative_index,
+    margin,
+    threshold=0.5,
+    eps=1e-6,
+):
+    """The authors' triplet (WalkAndText walk_text.py): one drawn negative per anchor.
+
+    Anchor is motion i, positive its own text i, negative the text of the drawn
+    sample negative_index[i] (the reference draws one permutation of the batch).
+    When that sample's binarised label set equals the anchor's (the anchor itself
+    included) the negative is the anchor's own motion embedding: d(a, n) is then
+    eps * sqrt(D) and the term max(d(a, p) + margin, 0), a pull towards the
+    positive that keeps its gradient (the anchor's two uses cancel in d(a, n)).
+    Distances are torch's pairwise_distance, ||x - y + eps||_2, and every anchor
+    counts, as in nn.TripletMarginLoss's mean.
+
+    Args:
+      motion_local: [b, D] anchors.
+      text_local: [b, D] positives.
+      text_all: [N, D] texts of the global batch.
+      labels_local: [b, C] labels of the anchors.
+      labels_all: [N, C] labels of the global batch.
+      negative_index: [b] int, each anchor's drawn column of the global batch.
+      margin: hinge margin (the reference: 10).
+      threshold: labels above it are in the set.
+      eps: added to every difference before the norm, as torch does.
+
+    Returns:
+      (sum over the b anchors, b), float32.
+    """
+    anchor = _f32(motion_local)  # [b, D]
+    positive = _f32(text_local)  # [b, D]
+    drawn = jnp.take(_f32(text_all), negative_index, axis=0)  # [b, D]
+    drawn_sets = label_sets(jnp.take(jnp.asarray(labels_all), negative_index, axis=0), threshold)
+    same_set = jnp.all(label_sets(labels_local, threshold) == drawn_sets, axis=-1)  # [b]
+    negative = jnp.where(same_set[:, None], anchor, drawn)
+
+    def distance(a, b):  # [b, D] x [b, D] -> [b]
+        return _safe_sqrt(jnp.sum(jnp.square(a - b + eps), axis=-1))
+
+    per_anchor = jax.nn.relu(distance(anchor, positive) - distance(anchor, negative) + margin)
+    return jnp.sum(per_anchor), jnp.float32(per_anchor.shape[0])
 
 
 def multilabel_cross_entropy_terms(logits, labels):

@@ -9,6 +9,11 @@ global mean exactly, whatever the device count and however the counted rows
 fall on devices: the property the 8-vs-1-device tests check. Contrastive terms
 see global negatives through `all_gather`; its transpose sends every device's
 gradient contributions back to the rows' owners.
+
+Randomness: the step passes one key per step, the same on every device. Each
+device folds in its axis index for its dropout masks; draws that must agree
+across devices (the reference triplet's permutation of the global batch) use
+the step key itself, so 8 devices draw what 1 device draws.
 """
 
 from typing import NamedTuple
@@ -20,6 +25,9 @@ import ml_collections
 from wat_jax import losses, parallel
 
 MAX_LOG_SCALE = 4.6052  # log(100): CLIP's clip on the learned temperature
+# fold_in constant of the step key's stream for draws shared by every device; dropout
+# uses fold_in(step key, axis index), and axis indices are small, so the two never meet.
+_SHARED_STREAM = 2**31 - 1
 
 
 class Rows(NamedTuple):
@@ -31,6 +39,7 @@ class Rows(NamedTuple):
     labels: jax.Array  # [b, C]
     params: dict  # the model's parameters (log_scale, logit_bias)
     loss_cfg: ml_collections.ConfigDict
+    step_key: jax.Array  # this step's key, the same on every device
 
 
 def _log_scale(rows):
@@ -80,8 +89,28 @@ def _siglip(rows):
     )
 
 
+def shared_key(step_key):
+    """The step's key for draws every device must make alike (not dropout's)."""
+    return jax.random.fold_in(step_key, _SHARED_STREAM)
+
+
+def dropout_key(step_key):
+    """This device's dropout key: the step key folded with the device's axis index."""
+    return jax.random.fold_in(step_key, jax.lax.axis_index(parallel.AXIS))
+
+
+def drawn_negatives(step_key, global_rows, index):
+    """The reference triplet's negatives: one permutation of the global batch per step,
+    drawn alike on every device, read at this device's rows' columns `index` [b]."""
+    perm = jax.random.permutation(shared_key(step_key), global_rows)  # [N]
+    return perm[index]
+
+
 def _triplet(rows):
-    text_local, _, text_all, labels_all, _ = _global(rows)
+    text_local, _, text_all, labels_all, index = _global(rows)
+    negative_index = None
+    if rows.loss_cfg.mining == "reference":
+        negative_index = drawn_negatives(rows.step_key, text_all.shape[0], index)
     return losses.triplet_loss_terms(
         rows.motion,
         text_local,
@@ -91,6 +120,7 @@ def _triplet(rows):
         rows.loss_cfg.margin,
         _threshold(rows),
         rows.loss_cfg.mining,
+        negative_index,
     )
 
 
@@ -100,15 +130,18 @@ LOSSES = {"mse": _mse, "infonce": _infonce, "siglip": _siglip, "triplet": _tripl
 _GLOBAL = ("infonce", "siglip", "triplet")
 
 
-def objective_terms(model, params, batch, rng, loss_cfg, *, train=True):
+def objective_terms(model, params, batch, step_key, loss_cfg, *, train=True):
     """Computes each loss term's (sum, count) on this device's rows.
+
+    Runs inside `jax.shard_map` over parallel.AXIS (it reads the axis index).
 
     Args:
       model: the MotionTextModel.
       params: its parameters (replicated).
       batch: this device's rows: motion [b, T, J, F], mask [b, T], labels
         [b, C], text [b, K, Dt] frozen text vectors, text_mask [b, K].
-      rng: dropout key for this device and step.
+      step_key: this step's key, the same on every device; dropout gets
+        `dropout_key(step_key)`, shared draws `shared_key(step_key)`.
       loss_cfg: config.loss.
       train: dropout on or off.
 
@@ -120,14 +153,16 @@ def objective_terms(model, params, batch, rng, loss_cfg, *, train=True):
     if name not in LOSSES:
         raise ValueError(f"config.loss.name must be one of {tuple(LOSSES)}, got {name!r}")
     variables = {"params": params}
-    rngs = {"dropout": rng}
+    rngs = {"dropout": dropout_key(step_key)}
     motion_emb = model.apply(
         variables, batch["motion"], batch["mask"], train=train, rngs=rngs, method="embed_motion"
     )  # [b, E]
     text_emb = model.apply(
         variables, batch["text"], train=train, rngs=rngs, method="embed_text"
     )  # [b, K, E]
-    rows = Rows(motion_emb, text_emb, batch["text_mask"], batch["labels"], params, loss_cfg)
+    rows = Rows(
+        motion_emb, text_emb, batch["text_mask"], batch["labels"], params, loss_cfg, step_key
+    )
     terms = {name: LOSSES[name](rows)}
     aux = {"temperature": jnp.exp(-_log_scale(rows))} if name in _GLOBAL else {}
     if loss_cfg.ce_weight > 0:
@@ -141,13 +176,14 @@ def _weight(term, loss_cfg):
     return loss_cfg.ce_weight if term == "ce" else loss_cfg.weight
 
 
-def device_loss(model, params, batch, rng, loss_cfg, *, train=True):
+def device_loss(model, params, batch, step_key, loss_cfg, *, train=True):
     """This device's share of the global mean loss, plus metrics to log.
 
     pmean over devices of the returned loss equals the global mean of every
-    term, because each device's sum is divided by the mean count.
+    term, because each device's sum is divided by the mean count. step_key is
+    the step's key, the same on every device (see objective_terms).
     """
-    terms, aux = objective_terms(model, params, batch, rng, loss_cfg, train=train)
+    terms, aux = objective_terms(model, params, batch, step_key, loss_cfg, train=train)
     loss = 0.0
     metrics = dict(aux)
     for term, (total, count) in terms.items():

@@ -39,8 +39,9 @@ def make_train_step(model, tx, loss_cfg, mesh, global_batch: int):
     """
 
     def per_device(state, batch):
+        # The step's key, the same on every device: objectives folds in the axis index
+        # for dropout and draws what must agree across devices from the key itself.
         key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
-        key = jax.random.fold_in(key, jax.lax.axis_index(parallel.AXIS))
         grad_fn = jax.value_and_grad(
             lambda p: objectives.device_loss(model, p, batch, key, loss_cfg), has_aux=True
         )
