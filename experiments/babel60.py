@@ -6,9 +6,13 @@ Variants:
   smoke  seconds; synthetic data, template texts, a tiny model (the tests run it).
   demo   minutes on a laptop CPU, offline: synthetic AMASS/BABEL files, SmolLM2
          descriptions in JAX, MiniLM text vectors.
-  paper  the paper's settings on real data: point data.amass_root and
-         data.babel_dir at AMASS and BABEL v1.0, e.g.
+  paper  the reference's settings (WalkAndText at 2010743) on real data: point
+         data.amass_root and data.babel_dir at AMASS and BABEL v1.0, and
+         data.body_model at the SMPL-H model (its translation row needs it), e.g.
          --config.data.amass_root=/data/amass --config.data.babel_dir=/data/babel_v1.0_release
+         --config.data.body_model=/data/smplh/neutral/model.npz
+         (--config.data.source=synthetic runs it on the generated files and their
+         stand-in body model)
 Names-only ablation: --config.describe.backend=names.
 
 Every key not set here has base_config's value (wat_jax/configs.py), which
@@ -19,6 +23,7 @@ feed-forward 1024, first-frame output, sinusoidal positions, dropout 0.1.
 import ml_collections
 
 from wat_jax.configs import base_config
+from wat_jax.data.amass import REFERENCE_JOINTS
 from wat_jax.data.babel import BABEL60_CLASSES
 from wat_jax.data.synthetic_babel import ALL_CLASSES, SMOKE_CLASSES
 
@@ -42,6 +47,17 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
         chunk_frames=100,
         window_frames=60,
         train_windows_per_chunk=3 if arg == "demo" else 1,
+        # Whether the last chunk, shorter than chunk_frames, gives windows too (the
+        # reference cuts whole chunks only).
+        partial_chunks=arg != "paper",
+        # Features (wat_jax/data/amass.py), the reference's in every variant: the 6-D
+        # rotations (matrix rows) of SMPL-H joints 0..22 and 37, then the translation row:
+        # "reference" follows the right ankle of SMPL-H forward kinematics (needs the body
+        # model file data.body_model); "root" (the other variants) the body's root.
+        feature_joints=REFERENCE_JOINTS,
+        rot6d="rows",
+        translation="reference" if arg == "paper" else "root",
+        body_model="",  # SMPL-H .npz (smplh/neutral/model.npz); synthetic: a stand-in
         max_missing_fraction=0.05,
         # Files per split; add "extra_train" / "extra_val" for BABEL's extra annotators.
         babel_splits=ml_collections.ConfigDict(dict(train=("train",), val=("val",))),
@@ -90,7 +106,12 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
     c.batch_size = 80
 
     if arg == "paper":
-        c.text.update(encoder="hf:WhereIsAI/UAE-Large-V1", pooling="mean")
+        # The reference in everything that shapes training (WORKSPACE.md, "Departures
+        # from the reference"): raw UAE vectors as targets, AdamW decaying every
+        # parameter without clipping, ranked against class names (its evaluate()).
+        c.text.update(encoder="hf:WhereIsAI/UAE-Large-V1", pooling="mean", normalize=False)
+        c.optim.update(decay="all", grad_clip=0.0)
+        c.eval.prototype = "name"
         c.describe.update(backend="openai", per_key=64, strategy="paraphrase", temperature=0.7)
         c.total_steps = 50_000  # ~200 epochs of ~20k windows at batch 80
         c.log_every_steps = 100

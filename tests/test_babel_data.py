@@ -30,6 +30,7 @@ def _spin_sequence(seconds, fps, rate=0.01):
     poses = np.zeros((n, 156))
     poses[:, 2] = rate * k
     poses[:, 3:72] = 0.1  # body joints: constant
+    poses[:, 111:114] = 0.3  # right_index1 (joint 37), which the reference's row 23 holds
     trans = np.stack([0.001 * k, 0.002 * k, np.ones(n)], -1)
     return poses, trans
 
@@ -56,6 +57,8 @@ CLASSES = ("run", "walk", "sit", "jump", "forward movement", "stand")  # any ord
 def _data_cfg(amass_root, babel_dir, **kw):
     cfg = experiment.get_config("paper").data
     cfg.amass_root, cfg.babel_dir, cfg.classes = str(amass_root), str(babel_dir), CLASSES
+    # The label and window rules under test; the reference's features have their own tests.
+    cfg.update(dict(translation="root", partial_chunks=True))
     cfg.update(kw)
     return cfg
 
@@ -112,15 +115,18 @@ def _rodrigues_reference(aa):
 
 
 def test_rot6d_of_known_axis_angles():
+    # (rows 0 and 1, the reference's pytorch3d convention; columns 0 and 1)
     cases = {
-        (0.0, 0.0, 0.0): [1, 0, 0, 0, 1, 0],
-        (0.0, 0.0, np.pi / 2): [0, 1, 0, -1, 0, 0],  # x -> y, y -> -x
-        (np.pi / 2, 0.0, 0.0): [1, 0, 0, 0, 0, 1],  # y -> z
-        (0.0, np.pi, 0.0): [-1, 0, 0, 0, 1, 0],
+        (0.0, 0.0, 0.0): ([1, 0, 0, 0, 1, 0], [1, 0, 0, 0, 1, 0]),
+        (0.0, 0.0, np.pi / 2): ([0, -1, 0, 1, 0, 0], [0, 1, 0, -1, 0, 0]),  # x -> y, y -> -x
+        (np.pi / 2, 0.0, 0.0): ([1, 0, 0, 0, 0, -1], [1, 0, 0, 0, 0, 1]),  # y -> z
+        (0.0, np.pi, 0.0): ([-1, 0, 0, 0, 1, 0], [-1, 0, 0, 0, 1, 0]),
     }
-    for aa, expected in cases.items():
-        got = rotations.matrix_to_rot6d(rotations.axis_angle_to_matrix(np.array(aa)))
-        np.testing.assert_allclose(got, expected, atol=1e-12)
+    for aa, (rows, columns) in cases.items():
+        matrix = rotations.axis_angle_to_matrix(np.array(aa))
+        np.testing.assert_allclose(rotations.matrix_to_rot6d(matrix), rows, atol=1e-12)
+        got = rotations.matrix_to_rot6d(matrix, "columns")
+        np.testing.assert_allclose(got, columns, atol=1e-12)
 
 
 def test_rotation_routes_agree():
@@ -133,8 +139,13 @@ def test_rotation_routes_agree():
     np.testing.assert_allclose(rodrigues, reference, atol=1e-12)
     np.testing.assert_allclose(via_quat, reference, atol=1e-12)
     rot6d = rotations.matrix_to_rot6d(reference)
-    np.testing.assert_allclose(rot6d, np.concatenate([reference[:, :, 0], reference[:, :, 1]], 1))
+    np.testing.assert_allclose(rot6d, np.concatenate([reference[:, 0], reference[:, 1]], 1))
     np.testing.assert_allclose(rotations.rot6d_to_matrix(rot6d), reference, atol=1e-12)
+    columns = rotations.matrix_to_rot6d(reference, "columns")
+    np.testing.assert_allclose(columns, np.concatenate([reference[..., 0], reference[..., 1]], 1))
+    np.testing.assert_allclose(rotations.rot6d_to_matrix(columns, "columns"), reference, atol=1e-12)
+    with pytest.raises(ValueError, match="rows"):
+        rotations.matrix_to_rot6d(reference, "diagonal")
     np.testing.assert_allclose(
         rotations.axis_angle_to_matrix(rotations.matrix_to_axis_angle(reference)),
         reference,
@@ -283,10 +294,13 @@ def test_val_windows_and_labels_are_exact(real_format, tmp_path):
     src = 4 * (120 + np.arange(60))
     angle = 0.01 * src
     expected = np.stack(
-        [np.cos(angle), np.sin(angle), 0 * angle, -np.sin(angle), np.cos(angle), 0 * angle], -1
-    )
+        [np.cos(angle), -np.sin(angle), 0 * angle, np.sin(angle), np.cos(angle), 0 * angle], -1
+    )  # rows 0 and 1 of a turn about z
     np.testing.assert_allclose(window[:, 0], expected, atol=1e-6)
-    body = rotations.matrix_to_rot6d(rotations.axis_angle_to_matrix(poses[0, 3:72].reshape(23, 3)))
+    # Rows 1-23: SMPL-H joints 1..22 and 37 (the reference's joints_to_use).
+    joints = [*range(1, 23), 37]
+    local = poses[0].reshape(52, 3)[joints]
+    body = rotations.matrix_to_rot6d(rotations.axis_angle_to_matrix(local))
     np.testing.assert_allclose(window[:, 1:24], np.broadcast_to(body, (60, 23, 6)), atol=1e-6)
     # Translation relative to the window's first frame, padded with zeros.
     np.testing.assert_allclose(window[:, 24, :3], trans[src] - trans[src[0]], atol=1e-6)
@@ -677,3 +691,105 @@ def test_synthetic_classes_are_covered_and_distinguishable(tmp_path):
     dist = ((x_val[:, None, :] - centroids[None]) ** 2).sum(-1)
     accuracy = (dist.argmin(1) == y_val).mean()
     assert accuracy > 5.0 / num_classes, accuracy  # chance is 1 / num_classes
+
+
+# ---------------------------------------------------------------- the reference's features
+
+
+def _standin(tmp_path):
+    from wat_jax.data import synthetic_babel
+
+    path = str(tmp_path / "smplh.npz")
+    np.savez(path, **synthetic_babel.standin_body_model())
+    return path
+
+
+def test_forward_kinematics_of_a_turning_root(tmp_path):
+    from wat_jax.data import body_model
+
+    skeleton = body_model.load(_standin(tmp_path))
+    theta = np.linspace(0.0, 2.0, 7)
+    aa = np.zeros((7, 52, 3))
+    aa[:, 0, 1] = theta  # the root turns about y, every other joint at rest
+    pos = body_model.forward_kinematics(skeleton, rotations.axis_angle_to_matrix(aa))
+    rest = skeleton.rest
+    turn = rotations.axis_angle_to_matrix(aa[:, 0])  # [7, 3, 3]
+    expected = rest[0] + np.einsum("tij,j->ti", turn, rest[amass.R_ANKLE] - rest[0])
+    np.testing.assert_allclose(pos[:, amass.R_ANKLE], expected, atol=1e-12)
+    np.testing.assert_allclose(pos[0], rest, atol=1e-12)  # rest pose at theta 0
+    # A bent right knee (joint 5) moves the ankle and leaves the left leg alone.
+    aa[:, 5, 0] = 1.0
+    bent = body_model.forward_kinematics(skeleton, rotations.axis_angle_to_matrix(aa))
+    assert np.abs(bent[:, amass.R_ANKLE] - pos[:, amass.R_ANKLE]).max() > 0.1
+    np.testing.assert_allclose(bent[:, 7], pos[:, 7], atol=1e-12)
+
+
+def test_reference_translation_row_follows_the_right_ankle(real_format, tmp_path):
+    root, bdir, _, _ = real_format
+    cfg = _data_cfg(root, bdir, translation="reference", body_model=_standin(tmp_path))
+    babel.prepare(cfg, str(tmp_path / "w"), seed=0)
+    val = prepared.read_split(str(tmp_path / "w"), "val", mmap=False)
+    window, row = val.motion[1], val.index[1]  # sid 7's second chunk
+    motion = amass.load_npz(str(root / "KIT/572/a_poses.npz"))
+    rot, trans = amass.resample(motion, 30)
+    from wat_jax.data import body_model
+
+    ankle = body_model.forward_kinematics(body_model.load(cfg.body_model), rot)[:, amass.R_ANKLE]
+    s = row["start_frame"]
+    np.testing.assert_allclose(window[:, 24, :3], ankle[s : s + 60] - ankle[s], atol=1e-5)
+    assert not window[:, 24, 3:].any()
+    # Not the root's path: the spin swings the ankle around the root.
+    assert np.abs(window[:, 24, :3] - (trans[s : s + 60] - trans[s])).max() > 0.05
+
+
+def test_reference_chunks_are_whole(real_format, tmp_path):
+    root, bdir, _, _ = real_format
+    cfg = _data_cfg(root, bdir, partial_chunks=False)
+    counts = babel.prepare(cfg, str(tmp_path / "w"), seed=0)
+    # Sid 8 (180 frames) keeps only its first 100-frame chunk; sid 7 its three.
+    assert counts["splits"]["val"]["windows"]["kept"] == 4
+    assert counts["options"]["partial_chunks"] is False
+
+
+def test_feature_keys_and_body_model_fail_in_one_line(real_format, tmp_path):
+    root, bdir, _, _ = real_format
+    with pytest.raises(InputError, match="config.data.body_model") as err:
+        babel.prepare(_data_cfg(root, bdir, translation="reference"), str(tmp_path / "w"), 0)
+    assert "mano.is.tue.mpg.de" in str(err.value) and "\n" not in str(err.value)
+    for key, value in (("rot6d", "quat"), ("translation", "hips"), ("feature_joints", (0, 1))):
+        with pytest.raises(InputError, match=f"config.data.{key}"):
+            babel.prepare(_data_cfg(root, bdir, **{key: value}), str(tmp_path / "w"), 0)
+    bad = tmp_path / "smpl.npz"
+    np.savez(bad, J_regressor=np.zeros((24, 10)), v_template=np.zeros((10, 3)),
+             kintree_table=np.zeros((2, 24), np.int64))  # fmt: skip
+    with pytest.raises(InputError, match="SMPL-H") as err:
+        babel.prepare(
+            _data_cfg(root, bdir, translation="reference", body_model=str(bad)),
+            str(tmp_path / "w"),
+            0,
+        )
+    assert str(bad) in str(err.value)
+    assert not (tmp_path / "w" / "data").exists()  # nothing half-written
+
+
+def test_paper_prepare_on_synthetic_files_uses_the_standin_body_model(tmp_path):
+    from wat_jax.data import body_model, synthetic_babel
+
+    cfg = experiment.get_config("paper").data
+    cfg.source = "synthetic"
+    cfg.synthetic.update(num_train=4, num_val=3)
+    workdir = str(tmp_path / "w")
+    counts = babel.prepare(cfg, workdir, seed=0)
+    assert counts["options"]["translation"] == "reference"
+    val = prepared.read_split(workdir, "val", mmap=False)
+    row = val.index[0]
+    motion = amass.load_npz(os.path.join(counts["amass_root"], row["source"].split("/", 1)[1]))
+    rot, _ = amass.resample(motion, 30)
+    skeleton = body_model.load(
+        synthetic_babel.standin_body_model_path(os.path.join(workdir, "raw"))
+    )
+    ankle = body_model.forward_kinematics(skeleton, rot)[:, amass.R_ANKLE]
+    s = row["start_frame"]
+    np.testing.assert_allclose(val.motion[0, :, 24, :3], ankle[s : s + 60] - ankle[s], atol=1e-5)
+    # Whole 100-frame chunks only: each val window is centred in one, at offset 20.
+    assert {r["start_frame"] % 100 for r in val.index} == {20}

@@ -37,8 +37,11 @@ class Restored:
 
 
 def read_config(path: str):
-    """The run's config.json as a ConfigDict."""
+    """The run's config.json as a ConfigDict (keys added since it was written filled in
+    with the values it trained with: run_config.LEGACY_DEFAULTS)."""
     import ml_collections
+
+    from wat_jax import run_config
 
     if not os.path.exists(path):
         raise fail(
@@ -47,9 +50,12 @@ def read_config(path: str):
         )
     try:
         with open(path) as f:
-            return ml_collections.ConfigDict(json.load(f))
+            tree = json.load(f)
     except (ValueError, UnicodeDecodeError) as e:
         raise fail(path, f"not valid JSON ({e})") from None
+    if not isinstance(tree, dict):
+        raise fail(path, "not a config (a JSON object expected)")
+    return ml_collections.ConfigDict(run_config.with_legacy_defaults(tree))
 
 
 def locate(path: str) -> tuple[str, str, int | None]:
@@ -245,5 +251,13 @@ def load(path: str, step: int | None = None) -> Run:
     if step is not None and folder_step is not None and step != folder_step:
         raise fail(path, f"is the checkpoint of step {folder_step}, not {step}")
     config = read_config(config_path)
+    if config.task == "babel60" and config.data.translation == "reference":
+        # A synthetic run's stand-in body model, which its generator wrote into raw/.
+        from wat_jax.data import amass
+
+        if not config.data.body_model and config.data.source == "synthetic":
+            config.data.body_model = amass.body_model_path(
+                config.data, os.path.dirname(config_path)
+            )
     restored = restore(config, ckpt_root, folder_step if step is None else step)
     return Run(config, restored, os.path.abspath(path))

@@ -39,6 +39,7 @@ def base_config() -> ml_collections.ConfigDict:
             max_len=512,
             embed_dim=0,  # 0: the text encoder's dimension
             text_projection="identity",
+            norm_eps=1e-5,  # every LayerNorm's epsilon (torch's default, as the reference)
             dtype="float32",
         )
     )
@@ -67,7 +68,10 @@ def base_config() -> ml_collections.ConfigDict:
             schedule="constant",
             warmup_steps=0,
             final_lr_fraction=0.0,
-            grad_clip=1.0,
+            grad_clip=1.0,  # global-norm clip; 0: none (the reference clips nothing)
+            # Which parameters weight decay shrinks: "matrices" (ndim >= 2, the transformer
+            # custom) or "all" (the reference's torch AdamW decays every parameter).
+            decay="matrices",
             max_consecutive_skips=10,
         )
     )

@@ -82,6 +82,35 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+# Keys added after runs had been trained, each with the value those runs were trained
+# with. Reading an older config.json fills in the absent ones (`with_legacy_defaults`),
+# so an old run reads back, embeds files and draws exactly as it trained.
+LEGACY_DEFAULTS = {
+    "": {"model.norm_eps": 1e-6, "optim.decay": "matrices"},  # flax's LayerNorm default
+    "babel60": {
+        "data.rot6d": "columns",
+        "data.feature_joints": list(range(24)),
+        "data.translation": "root",
+        "data.body_model": "",
+        "data.partial_chunks": True,
+    },
+    "densegait": {"data.frames": "window", "data.padding": "mask", "data.transform": "gaitformer"},
+}
+
+
+def with_legacy_defaults(tree: dict) -> dict:
+    """config.json's dict with LEGACY_DEFAULTS filled in where its keys are absent."""
+    out = json.loads(json.dumps(tree))
+    for task in ("", out.get("task", "")):
+        for dotted, value in LEGACY_DEFAULTS.get(task, {}).items():
+            *parents, leaf = dotted.split(".")
+            node = out
+            for name in parents:
+                node = node.setdefault(name, {})
+            node.setdefault(leaf, value)
+    return out
+
+
 def read(workdir: str) -> dict | None:
     """The run's config.json as a dict, or None when the workdir has none yet."""
     path = config_path(workdir)

@@ -86,6 +86,7 @@ def create_model(config: ml_collections.ConfigDict, text_dim: int, num_classes: 
         positions=m.positions,
         pooling=m.pooling,
         max_len=m.max_len,
+        norm_eps=m.norm_eps,
     )
     embed_dim = m.embed_dim or text_dim
     if m.text_projection == "identity" and embed_dim != text_dim:
@@ -99,6 +100,7 @@ def create_model(config: ml_collections.ConfigDict, text_dim: int, num_classes: 
         embed_dim=embed_dim,
         text_projection=m.text_projection,
         head_dropout=m.dropout,
+        norm_eps=m.norm_eps,
         num_classes=num_classes if config.loss.ce_weight > 0 else 0,
         log_scale_init=float(init_scale),
         logit_bias_init=-10.0 if config.loss.name == "siglip" else 0.0,
@@ -106,11 +108,16 @@ def create_model(config: ml_collections.ConfigDict, text_dim: int, num_classes: 
     )
 
 
-def make_optimizer(optim: ml_collections.ConfigDict, total_steps: int):
-    """AdamW with warmup + cosine decay and global-norm clipping.
+DECAY_MODES = ("matrices", "all")
 
-    Norm scales, biases and the loss scalars (all leaves with ndim < 2) get no
-    weight decay, as is standard for transformers.
+
+def make_optimizer(optim: ml_collections.ConfigDict, total_steps: int):
+    """AdamW with warmup + cosine decay and global-norm clipping (`grad_clip` > 0).
+
+    `decay="matrices"`: norm scales, biases and the loss scalars (all leaves with
+    ndim < 2) get no weight decay, as is standard for transformers. `decay="all"`:
+    every parameter decays, as torch.optim.AdamW(model.parameters()) does in the
+    reference.
     """
     warmup = min(optim.warmup_steps, max(total_steps - 1, 0))
     if optim.schedule == "constant":
@@ -121,7 +128,12 @@ def make_optimizer(optim: ml_collections.ConfigDict, total_steps: int):
         )
     else:
         raise InputError(f"config.optim.schedule must be constant|cosine, got {optim.schedule!r}")
-    decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)
+    if optim.decay not in DECAY_MODES:
+        raise InputError(f"config.optim.decay must be one of {DECAY_MODES}, got {optim.decay!r}")
+    if optim.decay == "all":
+        decay_mask = None
+    else:
+        decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)
     return optax.chain(
         optax.clip_by_global_norm(optim.grad_clip) if optim.grad_clip > 0 else optax.identity(),
         optax.adamw(

@@ -15,12 +15,21 @@ captures every output time falls on a source frame, so this is exact
 subsampling; for rates like 100 or 59.94 fps it avoids the up-to-half-frame
 jitter of nearest-frame picking.
 
-Features per 30-fps frame, [25, 6]: the 6-D rotations (matrix_to_rot6d) of the
-first 24 joints of the pose vector, i.e. poses[:, :72] as the reference used it
-(global orientation, the 21 body joints, then the first two left-hand finger
-joints, which stand in for SMPL's two hand joints), and a 25th row holding the
-root translation relative to the first frame of the window, padded with zeros
-to 6 values.
+Features per 30-fps frame, [25, 6] (`sequence_features`, `window_features`), set by
+config keys whose paper values are the reference's (WalkAndText at 2010743,
+src/datasets/amass_parser.py and dataset.py):
+- `data.feature_joints`: the 24 SMPL-H joints whose rotations fill rows 0-23. The
+  reference's joints_to_use is (0..22, 37): the global orientation, the 21 body joints,
+  left_index1 (22) and right_index1 (37), the two first finger joints standing in for
+  SMPL's hands. (Before the audit wat_jax read poses[:, :72], joints 0..23.)
+- `data.rot6d`: each rotation as 6 numbers, "rows" (rows 0 and 1 of the matrix,
+  pytorch3d's matrix_to_rotation_6d, the reference's) or "columns".
+- `data.translation`: row 24, padded with three zeros, relative to the window's first
+  frame. "reference": the right ankle of SMPL-H forward kinematics run without `trans`
+  (the reference's joints3d[:, 0] after its action2motion reordering is Jtr[8]), which
+  needs the body model file `data.body_model`; "root": the root translation `trans`,
+  the body's actual path (what wat_jax used before; the other variants keep it).
+
 """
 
 import dataclasses
@@ -32,7 +41,11 @@ from wat_jax.data import rotations
 from wat_jax.errors import fail
 
 POSE_DIM = 156  # SMPL-H: 52 joints x 3
-FEATURE_JOINTS = 24  # poses[:, :72]
+SMPLH_JOINTS = 52
+# The reference's joints_to_use: global orientation, 21 body joints, left_index1, right_index1.
+REFERENCE_JOINTS = tuple(range(23)) + (37,)
+R_ANKLE = 8  # SMPL-H's right ankle: the reference's translation row follows it
+TRANSLATIONS = ("reference", "root")
 FRAMERATE_KEYS = ("mocap_framerate", "mocap_frame_rate")
 
 # BABEL's feat_p is "<short name>/<release folder>/<subject>/<file>", e.g.
@@ -174,7 +187,7 @@ def load_npz(path: str) -> AmassMotion:
 
 
 def resample(motion: AmassMotion, out_fps: float) -> tuple[np.ndarray, np.ndarray]:
-    """The feature joints' rotations and the translation at out_fps, by time.
+    """Every joint's rotation and the translation at out_fps, by time.
 
     Output frame i is at time i / out_fps; frames run while that time is within
     the capture (t <= (T - 1) / fps).
@@ -184,7 +197,7 @@ def resample(motion: AmassMotion, out_fps: float) -> tuple[np.ndarray, np.ndarra
       out_fps: the target rate (30 for BABEL-60).
 
     Returns:
-      rotations [T', 24, 3, 3] float64 and trans [T', 3] float64.
+      rotations [T', 52, 3, 3] float64 and trans [T', 3] float64.
     """
     t_src = motion.poses.shape[0]
     # The epsilon keeps an exact multiple (e.g. 120 fps -> 30 fps) from losing its last frame.
@@ -194,7 +207,7 @@ def resample(motion: AmassMotion, out_fps: float) -> tuple[np.ndarray, np.ndarra
     i1 = np.minimum(i0 + 1, t_src - 1)
     frac = np.clip(pos - i0, 0.0, 1.0)
     frac[frac < 1e-9] = 0.0
-    aa = motion.poses[:, : FEATURE_JOINTS * 3].reshape(t_src, FEATURE_JOINTS, 3)
+    aa = motion.poses.reshape(t_src, SMPLH_JOINTS, 3)
     if not frac.any():  # rate is a multiple of out_fps: pure subsampling
         rot = rotations.axis_angle_to_matrix(aa[i0])
         return rot, motion.trans[i0].copy()
@@ -205,16 +218,75 @@ def resample(motion: AmassMotion, out_fps: float) -> tuple[np.ndarray, np.ndarra
     return rot, trans
 
 
+def check_feature_config(data_cfg) -> None:
+    """One clear line for a bad feature key, before any file is read."""
+    joints = tuple(data_cfg.feature_joints)
+    if len(joints) != 24 or not all(isinstance(j, int) and 0 <= j < SMPLH_JOINTS for j in joints):
+        raise fail(
+            "config.data.feature_joints",
+            f"must be 24 SMPL-H joint ids in 0..51 (the reference's: {REFERENCE_JOINTS}), "
+            f"got {joints}",
+        )
+    if data_cfg.rot6d not in rotations.ROT6D_CONVENTIONS:
+        raise fail(
+            "config.data.rot6d",
+            f"must be one of {rotations.ROT6D_CONVENTIONS}, got {data_cfg.rot6d!r}",
+        )
+    if data_cfg.translation not in TRANSLATIONS:
+        raise fail(
+            "config.data.translation",
+            f"must be one of {TRANSLATIONS}, got {data_cfg.translation!r}",
+        )
+
+
+def body_model_path(data_cfg, workdir: str | None = None) -> str:
+    """The SMPL-H file the reference's translation row needs: `data.body_model`, or for
+    the synthetic source the stand-in its generator wrote into `<workdir>/raw/`."""
+    if data_cfg.body_model:
+        return data_cfg.body_model
+    if data_cfg.source == "synthetic" and workdir:
+        from wat_jax.data import synthetic_babel
+
+        return synthetic_babel.standin_body_model_path(os.path.join(workdir, "raw"))
+    raise fail(
+        "config.data.body_model",
+        "data.translation='reference' (the reference's right-ankle translation row) needs "
+        "the SMPL-H body model: set data.body_model to its .npz (smplh/neutral/model.npz of "
+        "the SMPL+H download at mano.is.tue.mpg.de, as AMASS uses), or use "
+        "data.translation=root",
+    )
+
+
+def sequence_features(motion: AmassMotion, data_cfg, workdir: str | None = None):
+    """A whole sequence at data.fps: rot6d [T, 24, 6] float32 and the track [T, 3] that
+    becomes the translation row (absolute; `window_features` makes it window-relative).
+
+    Args:
+      motion: a loaded sequence.
+      data_cfg: `config.data` (fps, feature_joints, rot6d, translation, body_model).
+      workdir: the run's folder, where the synthetic source keeps its body model.
+    """
+    rot, trans = resample(motion, float(data_cfg.fps))  # [T, 52, 3, 3], [T, 3]
+    joints = list(data_cfg.feature_joints)
+    rot6d = rotations.matrix_to_rot6d(rot[:, joints], data_cfg.rot6d).astype(np.float32)
+    if data_cfg.translation == "root":
+        return rot6d, trans
+    from wat_jax.data import body_model
+
+    skeleton = body_model.load(body_model_path(data_cfg, workdir))
+    return rot6d, body_model.forward_kinematics(skeleton, rot)[:, R_ANKLE]
+
+
 def window_features(rot6d: np.ndarray, trans: np.ndarray) -> np.ndarray:
     """Per-frame features of one window.
 
     Args:
       rot6d: [W, 24, 6] 6-D rotations of the window's frames.
-      trans: [W, 3] root translation of the same frames.
+      trans: [W, 3] the translation track (root or right ankle) of the same frames.
 
     Returns:
-      [W, 25, 6] float32: the rotations, then the translation relative to the
-      window's first frame padded with three zeros.
+      [W, 25, 6] float32: the rotations, then the track relative to the window's
+      first frame padded with three zeros.
     """
     rel = trans - trans[:1]  # [W, 3]
     root = np.concatenate([rel, np.zeros_like(rel)], -1)[:, None, :]  # [W, 1, 6]

@@ -63,7 +63,7 @@ import numpy as np
 from absl import logging
 
 from wat_jax.reporting import run_log
-from wat_jax.data import amass, prepared, rotations, synthetic_babel
+from wat_jax.data import amass, body_model, prepared, synthetic_babel
 from wat_jax.errors import fail
 
 # The 60 most frequent BABEL action categories, in BABEL's index order, spelled as
@@ -384,12 +384,18 @@ def sequence_labels(data_cfg, rec: Record, n_frames: int) -> np.ndarray:
     return out
 
 
-def window_starts(n_frames: int, chunk: int, window: int, per_chunk: int, rng) -> list[int]:
-    """Window start frames: per chunk, `per_chunk` random ones (rng) or the centred one (None)."""
+def window_starts(
+    n_frames: int, chunk: int, window: int, per_chunk: int, rng, partial: bool = True
+) -> list[int]:
+    """Window start frames: per chunk, `per_chunk` random ones (rng) or the centred one (None).
+
+    `partial`: the last, shorter chunk gives windows too when it holds `window` frames
+    (the reference, `data.partial_chunks=False`, uses whole chunks only).
+    """
     starts = []
     for c0 in range(0, n_frames, chunk):
         length = min(chunk, n_frames - c0)
-        if length < window:
+        if length < window or (length < chunk and not partial):
             continue
         if rng is None:
             starts.append(c0 + (length - window) // 2)
@@ -475,10 +481,13 @@ class _Windows:
         return np.memmap(self.path, self.dtype, mode="r", shape=(self.count,) + self.shape)
 
 
-def build_split(data_cfg, amass_root: str, babel_dir: str, split: str, seed: int, scratch_dir=None):
+def build_split(
+    data_cfg, amass_root: str, babel_dir: str, split: str, seed: int, scratch_dir=None, workdir=None
+):
     """Windows of one split.
 
     Args:
+      workdir: the run's folder (where the synthetic source keeps its stand-in body model).
       scratch_dir: where the windows are streamed to while the split is read (prepare
         passes its staging folder); None keeps them in memory.
 
@@ -557,24 +566,24 @@ def build_split(data_cfg, amass_root: str, babel_dir: str, split: str, seed: int
         if not any(segs for _, segs in parsed):
             tally.sequences["no_label"] += 1
             continue
-        rot, trans = amass.resample(amass.load_npz(paths[sid]), fps)  # [T, 24, 3, 3], [T, 3]
-        per_frame = [frame_labels(segs, len(rot), fps, len(classes), tally) for _, segs in parsed]
+        rot6d, track = amass.sequence_features(amass.load_npz(paths[sid]), data_cfg, workdir)
+        per_frame = [frame_labels(segs, len(rot6d), fps, len(classes), tally) for _, segs in parsed]
         sample_names = [a.name for a, _ in parsed]
         if extra_mode == "union":
             per_frame = [np.any(per_frame, axis=0)]
             sample_names = ["+".join(sample_names)]
-        if len(rot) < window:
-            tally.sequences["too_short"] += 1
-            continue
         rng = np.random.default_rng([seed, zlib.crc32(f"{split}/{sid}".encode())])
         starts = window_starts(
-            len(rot),
+            len(rot6d),
             chunk,
             window,
             int(data_cfg.train_windows_per_chunk),
             rng if split == "train" else None,
+            partial=bool(data_cfg.partial_chunks),
         )
-        rot6d = rotations.matrix_to_rot6d(rot)  # [T, 24, 6]
+        if not starts:
+            tally.sequences["too_short"] += 1
+            continue
         kept = 0
         for s in starts:
             feats = None
@@ -584,7 +593,7 @@ def build_split(data_cfg, amass_root: str, babel_dir: str, split: str, seed: int
                     tally.windows["no_label"] += 1
                     continue
                 if feats is None:
-                    feats = amass.window_features(rot6d[s : s + window], trans[s : s + window])
+                    feats = amass.window_features(rot6d[s : s + window], track[s : s + window])
                 motion.append(feats)
                 labels.append(y)
                 index.append(
@@ -733,6 +742,7 @@ def prepare(data_cfg, workdir: str, seed: int) -> dict:
       windows kept, dropped for want of a label, and per class.
     """
     null_mode, extra_mode = _options(data_cfg)
+    amass.check_feature_config(data_cfg)
     if data_cfg.source == "synthetic":
         amass_root, babel_dir = synthetic_babel.write_synthetic(
             os.path.join(workdir, "raw"), data_cfg, seed
@@ -747,18 +757,34 @@ def prepare(data_cfg, workdir: str, seed: int) -> dict:
             "data.source", f"unknown source {data_cfg.source!r}; expected synthetic or amass_babel"
         )
 
+    if data_cfg.translation == "reference":  # a missing body model fails before the long read
+        skeleton = body_model.load(amass.body_model_path(data_cfg, workdir))
+        logging.info("babel: translation row from the right ankle of %s", skeleton.path)
     report = {
         "task": "babel60",
         "source": data_cfg.source,
         "amass_root": amass_root,
         "babel_dir": babel_dir,
-        "options": {"null_frame_labels": null_mode, "extra_annotators": extra_mode},
+        "options": {
+            "null_frame_labels": null_mode,
+            "extra_annotators": extra_mode,
+            "feature_joints": list(data_cfg.feature_joints),
+            "rot6d": data_cfg.rot6d,
+            "translation": data_cfg.translation,
+            "partial_chunks": bool(data_cfg.partial_chunks),
+        },
         "splits": {},
     }
     with prepared.Staging(workdir) as stage:
         for split in prepared.SPLITS:
             data, report["splits"][split] = build_split(
-                data_cfg, amass_root, babel_dir, split, seed, scratch_dir=stage.root
+                data_cfg,
+                amass_root,
+                babel_dir,
+                split,
+                seed,
+                scratch_dir=stage.root,
+                workdir=workdir,
             )
             stage.write_split(split, data)
             del data  # the memory map of the scratch file, now copied into the split

@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from wat_jax.data import amass, babel, rotations
+from wat_jax.data import amass, babel
 from wat_jax.errors import InputError, fail
 
 
@@ -63,10 +63,10 @@ def raw_dirs(data_cfg, workdir: str) -> tuple[str, str]:
     raise fail("data.source", f"unknown source {data_cfg.source!r}")
 
 
-def load_features(path: str, fps: float) -> tuple[np.ndarray, np.ndarray]:
-    """An AMASS .npz resampled to `fps`: rot6d [T, 24, 6] float32 and trans [T, 3]."""
-    rot, trans = amass.resample(amass.load_npz(path), fps)
-    return rotations.matrix_to_rot6d(rot).astype(np.float32), trans
+def load_features(path: str, data_cfg, workdir: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """An AMASS .npz as prepare reads it: rot6d [T, 24, 6] float32 and the track [T, 3]
+    of the translation row, at data.fps (amass.sequence_features)."""
+    return amass.sequence_features(amass.load_npz(path), data_cfg, workdir)
 
 
 def window_batch(rot6d, trans, starts, window: int) -> tuple[np.ndarray, np.ndarray]:
@@ -123,7 +123,7 @@ def read_sequences(data_cfg, workdir: str, split: str, max_sequences: int = 0) -
         path = amass.resolve(amass_root, entries[sid].feat_p)
         if path is None:
             continue  # prepare counts and reports missing files
-        rot6d, trans = load_features(path, fps)
+        rot6d, trans = load_features(path, data_cfg, workdir)
         labels = babel.sequence_labels(data_cfg, entries[sid], len(rot6d))
         if labels.any():
             out.append(Sequence(sid, entries[sid].feat_p, rot6d, trans, labels))
@@ -139,7 +139,7 @@ def sequence_at(data_cfg, workdir: str, split: str, index: int) -> Sequence:
         raise fail("--motion", f"{split} has {len(sids)} sequences; index {index} is out of range")
     sid = sids[index]
     path = amass.resolve(amass_root, entries[sid].feat_p)
-    rot6d, trans = load_features(path, float(data_cfg.fps))
+    rot6d, trans = load_features(path, data_cfg, workdir)
     labels = babel.sequence_labels(data_cfg, entries[sid], len(rot6d))
     return Sequence(sid, entries[sid].feat_p, rot6d, trans, labels)
 

@@ -4,9 +4,11 @@ Conventions:
   axis-angle: [..., 3], the rotation axis scaled by the angle in radians (SMPL).
   quaternion: [..., 4] as (w, x, y, z), unit norm.
   matrix:     [..., 3, 3], acting on column vectors (x' = R @ x).
-  6-D:        [..., 6], the first two COLUMNS of the matrix, column 0 then
-              column 1 (Zhou et al. 2019); `rot6d_to_matrix` inverts it by
-              Gram-Schmidt.
+  6-D:        [..., 6], two of the matrix's three rows or columns, Gram-Schmidt
+              inverts it (`rot6d_to_matrix`). "rows" (the default): row 0 then
+              row 1, pytorch3d's matrix_to_rotation_6d, which the reference
+              (WalkAndText) used; "columns": column 0 then column 1, as Zhou et
+              al. 2019 write it (wat_jax's features before the reference audit).
 
 All functions work in float64 internally and keep leading dimensions.
 """
@@ -181,14 +183,32 @@ def euler_xyz_to_quaternion(euler: np.ndarray) -> np.ndarray:
     return quaternion_multiply(quaternion_multiply(qx, qy), qz)
 
 
-def matrix_to_rot6d(matrix: np.ndarray) -> np.ndarray:
-    """[..., 3, 3] -> [..., 6]: column 0 then column 1 of each matrix."""
+ROT6D_CONVENTIONS = ("rows", "columns")
+
+
+def _check_convention(convention: str) -> None:
+    if convention not in ROT6D_CONVENTIONS:
+        raise ValueError(f"6-D convention must be one of {ROT6D_CONVENTIONS}, got {convention!r}")
+
+
+def matrix_to_rot6d(matrix: np.ndarray, convention: str = "rows") -> np.ndarray:
+    """[..., 3, 3] -> [..., 6]: rows 0 and 1 of each matrix ("rows") or columns 0 and 1."""
+    _check_convention(convention)
     m = np.asarray(matrix)
+    if convention == "rows":
+        return np.concatenate([m[..., 0, :], m[..., 1, :]], -1)
     return np.concatenate([m[..., :, 0], m[..., :, 1]], -1)
 
 
-def rot6d_to_matrix(rot6d: np.ndarray) -> np.ndarray:
-    """[..., 6] -> [..., 3, 3] by Gram-Schmidt on the two columns."""
+def rot6d_to_matrix(rot6d: np.ndarray, convention: str = "rows") -> np.ndarray:
+    """[..., 6] -> [..., 3, 3] by Gram-Schmidt on the two rows (or columns) it holds."""
+    _check_convention(convention)
+    matrix = _gram_schmidt(rot6d)  # the two vectors as columns
+    return np.swapaxes(matrix, -1, -2) if convention == "rows" else matrix
+
+
+def _gram_schmidt(rot6d: np.ndarray) -> np.ndarray:
+    """[..., 6] -> [..., 3, 3] whose columns 0 and 1 span the two 3-vectors, right-handed."""
     d = np.asarray(rot6d, np.float64)
     a, b = d[..., :3], d[..., 3:]
     c0 = a / np.linalg.norm(a, axis=-1, keepdims=True)

@@ -13,6 +13,10 @@ Written files:
   <out>/amass/SYNTH/<subject>/<name>_poses.npz   poses [T, 156] axis-angle,
       trans [T, 3] (z up, as in AMASS), betas [16], gender, and the rate under
       `mocap_framerate` or `mocap_frame_rate` (both occur in AMASS); 60 or 120 fps.
+  <out>/smplh_standin.npz   a stand-in SMPL-H body model in the AMASS file layout
+      (J_regressor, v_template, kintree_table and the skinning arrays), built on
+      data/skeletons.py's proportions, so `data.translation="reference"` (forward
+      kinematics through the body model) runs without the licensed SMPL-H files.
   <out>/babel/{train,val}.json   BABEL v1.0 entries whose feat_p repeats the
       dataset folder (SYNTH/SYNTH/...), as BABEL does. Most have frame_ann
       segments (action segments with "transition" segments between them, as in
@@ -317,6 +321,57 @@ def _class_plan(classes, total, rng):
     return out[:total]
 
 
+STANDIN_BODY_MODEL = "smplh_standin.npz"
+# SMPL-H's hands: five fingers of three joints each, per hand, after the 22 body joints.
+_FINGER_SPREAD = np.linspace(-0.03, 0.03, 5)
+
+
+def standin_body_model_path(out_dir: str) -> str:
+    return os.path.join(out_dir, STANDIN_BODY_MODEL)
+
+
+def standin_body_model() -> dict:
+    """A small SMPL-H-shaped body model: 52 joints on our proportions, 2 vertices a joint.
+
+    Its keys and shapes are those of the AMASS SMPL-H `model.npz`, so the real loader
+    reads it (and human_body_prior's BodyModel would: posedirs has 51 x 9 columns).
+    Each joint is the mean of two vertices placed around it, so J_regressor @ v_template
+    gives the rest joints exactly; hands hang off the wrists, fingers along the arm.
+    """
+    parents = list(SMPL.PARENTS[: SMPL.BODY_JOINTS])
+    offsets = [np.asarray(o) for o in SMPL.OFFSETS[: SMPL.BODY_JOINTS]]
+    for wrist, side in ((SMPL.L_WRIST, 1.0), (SMPL.R_WRIST, -1.0)):
+        for spread in _FINGER_SPREAD:
+            parent = wrist
+            for k in range(3):
+                parents.append(parent)
+                step = 0.08 if k == 0 else 0.03
+                offsets.append(np.array([side * step, 0.0, spread if k == 0 else 0.0]))
+                parent = len(parents) - 1
+    rest = np.zeros((len(parents), 3))
+    rest[0] = [0.0, HIP_HEIGHT, 0.0]
+    for j in range(1, len(parents)):
+        rest[j] = rest[parents[j]] + offsets[j]
+    n = len(parents)
+    jitter = np.tile([[0.0, 0.01, 0.0], [0.0, -0.01, 0.0]], (n, 1))
+    vertices = np.repeat(rest, 2, axis=0) + jitter  # [2n, 3]
+    regressor = np.zeros((n, 2 * n))
+    regressor[np.arange(n), 2 * np.arange(n)] = 0.5
+    regressor[np.arange(n), 2 * np.arange(n) + 1] = 0.5
+    weights = np.repeat(np.eye(n), 2, axis=0)  # each vertex follows its joint
+    faces = np.array([[i, i + 1, (i + 2) % (2 * n)] for i in range(0, 2 * n, 2)], np.int32)
+    kintree = np.stack([np.array([2**32 - 1] + parents[1:], np.int64), np.arange(n)])
+    return dict(
+        J_regressor=regressor,
+        v_template=vertices,
+        kintree_table=kintree,
+        weights=weights,
+        f=faces,
+        shapedirs=np.zeros((2 * n, 3, 16)),
+        posedirs=np.zeros((2 * n, 3, (n - 1) * 9)),
+    )
+
+
 def write_synthetic(out_dir: str, cfg, seed: int) -> tuple[str, str]:
     """Writes synthetic AMASS .npz files and BABEL train/val JSON under out_dir.
 
@@ -332,6 +387,8 @@ def write_synthetic(out_dir: str, cfg, seed: int) -> tuple[str, str]:
     for name in sc.classes:
         _motion(name, np.zeros(1), dict(amp=1, speed=1, side=1, phase=0))  # fail early on a typo
     amass_root, babel_dir = os.path.join(out_dir, "amass"), os.path.join(out_dir, "babel")
+    model = standin_body_model()
+    io.atomic_write(standin_body_model_path(out_dir), lambda f: np.savez(f, **model))
     rng = np.random.default_rng([seed + sc.seed_offset])
     t0 = time.time()
     sid = 0

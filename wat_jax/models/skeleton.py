@@ -100,6 +100,7 @@ class EncoderLayer(nn.Module):
     dropout: float
     pre_norm: bool
     dtype: Any = jnp.float32
+    norm_eps: float = 1e-5
 
     @nn.compact
     def __call__(self, x, attn_mask, *, train: bool):
@@ -118,8 +119,8 @@ class EncoderLayer(nn.Module):
             h = MlpBlock(self.mlp_dim, self.dropout, self.dtype, name="mlp")(h, train=train)
             return Dropout(self.dropout, deterministic=not train)(h)
 
-        norm1 = nn.LayerNorm(dtype=self.dtype, name="norm1")
-        norm2 = nn.LayerNorm(dtype=self.dtype, name="norm2")
+        norm1 = nn.LayerNorm(epsilon=self.norm_eps, dtype=self.dtype, name="norm1")
+        norm2 = nn.LayerNorm(epsilon=self.norm_eps, dtype=self.dtype, name="norm2")
         if self.pre_norm:
             x = x + attention(norm1(x))
             return x + feed_forward(norm2(x))
@@ -138,6 +139,7 @@ class SkeletonTransformer(nn.Module):
       pooling: "cls" (learned token), "mean" (masked mean) or "first" (the
         first frame's output, as the reference does).
       max_len: the longest sequence the position table covers.
+      norm_eps: every LayerNorm's epsilon (1e-5: torch's, which the reference uses).
       dtype: compute dtype; parameters stay float32.
     """
 
@@ -150,6 +152,7 @@ class SkeletonTransformer(nn.Module):
     positions: str = "sinusoidal"
     pooling: str = "cls"
     max_len: int = 512
+    norm_eps: float = 1e-5
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -185,10 +188,16 @@ class SkeletonTransformer(nn.Module):
         attn_mask = nn.make_attention_mask(mask, mask)  # [B, 1, T', T']
         for i in range(self.layers):
             x = EncoderLayer(
-                self.heads, self.mlp_dim, self.dropout, self.pre_norm, self.dtype, name=f"layer_{i}"
+                self.heads,
+                self.mlp_dim,
+                self.dropout,
+                self.pre_norm,
+                self.dtype,
+                self.norm_eps,
+                name=f"layer_{i}",
             )(x, attn_mask, train=train)
         if self.pre_norm:
-            x = nn.LayerNorm(dtype=self.dtype, name="final_norm")(x)
+            x = nn.LayerNorm(epsilon=self.norm_eps, dtype=self.dtype, name="final_norm")(x)
 
         if self.pooling in ("cls", "first"):
             # "first" is the reference's rule; with a leading pad it would read
@@ -205,6 +214,7 @@ class ProjectionHead(nn.Module):
     dim: int
     dropout: float = 0.1
     dtype: Any = jnp.float32
+    norm_eps: float = 1e-5
 
     @nn.compact
     def __call__(self, x, *, train: bool = False):
@@ -212,7 +222,8 @@ class ProjectionHead(nn.Module):
         h = nn.gelu(projected, approximate=False)
         h = nn.Dense(self.dim, dtype=self.dtype, name="fc")(h)
         h = Dropout(self.dropout, deterministic=not train)(h)
-        return nn.LayerNorm(dtype=jnp.float32, name="norm")(h + projected).astype(jnp.float32)
+        norm = nn.LayerNorm(epsilon=self.norm_eps, dtype=jnp.float32, name="norm")
+        return norm(h + projected).astype(jnp.float32)
 
 
 class TextProjection(nn.Module):
@@ -244,6 +255,7 @@ class MotionTextModel(nn.Module):
     embed_dim: int
     text_projection: str = "identity"
     head_dropout: float = 0.1
+    norm_eps: float = 1e-5
     num_classes: int = 0
     log_scale_init: float = 2.6593  # log(1 / 0.07), CLIP's initial temperature
     logit_bias_init: float = 0.0  # SigLIP starts at -10
@@ -257,7 +269,9 @@ class MotionTextModel(nn.Module):
             "logit_bias", nn.initializers.constant(self.logit_bias_init), ()
         )
         self.motion_encoder = SkeletonTransformer(**self.encoder, dtype=self.dtype)
-        self.motion_head = ProjectionHead(self.embed_dim, self.head_dropout, self.dtype)
+        self.motion_head = ProjectionHead(
+            self.embed_dim, self.head_dropout, self.dtype, self.norm_eps
+        )
         self.text_proj = TextProjection(self.embed_dim, self.text_projection, self.head_dropout)
         if self.num_classes:
             self.classifier = nn.Sequential(

@@ -28,16 +28,14 @@ OPENPOSE_BONES, OPENPOSE_LEFT, OPENPOSE_RIGHT = OpenPose18.BONES, OpenPose18.LEF
 SIDE_COLOURS = {"left": "tab:blue", "right": "tab:red", "centre": "black"}
 
 
-def rot6d_to_matrix(rot6d: np.ndarray) -> np.ndarray:
-    """[..., 6] (matrix columns 0 and 1, as data/rotations.py) -> [..., 3, 3] by Gram-Schmidt."""
+def babel_joints(motion: np.ndarray, rot6d: str = "rows") -> np.ndarray:
+    """Forward kinematics of BABEL features [T, 25, 6] -> joint positions [T, 24, 3] (world).
+
+    `rot6d`: the features' 6-D convention (config.data.rot6d, data/rotations.py).
+    """
     from wat_jax.data import rotations
 
-    return rotations.rot6d_to_matrix(rot6d)
-
-
-def babel_joints(motion: np.ndarray) -> np.ndarray:
-    """Forward kinematics of BABEL features [T, 25, 6] -> joint positions [T, 24, 3] (world)."""
-    local = rot6d_to_matrix(motion[:, : len(SMPL.JOINTS)])  # [T, 24, 3, 3]
+    local = rotations.rot6d_to_matrix(motion[:, : len(SMPL.JOINTS)], rot6d)  # [T, 24, 3, 3]
     trans = np.asarray(motion[:, SMPL.TRANSLATION_ROW, :3], np.float64)  # [T, 3], from frame 0
     world_rot = np.empty_like(local)
     pos = np.empty(local.shape[:2] + (3,))
@@ -67,8 +65,11 @@ def _sides(count: int, left, right) -> list[str]:
     return ["left" if j in left else "right" if j in right else "centre" for j in range(count)]
 
 
-def skeleton_frames(motion: np.ndarray):
-    """A window's drawing: (points [T, J, 2], visible [T, J], bones, joint sides, kind)."""
+def skeleton_frames(motion: np.ndarray, rot6d: str = "rows"):
+    """A window's drawing: (points [T, J, 2], visible [T, J], bones, joint sides, kind).
+
+    `rot6d`: the 6-D convention of BABEL features (config.data.rot6d).
+    """
     motion = np.asarray(motion, np.float64)
     frames, joints, features = motion.shape
     if (joints, features) == (len(OpenPose18.JOINTS), 3):
@@ -81,7 +82,7 @@ def skeleton_frames(motion: np.ndarray):
             "openpose18",
         )
     if (joints, features) == (SMPL.FEATURE_ROWS, 6):
-        points = project_side_view(babel_joints(motion))
+        points = project_side_view(babel_joints(motion, rot6d))
         bones = [(p, j) for j, p in enumerate(SMPL_PARENTS) if p >= 0]
         return (
             points,
@@ -103,6 +104,7 @@ def skeleton_gif(
     fps: float = 15.0,
     size: int = 320,
     max_frames: int = 60,
+    rot6d: str = "rows",
 ) -> str:
     """Animates one window [T, J, F] (real frames by `mask` [T]) into a GIF of size x size px.
 
@@ -114,6 +116,7 @@ def skeleton_gif(
       fps: playback rate.
       size: width and height in pixels.
       max_frames: longer windows are subsampled evenly to this many frames.
+      rot6d: the 6-D convention of BABEL features (config.data.rot6d).
 
     Returns:
       path.
@@ -130,7 +133,7 @@ def skeleton_gif(
     if not len(motion):
         raise fail("motion", "the window has no real frames (its mask is all False)")
     keep = np.unique(np.linspace(0, len(motion) - 1, min(max_frames, len(motion))).round())
-    points, visible, bones, sides, _ = skeleton_frames(motion)
+    points, visible, bones, sides, _ = skeleton_frames(motion, rot6d)
     points, visible = points[keep.astype(int)], visible[keep.astype(int)]
 
     plt = _pyplot()
@@ -252,12 +255,15 @@ def eval_pictures(
             0,
             os.path.join(out, f"example_step_{step}.gif"),
             float(config.data.threshold),
+            rot6d=config.data.rot6d if config.task == "babel60" else "rows",
         )
     )
     return paths
 
 
-def window_gif(gallery, index: int, path: str, threshold: float = 0.5, fps: float = 15.0) -> str:
+def window_gif(
+    gallery, index: int, path: str, threshold: float = 0.5, fps: float = 15.0, rot6d: str = "rows"
+) -> str:
     """Animates window `index` of a prepared split, titled with its source and labels."""
     if not 0 <= index < len(gallery):
         raise fail("--index", f"must be in 0..{len(gallery) - 1}, got {index}")
@@ -265,5 +271,10 @@ def window_gif(gallery, index: int, path: str, threshold: float = 0.5, fps: floa
     names = [c for c, v in zip(gallery.classes, np.asarray(gallery.labels[index])) if v > threshold]
     title = f"{row.get('source')} @ {row.get('start_s', 0):.1f}s: {', '.join(names[:4]) or '-'}"
     return skeleton_gif(
-        np.asarray(gallery.motion[index]), np.asarray(gallery.mask[index]), path, title, fps
+        np.asarray(gallery.motion[index]),
+        np.asarray(gallery.mask[index]),
+        path,
+        title,
+        fps,
+        rot6d=rot6d,
     )

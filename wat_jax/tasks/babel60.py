@@ -155,13 +155,16 @@ class Babel60Task(Task):
         """An AMASS .npz -> BABEL's deterministic windows of the resampled sequence."""
         if not path.endswith(".npz"):
             return None
-        from wat_jax.data import amass, babel, rotations
+        from wat_jax.data import amass, babel
 
         d = config.data
-        rot, trans = amass.resample(amass.load_npz(path), float(d.fps))
-        rot6d = rotations.matrix_to_rot6d(rot)  # [T, 24, 6]
+        # The run's workdir holds the synthetic source's stand-in body model (artifact.load
+        # passes it through config.data.body_model for a reference translation row).
+        rot6d, trans = amass.sequence_features(amass.load_npz(path), d)
         window = int(d.window_frames)
-        starts = babel.window_starts(len(rot), int(d.chunk_frames), window, 1, None) or [0]
+        starts = babel.window_starts(
+            len(rot6d), int(d.chunk_frames), window, 1, None, partial=bool(d.partial_chunks)
+        ) or [0]
         motion = np.zeros((len(starts), window, dims.joints, dims.features), np.float32)
         mask = np.zeros((len(starts), window), bool)
         for i, s in enumerate(starts):

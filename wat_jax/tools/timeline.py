@@ -65,7 +65,7 @@ def read_motion(config, workdir: str, motion: str):
         return babel_sequences.sequence_at(data, workdir, *picked)
     if not os.path.isfile(motion):
         raise fail(motion, "no such file (give an AMASS .npz, or val:K for a val sequence)")
-    rot6d, trans = babel_sequences.load_features(motion, float(data.fps))
+    rot6d, trans = babel_sequences.load_features(motion, data, workdir)
     sid, labels = babel_sequences.labels_for_file(data, workdir, motion, len(rot6d))
     return babel_sequences.Sequence(sid or "", motion, rot6d, trans, labels)
 
