@@ -6,8 +6,13 @@ Variants:
   smoke  seconds; synthetic tracklets, template texts, a tiny model (the tests run it).
   demo   minutes on a laptop CPU, offline: synthetic DenseGait-format tracklets,
          template descriptions per attribute set, MiniLM text vectors.
-  paper  the paper's settings on real data: --config.data.annotations=/data/densegait/attributes.csv
+  paper  the authors' code (WalkAndText, walk_text.py and datasets/gait.py) on real data:
+         --config.data.annotations=/data/densegait/attributes.csv
          --config.data.tracklets_dir=/data/densegait/tracklets
+         60 frames drawn at random and sorted, the last frame repeated for short
+         tracklets, minus the first frame's nose; the reference triplet (one drawn
+         negative, margin 10) on raw CLS vectors; no gradient clipping, decay on every
+         parameter. Val draws are seeded by the track id (the reference's are random).
 
 Every key not set here has base_config's value (wat_jax/configs.py), which
 holds the paper's motion tower; the gait model differs from it only in depth.
@@ -34,6 +39,12 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
         annotations="data/densegait/data-2.02/annotations.csv" if paper else "",
         tracklets_dir="data/densegait" if paper else "",
         window_frames=60,
+        # Which frames a window holds, its padding and its coordinates
+        # (wat_jax/data/densegait.py): GaitFormer-style windows here, the authors' code in
+        # paper: "random", "repeat_last", "reference".
+        frames="random" if paper else "window",  # window | random
+        padding="repeat_last" if paper else "mask",  # mask | repeat_last
+        transform="reference" if paper else "gaitformer",  # gaitformer | reference
         fps=30.0,
         threshold=0.5,  # an attribute above this is present
         min_confidence=0.1,
@@ -61,7 +72,8 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
     c.eval.max_queries = 2000  # seeded subset of val attribute sets used as queries
 
     # The paper's gait objective on base_config's model at 12 layers: triplet loss with
-    # margin 10 whose negatives never share the anchor's attribute set.
+    # margin 10 (loss.mining "all": every in-batch negative whose attribute set differs;
+    # paper: "reference", the authors' one drawn negative).
     c.model.update(layers=12, max_len=64)
     c.loss.update(name="triplet", margin=10.0, label_threshold=c.data.threshold)
     c.text.targets = ("description",)
@@ -69,7 +81,10 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
     c.batch_size = 128
 
     if paper:
-        c.text.update(encoder="hf:WhereIsAI/UAE-Large-V1", pooling="cls")
+        # The reference triplets against raw AnglE CLS vectors with one drawn negative.
+        c.text.update(encoder="hf:WhereIsAI/UAE-Large-V1", pooling="cls", normalize=False)
+        c.loss.mining = "reference"
+        c.optim.update(grad_clip=0.0, decay="all")  # torch AdamW, no clipping
         c.describe.update(backend="openai", per_key=8, temperature=0.7)
         c.total_steps = 300_000  # ~200 epochs of ~190k train tracklets at batch 128
         c.log_every_steps = 200

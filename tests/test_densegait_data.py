@@ -2,17 +2,20 @@
 synthetic generator read through the real loader, and bad input."""
 
 import csv
+import json
 import os
 
 import numpy as np
 import pytest
 
 from experiments import densegait as experiment
+from tests import cli
 from wat_jax.data import densegait as dg
-from wat_jax.data import gait_attributes
-from wat_jax.data import prepared
+from wat_jax.data import gait_attributes, prepared
 from wat_jax.data.synthetic_densegait import write_synthetic
 from wat_jax.errors import InputError
+from wat_jax.reporting import pictures
+from wat_jax.tasks.densegait import TASK
 
 GROUP_ORDER = [
     "gender",
@@ -323,6 +326,164 @@ def test_failed_prepare_keeps_the_old_data(tmp_path):
     assert after == before and sorted(os.listdir(workdir)) == ["data"]
 
 
+# ---------------------------------------------------------------- the reference's windows
+REFERENCE_KEYS = {"frames": "random", "padding": "repeat_last", "transform": "reference"}
+GOLDENS = os.path.join(os.path.dirname(__file__), "fixtures", "walkandtext_goldens.npz")
+
+
+def numbered(frames):
+    """A tracklet whose every value says where it is: frame * 100 + joint + channel / 10."""
+    t, j, c = np.meshgrid(np.arange(frames), np.arange(18), np.arange(3), indexing="ij")
+    return (t * 100 + j + c / 10).astype(np.float32)
+
+
+def test_repeat_last_pads_with_the_last_frame_and_masks_nothing():
+    short = numbered(25)
+    clip, valid = dg.take_frames(short, np.arange(25), 60, "repeat_last")
+    assert valid.all() and clip.shape == (60, 18, 3)
+    np.testing.assert_array_equal(clip[:25], short)
+    np.testing.assert_array_equal(clip[25:], np.repeat(short[24:], 35, 0))
+    clip, valid = dg.take_frames(short, np.arange(25), 60, "mask")  # today's: zeros, False
+    np.testing.assert_array_equal(valid, np.arange(60) < 25)
+    assert not clip[25:].any()
+    # A selection is padded by its own last frame, not the tracklet's.
+    clip, valid = dg.take_frames(numbered(90), np.array([3, 7, 50]), 5, "repeat_last")
+    assert valid.all() and list(clip[:, 0, 0] // 100) == [3, 7, 50, 50, 50]
+
+
+def test_random_frames_are_sorted_distinct_and_reproducible():
+    d = experiment.get_config("smoke").data
+    d.update(frames="random", train_windows_per_track=3)
+    draws = dg.select_frames(90, d, "train", 1, 4, "t7")
+    assert len(draws) == 3
+    for frames in draws:
+        assert len(frames) == 60 and len(set(frames.tolist())) == 60
+        assert (np.diff(frames) > 0).all() and 0 <= frames[0] and frames[-1] < 90
+    assert not np.array_equal(draws[0], draws[1])  # each window its own draw
+    again = dg.select_frames(90, d, "train", 1, 4, "t7")
+    assert all(np.array_equal(a, b) for a, b in zip(draws, again, strict=True))
+    other_seed = dg.select_frames(90, d, "train", 2, 4, "t7")
+    assert not np.array_equal(draws[0], other_seed[0])
+    # Val: one draw seeded by the track id alone (not the seed, not the row).
+    (val,) = dg.select_frames(90, d, "val", 1, 4, "t7")
+    (val2,) = dg.select_frames(90, d, "val", 2, 9, "t7")
+    np.testing.assert_array_equal(val, val2)
+    assert len(set(val.tolist())) == 60 and (np.diff(val) > 0).all()
+    assert not np.array_equal(val, dg.select_frames(90, d, "val", 1, 4, "t8")[0])
+    # A short tracklet gives every frame once, in order, in both splits.
+    for split in ("train", "val"):
+        (short,) = dg.select_frames(25, d, split, 1, 4, "t7")
+        np.testing.assert_array_equal(short, np.arange(25))
+    # "window": consecutive frames, as before (val centred).
+    d.frames = "window"
+    np.testing.assert_array_equal(dg.select_frames(90, d, "val", 1, 4, "t7")[0], np.arange(15, 75))
+
+
+def test_reference_transform_subtracts_the_first_selected_nose():
+    long = numbered(90)
+    long[:, :, 2] = np.linspace(0.2, 0.9, 18)  # confidences: subtracted as well
+    frames = np.sort(np.random.default_rng(0).choice(90, 60, replace=False))
+    clip, valid = dg.take_frames(long, frames, 60, "repeat_last")
+    out, origin = dg.subtract_origin(clip[None], valid[None])
+    np.testing.assert_array_equal(origin[0], long[frames[0], 0])
+    np.testing.assert_allclose(out[0], long[frames] - long[frames[0], 0], atol=1e-6)
+    assert out[0, 0, 0].tolist() == [0.0, 0.0, 0.0]
+    assert (out[0, :, 5, 2] > 0).all()  # no thresholding: any confidence stays
+    # Under "mask" padding the padded frames stay zero.
+    clip, valid = dg.take_frames(long, np.arange(25), 60, "mask")
+    out, _ = dg.subtract_origin(clip[None], valid[None])
+    assert not out[0, 25:].any()
+
+
+@pytest.mark.skipif(not os.path.exists(GOLDENS), reason="no reference goldens")
+def test_reference_windows_equal_the_authors_gait_dataset():
+    """tests/fixtures/walkandtext_goldens.npz: Gait.__getitem__ at c2e1847, sampling
+    "random", on a 90- and a 25-frame tracklet (its own frame draw for the long one)."""
+    golden = np.load(GOLDENS)
+    d = experiment.get_config("paper").data
+    assert (d.frames, d.padding, d.transform) == tuple(REFERENCE_KEYS.values())
+    long = golden["gait_long_joints"]
+    clip, valid = dg.take_frames(long, golden["gait_long_frame_ix"], 60, d.padding)
+    out, _ = dg.transform(clip[None], valid[None], d)
+    np.testing.assert_allclose(out[0], golden["gait_long_out"], atol=1e-5)
+    short = golden["gait_short_joints"]
+    (frames,) = dg.select_frames(len(short), d, "train", 0, 0, "short")
+    clip, valid = dg.take_frames(short, frames, 60, d.padding)
+    assert valid.all()
+    np.testing.assert_array_equal(clip, short[golden["gait_short_frame_ix"]])
+    out, _ = dg.transform(clip[None], valid[None], d)
+    np.testing.assert_allclose(out[0], golden["gait_short_out"], atol=1e-5)
+
+
+def test_prepare_with_the_reference_keys(tmp_path):
+    """frames=random, padding=repeat_last, transform=reference through prepare: val windows
+    are the track-id draw of the raw pixels minus the first drawn nose, the same for any
+    seed and the same as a file of the track prepared for wat_jax.load; index.jsonl names
+    the first frame and the origin, and the drawing turns the pixels back up."""
+    long_ids, short_ids = ids_in(True, 2), ids_in(False, 2)
+    tracks = {t: skeleton(100) for t in long_ids}
+    tracks.update({t: skeleton(35) for t in short_ids})
+    tracks[long_ids[1]][:, :, 2] = np.linspace(0.05, 0.95, 18)  # no confidence threshold
+    csv_path, tdir, _ = write_raw(tmp_path / "raw", tracks)
+    cfg = real_cfg(csv_path, tdir, train_windows_per_track=2, **REFERENCE_KEYS)
+    dg.prepare(cfg, str(tmp_path / "w"), seed=1)
+    val = prepared.read_split(str(tmp_path / "w"), "val")
+    train = prepared.read_split(str(tmp_path / "w"), "train")
+    assert val.mask.all() and train.mask.all()
+    for i, tid in enumerate(long_ids):
+        raw = tracks[tid]
+        (frames,) = dg.select_frames(100, cfg, "val", 1, 0, tid)
+        np.testing.assert_allclose(val.motion[i], raw[frames] - raw[frames[0], 0], atol=1e-4)
+        assert val.index[i]["start_frame"] == frames[0]
+        assert val.index[i]["origin"] == raw[frames[0], 0].tolist()
+        # The same window from the file alone, as wat_jax.load's embed_motion reads it.
+        config = experiment.get_config("smoke")
+        config.data.update(REFERENCE_KEYS)
+        motion, mask = TASK.motion_file(config, os.path.join(tdir, f"{tid}.npy"), None)
+        np.testing.assert_array_equal(motion[0], val.motion[i])
+        assert mask.all()
+    # Train: the short tracklets once each, their last frame repeated; the long ones twice.
+    for tid in short_ids:
+        (row,) = [k for k, r in enumerate(train.index) if r["source"] == tid]
+        raw = tracks[tid]
+        np.testing.assert_allclose(train.motion[row, :35], raw - raw[0, 0], atol=1e-4)
+        np.testing.assert_allclose(train.motion[row, 35:], np.repeat(raw[34:] - raw[0, 0], 25, 0))
+    dg.prepare(cfg, str(tmp_path / "w2"), seed=2)
+    val2 = prepared.read_split(str(tmp_path / "w2"), "val")
+    np.testing.assert_array_equal(np.asarray(val.motion), np.asarray(val2.motion))
+    # Drawn upright: the reference keeps pixels with y down.
+    gif = pictures.window_gif(val, 0, str(tmp_path / "x.gif"))
+    assert os.path.getsize(gif) > 0
+    points, visible, *_ = pictures.skeleton_frames(
+        (val.motion[0] + np.asarray(val.index[0]["origin"])) * np.array([1, -1, 1])
+    )
+    assert visible.all() and (points[:, dg.NOSE, 1] > points[:, 10, 1]).all()  # head above feet
+
+
+def test_smoke_run_with_the_reference_windows_and_triplet(tmp_path):
+    """The smoke variant trains and evaluates end to end with the reference's windows and
+    triplet (loss.name=triplet: the smoke variant's own loss, infonce, has no mining)."""
+    workdir = tmp_path / "run"
+    cli.run_main(
+        workdir,
+        "all",
+        *(f"--config.data.{k}={v}" for k, v in REFERENCE_KEYS.items()),
+        "--config.loss.name=triplet",
+        "--config.loss.mining=reference",
+        "--config.text.normalize=False",
+        config=cli.DENSEGAIT,
+        timeout=600,
+    )
+    logged = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["train/triplet"] for r in logged if "train/triplet" in r]
+    assert losses and all(np.isfinite(losses))
+    (result,) = [f for f in os.listdir(workdir / "eval") if f.endswith(".json")]
+    scores = json.loads((workdir / "eval" / result).read_text())
+    assert 0.0 <= scores["ndcg@10"] <= 1.0 and "random" in scores
+    index = prepared.read_split(str(workdir), "val").index
+    assert all("origin" in r for r in index)
+
+
 # ---------------------------------------------------------------- bad input
 def test_csv_missing_columns(tmp_path):
     header = [
@@ -380,6 +541,15 @@ def test_bad_config(tmp_path):
     cfg.source = "nope"
     with pytest.raises(InputError, match="config.data.source"):
         dg.prepare(cfg, str(tmp_path), 0)
+    for key, bad, allowed in (
+        ("frames", "strided", "window or random"),
+        ("padding", "zeros", "mask or repeat_last"),
+        ("transform", "none", "gaitformer or reference"),
+    ):
+        cfg = experiment.get_config("smoke").data
+        cfg[key] = bad
+        with pytest.raises(InputError, match=rf"config\.data\.{key}: use {allowed}, got '{bad}'"):
+            dg.prepare(cfg, str(tmp_path), 0)
     with pytest.raises(ValueError, match="variants"):
         experiment.get_config("large")
 

@@ -15,17 +15,36 @@ uwg_features.py, transforms/):
                     joint not detected. Only translation and scale of x, y are assumed
                     unknown, so pixel and pre-normalised coordinates read the same.
 
-`prepare` writes the prepared-window format of `wat_jax.data.prepared`:
-  motion [N, W, 18, 3]: per joint (x, y, confidence), x right and y up, centred per frame
-    on the mid-hip and scaled by the window's median torso length (neck to mid-hip), so
-    the torso is 1 long. Joints below `data.min_confidence` are (0, 0, 0): missing.
-  mask [N, W]: real frames; tracklets shorter than W frames are zero-padded.
+`prepare` writes the prepared-window format of `wat_jax.data.prepared`. Which frames a
+window holds, how it is padded and how its coordinates are transformed are three keys;
+the defaults are the GaitFormer-style windows, the alternatives the authors' code
+(WalkAndText datasets/gait.py):
+  data.frames     "window": W consecutive frames; train windows start at seeded random
+                  frames (`train_windows_per_track` per track), val windows are centred.
+                  "random": W frames drawn without replacement and sorted (every frame of
+                  a tracklet no longer than W); train draws are seeded by (seed, row),
+                  val draws by the track id alone (`draw_seed`), so evaluation windows do
+                  not change between runs (the reference draws afresh at evaluation).
+  data.padding    "mask": a tracklet shorter than W is zero-padded, mask False there.
+                  "repeat_last": its last frame is repeated up to W, mask all True (the
+                  reference: its transformer sees all W frames).
+  data.transform  "gaitformer" (`normalize`): per joint (x, y, confidence), x right and
+                  y up, centred per frame on the mid-hip and scaled by the window's median
+                  torso length (neck to mid-hip), so the torso is 1 long; joints below
+                  `data.min_confidence` are (0, 0, 0): missing.
+                  "reference" (`subtract_origin`): the window minus its first frame's nose
+                  (joint 0), all three channels, confidence included; pixels, y down,
+                  nothing else.
+  motion [N, W, 18, 3], mask [N, W] as above.
   labels [N, 42]: the CSV probabilities unchanged; binarise with
     `gait_attributes.attribute_set`.
-  index.jsonl: source (track id), file, start_frame, start_s = start_frame / data.fps
-    (DenseGait gives no frame rate; 30 fps is assumed, set data.fps otherwise).
-Train windows start at seeded random frames; val windows are centred. Tracks go to val
-by a hash of the track id (seed-independent), so a track never sits in both splits.
+  index.jsonl: source (track id), file, start_frame (the window's first frame),
+    start_s = start_frame / data.fps (DenseGait gives no frame rate; 30 fps is assumed,
+    set data.fps otherwise); with the reference transform also origin, the [x, y, c]
+    subtracted (pixels = motion + origin). A random window's frames are not listed (60
+    numbers a row would be most of the index): `select_frames` redraws them.
+Tracks go to val by a hash of the track id (seed-independent), so a track never sits in
+both splits.
 """
 
 import csv
@@ -35,16 +54,20 @@ import os
 import numpy as np
 from absl import logging
 
-from wat_jax.reporting import run_log
 from wat_jax.data import gait_attributes, prepared
 from wat_jax.data.skeletons import OpenPose18
 from wat_jax.errors import fail
+from wat_jax.reporting import run_log
 
 JOINTS = OpenPose18.JOINTS
 NOSE, NECK, R_HIP, L_HIP = OpenPose18.NOSE, OpenPose18.NECK, OpenPose18.R_HIP, OpenPose18.L_HIP
 TRACK_COLUMN, FILE_COLUMN = gait_attributes.TRACK_COLUMN, gait_attributes.FILE_COLUMN
 # Rounding in a tool that wrote the CSV may leave a probability a hair outside [0, 1].
 _PROB_SLACK = 1e-6
+# The values of data.frames, data.padding and data.transform (see the module docstring).
+FRAMES = ("window", "random")
+PADDINGS = ("mask", "repeat_last")
+TRANSFORMS = ("gaitformer", "reference")
 
 
 def read_annotations(path: str, max_tracks: int = 0):
@@ -183,6 +206,34 @@ def normalize(windows: np.ndarray, valid: np.ndarray, min_confidence: float) -> 
     return np.where(seen[..., None], out, 0.0).astype(np.float32)
 
 
+def subtract_origin(windows: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The reference's transform: each window minus its first frame's nose, all channels.
+
+    Args:
+      windows: [B, W, 18, 3] raw (x, y, confidence), as read.
+      valid: [B, W] real frames (padding comes out zero).
+
+    Returns:
+      ([B, W, 18, 3] float32 windows - windows[:, 0, NOSE], [B, 3] that origin).
+    """
+    windows = np.asarray(windows, np.float32)
+    origin = windows[:, 0, NOSE, :]  # [B, 3]
+    out = windows - origin[:, None, None, :]
+    return np.where(valid[..., None, None], out, 0.0).astype(np.float32), origin
+
+
+def transform(windows: np.ndarray, valid: np.ndarray, d) -> tuple[np.ndarray, np.ndarray | None]:
+    """data.transform applied to raw windows [B, W, 18, 3] with real frames valid [B, W].
+
+    Returns:
+      (the prepared windows [B, W, 18, 3] float32, the subtracted origins [B, 3] under the
+      reference transform, else None).
+    """
+    if d.transform == "reference":
+        return subtract_origin(windows, valid)
+    return normalize(windows, valid, float(d.min_confidence)), None
+
+
 def _masked_median(values: np.ndarray, ok: np.ndarray) -> np.ndarray:
     """Median over the last axis of the entries where ok; NaN where none is."""
     v = np.sort(np.where(ok, values, np.inf), axis=-1)
@@ -204,12 +255,69 @@ def window_starts(length: int, window: int, count: int, rng) -> list[int]:
     return sorted(int(s) for s in rng.choice(room + 1, size=n, replace=False))
 
 
-def cut_window(tracklet: np.ndarray, start: int, window: int):
-    """([W, 18, 3] frames from `start`, zero-padded; [W] real-frame mask)."""
-    clip = tracklet[start : start + window]
+def random_frames(length: int, window: int, rng) -> np.ndarray:
+    """`window` distinct frames drawn uniformly and sorted; every frame when there are no more."""
+    if length <= window:
+        return np.arange(length)
+    return np.sort(rng.choice(length, size=window, replace=False))
+
+
+def draw_seed(name: str) -> int:
+    """The seed of a val window's random frames: a hash of the track id (or file name)."""
+    return int.from_bytes(hashlib.sha1(f"frames/{name}".encode()).digest()[:8], "big")
+
+
+def select_frames(length: int, d, split: str, seed: int, row: int, name: str) -> list:
+    """The source frames of each window a tracklet gives, under data.frames.
+
+    Args:
+      length: the tracklet's frames.
+      d: config.data (frames, window_frames, train_windows_per_track).
+      split: "train" draws are seeded by (seed, row), `train_windows_per_track` of them;
+        "val" gives one window, centred ("window") or drawn with `draw_seed(name)`
+        ("random"), the same whatever the seed.
+      seed, row: the run's seed and the tracklet's CSV row (train).
+      name: the track id (val).
+
+    Returns:
+      A list of int arrays [<= W], each ascending: one per window, at least one.
+    """
+    window = int(d.window_frames)
+    val = split == "val"
+    if d.frames == "window":
+        rng = None if val else np.random.default_rng([seed, row])
+        starts = window_starts(length, window, int(d.train_windows_per_track), rng)
+        return [np.arange(s, min(s + window, length)) for s in starts]
+    rng = np.random.default_rng(draw_seed(name) if val else [seed, row])
+    count = 1 if val or length <= window else int(d.train_windows_per_track)
+    return [random_frames(length, window, rng) for _ in range(count)]
+
+
+def take_frames(tracklet: np.ndarray, frames: np.ndarray, window: int, padding: str):
+    """([W, 18, 3] the tracklet's `frames`, padded under data.padding; [W] real-frame mask).
+
+    "mask" zero-pads and marks the padding False; "repeat_last" repeats the last taken
+    frame and marks every frame real.
+    """
+    frames = np.asarray(frames, np.int64)
+    if padding == "repeat_last":
+        ix = np.concatenate([frames, np.full(window - len(frames), frames[-1])])
+        return np.asarray(tracklet[ix], np.float32), np.ones(window, bool)
     out = np.zeros((window,) + tracklet.shape[1:], np.float32)
-    out[: len(clip)] = clip
-    return out, np.arange(window) < len(clip)
+    out[: len(frames)] = tracklet[frames]
+    return out, np.arange(window) < len(frames)
+
+
+def val_window(tracklet: np.ndarray, d, name: str):
+    """One tracklet's val window under config.data, prepared as `prepare` writes it.
+
+    Returns:
+      (motion [1, W, 18, 3] float32, mask [1, W] bool, origin [1, 3] or None).
+    """
+    frames = select_frames(len(tracklet), d, "val", 0, 0, name)[0]
+    clip, valid = take_frames(tracklet, frames, int(d.window_frames), d.padding)
+    motion, origin = transform(clip[None], valid[None], d)
+    return motion, valid[None], origin
 
 
 def in_val(track_id: str, val_fraction: float) -> bool:
@@ -243,7 +351,9 @@ def prepare(data_cfg, workdir: str, seed: int) -> dict:
 
     # Pass 1: headers only, so a bad or absent file fails before the long pass.
     window, skipped = d.window_frames, 0
-    plans = {"train": [], "val": []}  # (row, path, start)
+    # (row, path, k): the k-th window of select_frames, redrawn in pass 2 (a plan row of
+    # frame numbers would cost ~0.3 KB a window at the real set's size).
+    plans = {"train": [], "val": []}
     short = 0
     for row, name in enumerate(files):
         path = os.path.join(tracklets_dir, name)
@@ -260,9 +370,8 @@ def prepare(data_cfg, workdir: str, seed: int) -> dict:
         length = tracklet_length(path)
         short += length < window
         split = "val" if in_val(track_ids[row], d.val_fraction) else "train"
-        rng = None if split == "val" else np.random.default_rng([seed, row])
-        for start in window_starts(length, window, d.train_windows_per_track, rng):
-            plans[split].append((row, path, start))
+        windows = select_frames(length, d, split, seed, row, track_ids[row])
+        plans[split].extend((row, path, k) for k in range(len(windows)))
     if skipped:
         logging.warning(
             "densegait: %s tracklets named in %s are absent; skipped", skipped, csv_path
@@ -295,7 +404,7 @@ def prepare(data_cfg, workdir: str, seed: int) -> dict:
     # both splits and the report are staged and replace data/ together.
     with prepared.Staging(workdir) as stage:
         for split in ("val", "train"):
-            frames = _write_split(stage, split, plans[split], track_ids, files, labels, d)
+            frames = _write_split(stage, split, plans[split], track_ids, files, labels, d, seed)
             counts["splits"][split].update(frames)
         stage.write_report({"task": "densegait", "csv": csv_path, **counts})
         stage.commit()
@@ -319,9 +428,14 @@ def _check_config(d) -> None:
         raise fail("config.data.val_fraction", f"must be in (0, 1), got {d.val_fraction}")
     if d.window_frames < 1 or d.train_windows_per_track < 1 or d.fps <= 0:
         raise fail("config.data", "window_frames, train_windows_per_track and fps must be > 0")
+    for key, allowed in (("frames", FRAMES), ("padding", PADDINGS), ("transform", TRANSFORMS)):
+        if d[key] not in allowed:
+            raise fail(f"config.data.{key}", f"use {' or '.join(allowed)}, got {d[key]!r}")
 
 
-def _write_split(stage, split, plan, track_ids, files, labels, d, chunk: int = 512) -> dict:
+def _write_split(
+    stage, split, plan, track_ids, files, labels, d, seed: int, chunk: int = 512
+) -> dict:
     """Streams the planned windows into a temporary memmap, then stages the split.
 
     Returns:
@@ -338,16 +452,20 @@ def _write_split(stage, split, plan, track_ids, files, labels, d, chunk: int = 5
     try:
         mask = np.zeros((n, window), bool)
         raw = np.zeros((min(chunk, n),) + shape[1:], np.float32)
-        index, loaded = [], (None, None)
+        index, loaded = [], (None, None, None)
         progress = run_log.Progress(f"densegait prepare {split}", n, unit="windows", every_s=10.0)
-        for i, (row, path, start) in enumerate(plan):
+        for i, (row, path, k) in enumerate(plan):
             if loaded[0] != path:  # a track's windows are consecutive in the plan
-                loaded = (path, load_tracklet(path))
-            raw[i % chunk], mask[i] = cut_window(loaded[1], start, window)
+                tracklet = load_tracklet(path)
+                selected = select_frames(len(tracklet), d, split, seed, row, track_ids[row])
+                loaded = (path, tracklet, selected)
+            frames = loaded[2][k]
+            raw[i % chunk], mask[i] = take_frames(loaded[1], frames, window, d.padding)
             seen = raw[i % chunk][mask[i], :, 2] >= d.min_confidence  # [real frames, 18]
             low["frames"] += len(seen)
             low["low_confidence_frames"] += int((~seen.any(1)).sum())
             low["low_confidence_joints"] += int((~seen).sum())
+            start = int(frames[0])
             index.append(
                 {
                     "source": track_ids[row],
@@ -358,9 +476,9 @@ def _write_split(stage, split, plan, track_ids, files, labels, d, chunk: int = 5
             )
             if (i + 1) % chunk == 0 or i + 1 == n:
                 lo = i - i % chunk
-                motion[lo : i + 1] = normalize(
-                    raw[: i + 1 - lo], mask[lo : i + 1], d.min_confidence
-                )
+                motion[lo : i + 1], origin = transform(raw[: i + 1 - lo], mask[lo : i + 1], d)
+                for r, o in zip(index[lo : i + 1], origin if origin is not None else ()):
+                    r["origin"] = [float(v) for v in o]
             progress.update(i + 1)
         motion.flush()
         rows = np.asarray([row for row, _, _ in plan], np.int64)

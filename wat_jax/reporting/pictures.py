@@ -6,6 +6,8 @@ or `skeleton_gif`.
 What a window's features are decides the drawing:
   [T, 18, 3]  DenseGait: OpenPose-18 (x, y, confidence), x right and y up after
               preparation; joints with confidence 0 are hidden, and so are their bones.
+              (data.transform="reference" windows are pixels minus an origin that
+              index.jsonl records: window_gif adds it back and turns y up.)
   [T, 25, 6]  BABEL: 24 SMPL joints' local 6-D rotations and the root translation.
               Forward kinematics over SMPL's kinematic tree with approximate rest-pose
               bone offsets (ours, in metres, SMPL's y-up body frame) gives 3-D joints,
@@ -270,8 +272,11 @@ def window_gif(
     row = gallery.index[index]
     names = [c for c, v in zip(gallery.classes, np.asarray(gallery.labels[index])) if v > threshold]
     title = f"{row.get('source')} @ {row.get('start_s', 0):.1f}s: {', '.join(names[:4]) or '-'}"
+    motion = np.asarray(gallery.motion[index])
+    if "origin" in row:  # DenseGait's reference transform: back to pixels, then y up
+        motion = (motion + np.asarray(row["origin"], motion.dtype)) * np.array([1, -1, 1])
     return skeleton_gif(
-        np.asarray(gallery.motion[index]),
+        motion,
         np.asarray(gallery.mask[index]),
         path,
         title,

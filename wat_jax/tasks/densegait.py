@@ -10,6 +10,8 @@ text ranks the query texts for each window. A seeded random ranking of the
 same gallery is scored by the same code.
 """
 
+import os
+
 import jax
 import numpy as np
 from absl import logging
@@ -330,18 +332,18 @@ class DenseGaitTask(Task):
         return "a DenseGait (T, 18, 3) .npy"
 
     def motion_file(self, config, path: str, dims):
-        """A (T, 18, 3) tracklet .npy -> its centred window, normalised."""
+        """A (T, 18, 3) tracklet .npy -> one window prepared as val windows are under the
+        run's data keys: centred ("window" frames) or drawn with the seed of the file's
+        name without .npy ("random": densegait.draw_seed, as val draws use the track id,
+        so a file named after its track id gives that track's val window)."""
         if not path.endswith(".npy"):
             return None
         from wat_jax.data import densegait
 
-        d = config.data
         tracklet = densegait.load_tracklet(path)
-        window = int(d.window_frames)
-        start = densegait.window_starts(len(tracklet), window, 1, None)[0]
-        clip, valid = densegait.cut_window(tracklet, start, window)
-        motion = densegait.normalize(clip[None], valid[None], float(d.min_confidence))
-        return motion, valid[None]
+        name = os.path.basename(path)[: -len(".npy")]
+        motion, mask, _ = densegait.val_window(tracklet, config.data, name)
+        return motion, mask
 
     def eval_inputs(self, config, workdir) -> EvalInputs:
         """The val gallery, one query per attribute set in it (with graded and binary
