@@ -1,5 +1,7 @@
 """wat_jax.losses against straightforward numpy loops, shard sums, gradients, dtypes."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -324,6 +326,31 @@ def test_triplet_reference_gradient_of_a_self_negative_is_the_pull():
     for k in (1, 2):
         diff = args[0][k] - args[1][k] + 1e-6
         np.testing.assert_allclose(grad[k], diff / np.linalg.norm(diff), rtol=1e-4, atol=1e-6)
+
+
+GOLDENS = os.path.join(os.path.dirname(__file__), "fixtures", "walkandtext_goldens.npz")
+
+
+@pytest.mark.skipif(not os.path.exists(GOLDENS), reason="no reference goldens")
+def test_triplet_reference_equals_the_authors_contrastive_loss():
+    """tests/fixtures/walkandtext_goldens.npz: walk_text.py's ContrastiveLoss (c2e1847) for
+    three torch seeds, each with the permutation it drew."""
+    golden = np.load(GOLDENS)
+    motion, text, labels = (
+        golden["triplet_motion"],
+        golden["triplet_text"],
+        golden["triplet_labels"],
+    )
+    margin = float(golden["triplet_margin"])
+    for perm, want in zip(golden["triplet_perm"], golden["triplet_loss"], strict=True):
+        total, count = losses.triplet_reference_terms(
+            motion, text, text, labels, labels, perm, margin
+        )
+        assert float(count) == len(motion)
+        np.testing.assert_allclose(float(total / count), float(want), rtol=1e-5)
+    # Mining every differing negative is another loss on the same batch.
+    mined = _mean(losses.triplet_loss_terms(motion, text, text, labels, labels, margin))
+    assert abs(float(mined) - float(golden["triplet_loss"][0])) > 0.1
 
 
 def test_multilabel_cross_entropy_matches_reference():
