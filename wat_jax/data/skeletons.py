@@ -8,11 +8,12 @@ only and imports nothing of the project, so any module may import it.
   OpenPose18  DenseGait's keypoints: a tracklet is [T, 18, 3], (x, y, confidence) per
               joint in OpenPose's COCO-18 order.
   SMPL        SMPL's 24-joint kinematic tree. BABEL features are [T, 25, 6]: the local
-              rotations of the first 24 joints of AMASS's SMPL-H pose vector (rows 22
-              and 23 are SMPL-H's first two left-hand finger joints, which stand in for
-              SMPL's two hands; see data/amass.py), then a row holding the root
-              translation. The synthetic BABEL generator animates the first 22 (the
-              body without hands).
+              rotations of 24 SMPL-H joints (config.data.feature_joints; the reference's
+              0..22 and 37, whose rows 22 and 23 are left_index1 and right_index1, the
+              first finger joints standing in for SMPL's two hands; see data/amass.py),
+              then a row holding a translation track (the root's, or the right ankle's).
+              The synthetic BABEL generator animates the first 22 (the body without
+              hands).
 
 Ids are plain ints, class attributes of the layout: `OpenPose18.NECK`, `SMPL.L_KNEE`.
 """
