@@ -56,3 +56,34 @@ def test_library_reads_config_attributes_not_get_with_defaults():
             if CONFIG_GET.search(line):
                 offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert not offenders, "\n".join(offenders)
+
+
+def test_an_older_config_json_reads_back_as_it_trained(tmp_path):
+    """Keys added since a run was written are filled with the values it trained with."""
+    import json
+
+    from experiments import babel60
+    from wat_jax import artifact, run_config
+
+    old = run_config.to_json(babel60.get_config("demo"))
+    for block, key in (("model", "norm_eps"), ("optim", "decay")):
+        del old[block][key]
+    for key in ("rot6d", "feature_joints", "translation", "body_model", "partial_chunks"):
+        del old["data"][key]
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(old))
+    config = artifact.read_config(str(path))
+    assert config.model.norm_eps == 1e-6 and config.optim.decay == "matrices"
+    assert config.data.rot6d == "columns" and tuple(config.data.feature_joints) == tuple(range(24))
+    assert config.data.translation == "root" and config.data.partial_chunks is True
+    # Every key a legacy default names exists in today's configs, under the same task.
+    for task, keys in run_config.LEGACY_DEFAULTS.items():
+        for name, variant in _variants():
+            config = importlib.import_module(f"experiments.{name}").get_config(variant)
+            if task in ("", config.task):
+                assert set(keys) <= set(_flat(config.to_dict())), (name, variant)
+    # A config.json that has the keys keeps its own values.
+    current = run_config.to_json(babel60.get_config("paper"))
+    path.write_text(json.dumps(current))
+    config = artifact.read_config(str(path))
+    assert config.data.rot6d == "rows" and config.model.norm_eps == 1e-5

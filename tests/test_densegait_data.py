@@ -395,7 +395,6 @@ def test_reference_transform_subtracts_the_first_selected_nose():
     assert not out[0, 25:].any()
 
 
-@pytest.mark.skipif(not os.path.exists(GOLDENS), reason="no reference goldens")
 def test_reference_windows_equal_the_authors_gait_dataset():
     """tests/fixtures/walkandtext_goldens.npz: Gait.__getitem__ at c2e1847, sampling
     "random", on a 90- and a 25-frame tracklet (its own frame draw for the long one)."""

@@ -331,7 +331,6 @@ def test_triplet_reference_gradient_of_a_self_negative_is_the_pull():
 GOLDENS = os.path.join(os.path.dirname(__file__), "fixtures", "walkandtext_goldens.npz")
 
 
-@pytest.mark.skipif(not os.path.exists(GOLDENS), reason="no reference goldens")
 def test_triplet_reference_equals_the_authors_contrastive_loss():
     """tests/fixtures/walkandtext_goldens.npz: walk_text.py's ContrastiveLoss (c2e1847) for
     three torch seeds, each with the permutation it drew."""
