@@ -176,6 +176,7 @@ def test_two_processes_match_one_process(tmp_path):
     [
         (["--config.batch_size=12"], "config.batch_size=12 is not divisible by the 8 devices"),
         (["--config.modle.width=8"], "modle"),
+        (["--config.loss.mining=nearest"], "config.loss.mining='nearest': must be one of"),
     ],
 )
 def test_bad_config_is_one_clear_line(tmp_path, overrides, message):
@@ -183,6 +184,25 @@ def test_bad_config_is_one_clear_line(tmp_path, overrides, message):
     assert proc.returncode != 0
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_mining_without_a_triplet_is_said(caplog):
+    from absl import logging as absl_logging
+
+    from experiments import toy
+    from wat_jax import main
+
+    config = toy.get_config("smoke")
+    config.loss.mining = "reference"
+    absl_logging.get_absl_logger().propagate = True
+    with caplog.at_level("WARNING"):
+        main._check_values(config, ("train",))
+    assert "shapes loss.name='triplet' only" in caplog.text
+    caplog.clear()
+    config.loss.name = "triplet"
+    with caplog.at_level("WARNING"):
+        main._check_values(config, ("train",))
+    assert "shapes" not in caplog.text
 
 
 def test_unwritable_workdir_is_one_clear_line(tmp_path):

@@ -78,6 +78,22 @@ def _check_values(config, stages) -> None:
         at_least("checkpoint_every_steps", config.checkpoint_every_steps, 0, "must be 0 or more")
         at_least("keep_checkpoints", config.keep_checkpoints, 1, "must be at least 1")
         at_least("eval.every_steps", config.eval.every_steps, 0, "must be 0 or more")
+        _check_loss(config.loss)
+
+
+def _check_loss(loss) -> None:
+    """An unknown triplet mining is refused; one the named loss does not read is said."""
+    from wat_jax.losses import MINING_MODES
+
+    if loss.mining not in MINING_MODES:
+        raise InputError(f"config.loss.mining={loss.mining!r}: must be one of {MINING_MODES}")
+    if loss.mining != "all" and loss.name != "triplet":
+        logging.warning(
+            "config.loss.mining=%r shapes loss.name='triplet' only; this run trains with "
+            "loss.name=%r, which has no negatives to mine (add --config.loss.name=triplet)",
+            loss.mining,
+            loss.name,
+        )
 
 
 def _check_devices(config, stages) -> None:
