@@ -124,3 +124,24 @@ def test_the_initial_state_is_one_compiled_program():
         jax.monitoring.unregister_event_duration_listener(listen)
     assert len(compiles) == 1
     assert state.params["motion_encoder"]["frame_embed"]["kernel"].shape[-1] == 40
+
+
+@pytest.mark.parametrize("decay, bias_moves", [("matrices", False), ("all", True)])
+def test_weight_decay_reaches_every_parameter_only_with_decay_all(decay, bias_moves):
+    """The reference's torch AdamW decays biases and norms too (optim.decay=all)."""
+    import ml_collections
+    import optax
+
+    from wat_jax.errors import InputError
+
+    optim = toy_config.get_config("smoke").optim
+    optim.update(lr=0.1, weight_decay=0.5, schedule="constant", grad_clip=0.0, decay=decay)
+    tx = train.make_optimizer(optim, total_steps=10)
+    params = {"kernel": np.ones((2, 2), np.float32), "bias": np.ones(2, np.float32)}
+    zeros = jax.tree.map(np.zeros_like, params)  # no gradient: only the decay moves a leaf
+    updates, _ = tx.update(zeros, tx.init(params), params)
+    moved = optax.apply_updates(params, updates)
+    assert not np.allclose(moved["kernel"], 1.0)  # matrices decay either way
+    assert (not np.allclose(moved["bias"], 1.0)) == bias_moves
+    with pytest.raises(InputError, match="optim.decay"):
+        train.make_optimizer(ml_collections.ConfigDict(dict(optim, decay="some")), 10)
