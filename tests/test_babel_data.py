@@ -774,8 +774,11 @@ def test_feature_keys_and_body_model_fail_in_one_line(real_format, tmp_path):
 
 def test_paper_prepare_on_synthetic_files_uses_the_standin_body_model(tmp_path):
     from wat_jax.data import body_model, synthetic_babel
+    from wat_jax.state import ModelDims
+    from wat_jax.tasks import get_task
 
-    cfg = experiment.get_config("paper").data
+    config = experiment.get_config("paper")
+    cfg = config.data
     cfg.source = "synthetic"
     cfg.synthetic.update(num_train=4, num_val=3)
     workdir = str(tmp_path / "w")
@@ -793,3 +796,13 @@ def test_paper_prepare_on_synthetic_files_uses_the_standin_body_model(tmp_path):
     np.testing.assert_allclose(val.motion[0, :, 24, :3], ankle[s : s + 60] - ankle[s], atol=1e-5)
     # Whole 100-frame chunks only: each val window is centred in one, at offset 20.
     assert {r["start_frame"] % 100 for r in val.index} == {20}
+    # wat_jax.load's reading of the raw file (the stand-in found through the run's folder)
+    # gives the same windows as prepare.
+    path = os.path.join(counts["amass_root"], row["source"].split("/", 1)[1])
+    dims = ModelDims(60, 25, 6, 8, len(cfg.classes))
+    windows, mask = get_task("babel60").motion_file(config, path, dims, workdir)
+    same = [i for i, r in enumerate(val.index) if r["source"] == row["source"]]
+    np.testing.assert_allclose(windows, val.motion[same], atol=1e-6)
+    assert mask.all()
+    with pytest.raises(InputError, match="config.data.body_model"):
+        get_task("babel60").motion_file(config, path, dims, None)

@@ -110,15 +110,18 @@ def restore(config, ckpt_root: str, step: int | None = None, mesh=None) -> Resto
         ckpt.close()
 
 
-def _file_windows(config, path: str, dims: ModelDims) -> tuple[np.ndarray, np.ndarray]:
+def _file_windows(
+    config, path: str, dims: ModelDims, workdir: str | None
+) -> tuple[np.ndarray, np.ndarray]:
     """A raw motion file the run's task reads (an AMASS .npz, a DenseGait (T, 18, 3) .npy)
-    -> windows [N, T, J, F], mask [N, T]: the same preparation as the loaders' val windows."""
+    -> windows [N, T, J, F], mask [N, T]: the same preparation as the loaders' val windows.
+    `workdir`: the folder of the run's config.json (a synthetic run's raw files are there)."""
     from wat_jax import tasks
 
     if not os.path.isfile(path):
         raise fail(path, "no such file")
     task = tasks.get_task(config.task)
-    windows = task.motion_file(config, path, dims)
+    windows = task.motion_file(config, path, dims, workdir)
     if windows is not None:
         return windows
     raise fail(
@@ -130,8 +133,15 @@ def _file_windows(config, path: str, dims: ModelDims) -> tuple[np.ndarray, np.nd
 class Run:
     """A trained model: both towers, the class texts and the config, on the default device."""
 
-    def __init__(self, config, restored: Restored, directory: str, batch_size: int = 64):
-        self.config, self.directory = config, directory
+    def __init__(
+        self,
+        config,
+        restored: Restored,
+        directory: str,
+        batch_size: int = 64,
+        workdir: str | None = None,
+    ):
+        self.config, self.directory, self.workdir = config, directory, workdir
         self.model, self.params, self.step = restored.model, restored.params, restored.step
         self.dims, self.meta = restored.dims, restored.meta
         texts = restored.meta.get("texts", {})
@@ -156,7 +166,7 @@ class Run:
         if isinstance(motion, (str, os.PathLike)):
             if mask is not None:
                 raise fail("mask", "give no mask with a file: the file's windows bring their own")
-            return _file_windows(self.config, os.fspath(motion), self.dims)
+            return _file_windows(self.config, os.fspath(motion), self.dims, self.workdir)
         motion = np.asarray(motion, np.float32)
         want = (self.dims.joints, self.dims.features)
         if motion.ndim != 4 or motion.shape[2:] != want or motion.shape[1] > self.dims.frames:
@@ -251,13 +261,6 @@ def load(path: str, step: int | None = None) -> Run:
     if step is not None and folder_step is not None and step != folder_step:
         raise fail(path, f"is the checkpoint of step {folder_step}, not {step}")
     config = read_config(config_path)
-    if config.task == "babel60" and config.data.translation == "reference":
-        # A synthetic run's stand-in body model, which its generator wrote into raw/.
-        from wat_jax.data import amass
-
-        if not config.data.body_model and config.data.source == "synthetic":
-            config.data.body_model = amass.body_model_path(
-                config.data, os.path.dirname(config_path)
-            )
     restored = restore(config, ckpt_root, folder_step if step is None else step)
-    return Run(config, restored, os.path.abspath(path))
+    workdir = os.path.dirname(os.path.abspath(config_path))
+    return Run(config, restored, os.path.abspath(path), workdir=workdir)

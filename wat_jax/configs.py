@@ -147,6 +147,9 @@ def base_config() -> ml_collections.ConfigDict:
         dict(
             source="synthetic",
             threshold=0.5,  # a label value above this counts as present
+            # The 6-D convention of rotation features: "rows" (the reference's) or
+            # "columns" (data/rotations.py); BABEL's features use it, drawings read it.
+            rot6d="rows",
         )
     )
     return c

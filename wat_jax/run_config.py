@@ -86,7 +86,8 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
 # with. Reading an older config.json fills in the absent ones (`with_legacy_defaults`),
 # so an old run reads back, embeds files and draws exactly as it trained.
 LEGACY_DEFAULTS = {
-    "": {"model.norm_eps": 1e-6, "optim.decay": "matrices"},  # flax's LayerNorm default
+    # flax's LayerNorm default; rot6d only matters to BABEL, whose own entry wins.
+    "": {"model.norm_eps": 1e-6, "optim.decay": "matrices", "data.rot6d": "rows"},
     "babel60": {
         "data.rot6d": "columns",
         "data.feature_joints": list(range(24)),
@@ -101,7 +102,7 @@ LEGACY_DEFAULTS = {
 def with_legacy_defaults(tree: dict) -> dict:
     """config.json's dict with LEGACY_DEFAULTS filled in where its keys are absent."""
     out = json.loads(json.dumps(tree))
-    for task in ("", out.get("task", "")):
+    for task in (out.get("task", ""), ""):  # the task's own entry first
         for dotted, value in LEGACY_DEFAULTS.get(task, {}).items():
             *parents, leaf = dotted.split(".")
             node = out

@@ -257,7 +257,7 @@ def eval_pictures(
             0,
             os.path.join(out, f"example_step_{step}.gif"),
             float(config.data.threshold),
-            rot6d=config.data.rot6d if config.task == "babel60" else "rows",
+            rot6d=config.data.rot6d,
         )
     )
     return paths

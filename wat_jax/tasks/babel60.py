@@ -151,16 +151,15 @@ class Babel60Task(Task):
     def motion_file_kind(self) -> str:
         return "an AMASS .npz"
 
-    def motion_file(self, config, path: str, dims):
+    def motion_file(self, config, path: str, dims, workdir: str | None = None):
         """An AMASS .npz -> BABEL's deterministic windows of the resampled sequence."""
         if not path.endswith(".npz"):
             return None
         from wat_jax.data import amass, babel
 
         d = config.data
-        # The run's workdir holds the synthetic source's stand-in body model (artifact.load
-        # passes it through config.data.body_model for a reference translation row).
-        rot6d, trans = amass.sequence_features(amass.load_npz(path), d)
+        # A synthetic run's workdir holds the stand-in body model of its translation row.
+        rot6d, trans = amass.sequence_features(amass.load_npz(path), d, workdir)
         window = int(d.window_frames)
         starts = babel.window_starts(
             len(rot6d), int(d.chunk_frames), window, 1, None, partial=bool(d.partial_chunks)

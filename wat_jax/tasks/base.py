@@ -123,9 +123,10 @@ class Task:
         """The raw motion file wat_jax.load reads for this task, in words."""
         return "no motion files"
 
-    def motion_file(self, config, path: str, dims):
+    def motion_file(self, config, path: str, dims, workdir: str | None = None):
         """A raw motion file -> (windows [N, T, J, F], mask [N, T]), as the loaders'
-        val windows; None when `path` is not a file this task reads."""
+        val windows; None when `path` is not a file this task reads. `workdir`: the run's
+        folder, when known (a synthetic run keeps its generated raw files there)."""
         return None
 
     # ---- evaluation ---------------------------------------------------------------------

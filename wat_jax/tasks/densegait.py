@@ -331,7 +331,7 @@ class DenseGaitTask(Task):
     def motion_file_kind(self) -> str:
         return "a DenseGait (T, 18, 3) .npy"
 
-    def motion_file(self, config, path: str, dims):
+    def motion_file(self, config, path: str, dims, workdir: str | None = None):
         """A (T, 18, 3) tracklet .npy -> one window prepared as val windows are under the
         run's data keys: centred ("window" frames) or drawn with the seed of the file's
         name without .npy ("random": densegait.draw_seed, as val draws use the track id,

@@ -41,7 +41,7 @@ def main(argv):
             FLAGS.output,
             float(config.data.threshold),
             FLAGS.fps,
-            rot6d=config.data.rot6d if config.task == "babel60" else "rows",
+            rot6d=config.data.rot6d,
         )
     else:
         raise fail("wat_jax.tools.visualize", "give --workdir (with --split, --index) or --motion")
