@@ -205,6 +205,71 @@ def test_mining_without_a_triplet_is_said(caplog):
     assert "shapes" not in caplog.text
 
 
+@pytest.mark.parametrize(
+    "key,value,message",
+    [
+        ("model.width", -3, "config.model.width=-3: must be a positive"),
+        ("model.heads", 3, "config.model.heads=3: must divide config.model.width=32"),
+        ("model.layers", 0, "config.model.layers=0: must be a positive"),
+        ("model.mlp_dim", 0, "config.model.mlp_dim=0: must be a positive"),
+        ("model.max_len", 40, "config.model.max_len=40: shorter than the 60-frame windows"),
+        ("model.embed_dim", -1, "config.model.embed_dim=-1: must be 0"),
+        ("model.dropout", 1.0, r"config.model.dropout=1.0: must be in \[0, 1\)"),
+        ("model.dropout", -0.1, r"config.model.dropout=-0.1: must be in \[0, 1\)"),
+        ("model.norm_eps", 0.0, "config.model.norm_eps=0.0: must be a positive"),
+        ("model.positions", "rope", "config.model.positions='rope': must be one of"),
+        ("model.pooling", "max", "config.model.pooling='max': must be one of"),
+        ("model.text_projection", "mlp", "config.model.text_projection='mlp': must be one of"),
+        ("model.dtype", "float16", "config.model.dtype='float16': must be one of"),
+        ("optim.decay", "none", "config.optim.decay='none': must be one of"),
+        ("optim.grad_clip", -1.0, "config.optim.grad_clip=-1.0: must be 0"),
+        ("seed", -1, "config.seed=-1: must be 0 or more"),
+    ],
+)
+def test_every_model_value_is_checked_before_any_stage(key, value, message):
+    """One place refuses a bad value before prepare, whichever stage is asked for."""
+    from experiments import babel60
+    from wat_jax import main
+    from wat_jax.errors import InputError
+
+    config = babel60.get_config("smoke")
+    *parents, leaf = key.split(".")
+    node = config
+    for name in parents:
+        node = node[name]
+    node[leaf] = value
+    with pytest.raises(InputError, match=message):
+        main._check_values(config, ("prepare",))
+
+
+def test_every_experiment_variant_passes_the_value_checks():
+    from experiments import babel60, densegait, toy
+    from wat_jax import main
+
+    for module, variants in ((babel60, ("smoke", "demo", "paper")),
+                             (densegait, ("smoke", "demo", "paper")), (toy, ("smoke", "demo"))):  # fmt: skip
+        for variant in variants:
+            main._check_values(module.get_config(variant), ("prepare", "train", "eval"))
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("--config.model.heads=3", "config.model.heads=3: must divide config.model.width=32"),
+        ("--config.seed=-1", "config.seed=-1: must be 0 or more"),
+    ],
+)
+def test_bad_model_or_seed_fails_before_prepare(tmp_path, override, message):
+    """Before, --mode=all prepared, described and embedded (hours on real data) and then
+    flax (or numpy, for the seed) failed with a traceback."""
+    proc = cli.run_main(tmp_path / "w", "all", override, config=cli.BABEL, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert cli.last_line(proc).startswith(f"error: {message}")
+    assert not os.path.exists(tmp_path / "w" / "data") and not os.path.exists(
+        tmp_path / "w" / "raw"
+    )
+
+
 def test_unwritable_workdir_is_one_clear_line(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")

@@ -7,6 +7,7 @@ a key is an error, not a silently ignored flag.
 
 import ast
 import errno
+import math
 import os
 import sys
 
@@ -16,6 +17,10 @@ from ml_collections import config_flags
 from wat_jax.errors import InputError, exits_on_input_error
 
 MODES = ("prepare", "describe", "embed", "train", "eval", "all")
+# The values of model.text_projection (models/skeleton.py: TextProjection) and model.dtype
+# (state.create_model), checked at start-up with the other model keys.
+TEXT_PROJECTIONS = ("identity", "linear", "head")
+MODEL_DTYPES = ("float32", "bfloat16")
 
 config_flags.DEFINE_config_file(
     "config", None, "Experiment config file[:variant].", lock_config=True
@@ -69,9 +74,12 @@ def _check_values(config, stages) -> None:
         if not isinstance(value, int) or value < low:
             raise InputError(f"config.{key}={value}: {what}")
 
+    at_least("seed", config.seed, 0, "must be 0 or more (it seeds numpy's generators)")
     at_least("batch_size", config.batch_size, 1, "must be a positive number of windows per step")
     at_least("eval.batch_size", config.eval.batch_size, 0, "must be 0 (batch_size) or positive")
     at_least("num_devices", config.num_devices, 0, "must be 0 (every device) or more")
+    _check_model(config)
+    _check_optim(config.optim)
     if "train" in stages:
         at_least("total_steps", config.total_steps, 1, "must be at least 1")
         at_least("log_every_steps", config.log_every_steps, 1, "must be at least 1")
@@ -79,6 +87,72 @@ def _check_values(config, stages) -> None:
         at_least("keep_checkpoints", config.keep_checkpoints, 1, "must be at least 1")
         at_least("eval.every_steps", config.eval.every_steps, 0, "must be 0 or more")
         _check_loss(config.loss)
+
+
+def _check_model(config) -> None:
+    """Every model key, so a bad one fails here and not in flax after prepare/describe/embed."""
+    m = config.model
+
+    def positive(key: str, what: str) -> None:
+        value = m[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputError(f"config.model.{key}={value!r}: must be a positive {what}")
+
+    positive("width", "number of features per frame")
+    positive("layers", "number of transformer layers")
+    positive("heads", "number of attention heads")
+    positive("mlp_dim", "feed-forward width")
+    positive("max_len", "number of frames (the position table's length)")
+    if isinstance(m.embed_dim, bool) or not isinstance(m.embed_dim, int) or m.embed_dim < 0:
+        raise InputError(
+            f"config.model.embed_dim={m.embed_dim!r}: must be 0 (the text encoder's "
+            "dimension) or a positive size"
+        )
+    if m.width % m.heads:
+        raise InputError(
+            f"config.model.heads={m.heads}: must divide config.model.width={m.width} "
+            "(each head gets width / heads features)"
+        )
+    if not 0.0 <= m.dropout < 1.0:
+        raise InputError(f"config.model.dropout={m.dropout!r}: must be in [0, 1)")
+    if not (m.norm_eps > 0.0 and math.isfinite(m.norm_eps)):
+        raise InputError(f"config.model.norm_eps={m.norm_eps!r}: must be a positive number")
+    if not isinstance(m.pre_norm, bool):
+        raise InputError(f"config.model.pre_norm={m.pre_norm!r}: must be True or False")
+    _one_of("model.text_projection", m.text_projection, TEXT_PROJECTIONS)
+    _one_of("model.dtype", m.dtype, MODEL_DTYPES)
+    # The names below are declared beside the code that reads them (which imports flax).
+    from wat_jax.models.skeleton import POOLINGS, POSITIONS
+
+    _one_of("model.positions", m.positions, POSITIONS)
+    _one_of("model.pooling", m.pooling, POOLINGS)
+    from wat_jax import tasks
+
+    _one_of("task", config.task, tasks.TASKS)
+    layout = tasks.get_task(config.task).layout(config)
+    if layout is not None and layout["frames"] > m.max_len:
+        raise InputError(
+            f"config.model.max_len={m.max_len}: shorter than the {layout['frames']}-frame "
+            "windows (config.data.window_frames); the position table needs one row a frame"
+        )
+
+
+def _check_optim(optim) -> None:
+    if not (optim.grad_clip >= 0.0 and math.isfinite(optim.grad_clip)):
+        raise InputError(
+            f"config.optim.grad_clip={optim.grad_clip!r}: must be 0 (no clipping) or a "
+            "positive global norm"
+        )
+    from wat_jax.state import DECAY_MODES
+
+    _one_of("optim.decay", optim.decay, DECAY_MODES)
+
+
+def _one_of(key: str, value, allowed) -> None:
+    if value not in allowed:
+        raise InputError(
+            f"config.{key}={value!r}: must be one of {', '.join(repr(a) for a in allowed)}"
+        )
 
 
 def _check_loss(loss) -> None:
