@@ -177,3 +177,47 @@ def test_densegait_run_loads_and_reproduces_ndcg(densegait_smoke, tmp_path):
     emb = run.embed_motion(tracklet)
     assert emb.shape == (1, run.class_vectors.shape[1])
     assert len(run.classify(tracklet, top_k=3)[0]) == 3
+
+
+def test_checkpoints_beside_another_runs_config_are_refused(babel_run, densegait_smoke, tmp_path):
+    """Before, BABEL checkpoints beside a DenseGait config.json loaded as a densegait run
+    with BABEL class names (same model sizes, so the params restored)."""
+    step = _copy_run(babel_run, tmp_path / "mixed")
+    shutil.copy(densegait_smoke.workdir / "config.json", tmp_path / "mixed" / "config.json")
+    with pytest.raises(InputError) as error:
+        wat_jax.load(str(tmp_path / "mixed"))
+    message = str(error.value)
+    assert message.startswith(str(tmp_path / "mixed" / "checkpoints" / str(step)))
+    assert "checkpoint of a model for [60, 25, 6] windows" in message
+    assert f"{tmp_path / 'mixed' / 'config.json'} (densegait) describes [60, 18, 3]" in message
+    # The same task with other classes: refused, naming the first column that differs.
+    config = json.load(open(babel_run / "config.json"))
+    classes = list(prepared.read_split(str(babel_run), "val").classes)
+    assert classes[:2] == ["walk", "turn"] and "stand" not in classes
+    config["data"]["classes"] = [c for c in classes if c != "turn"] + ["stand"]
+    with open(tmp_path / "mixed" / "config.json", "w") as f:
+        json.dump(config, f)
+    with pytest.raises(InputError, match="first differing in column 1: 'turn' in the checkpoint, "
+                       "'stand' in the config"):  # fmt: skip
+        wat_jax.load(str(tmp_path / "mixed"))
+
+
+def test_load_takes_a_step_given_as_a_string(babel_run):
+    """Before, step="12" said "no checkpoint at step 12; have [6, 12]"."""
+    step = max(cli.checkpoint_steps(babel_run))
+    assert wat_jax.load(str(babel_run), step=str(step)).step == step
+    for bad in ("latest", 1.5, -1, True):
+        with pytest.raises(InputError, match=r"step: must be a checkpoint step \(a whole number"):
+            wat_jax.load(str(babel_run), step=bad)
+
+
+def test_classify_refuses_top_k_below_one(babel_run):
+    """Before, top_k=0 gave one class per window; the CLIs refuse --top_k=0."""
+    run = wat_jax.load(str(babel_run))
+    motion = np.asarray(prepared.read_split(str(babel_run), "val").motion[:2])
+    for bad in (0, -2, 2.5):
+        with pytest.raises(
+            InputError, match=rf"top_k: must be a whole number, at least 1, got {bad}"
+        ):
+            run.classify(motion, top_k=bad)
+    assert [len(t) for t in run.classify(motion, top_k=100)] == [len(run.classes)] * 2

@@ -13,7 +13,9 @@ pictures restore through `restore` too, so there is one way to read a run.
 
 import dataclasses
 import json
+import numbers
 import os
+import re
 
 import jax
 import jax.numpy as jnp
@@ -79,6 +81,7 @@ def restore(config, ckpt_root: str, step: int | None = None, mesh=None) -> Resto
       mesh: replicate the params on this mesh; None keeps them on the host.
     """
     ckpt = checkpointing.Checkpointer(ckpt_root, read_only=True, root=True)
+    config_path = os.path.join(os.path.dirname(os.path.abspath(ckpt_root)), "config.json")
     try:
         if not ckpt.all_steps():
             raise fail(ckpt_root, "no checkpoint here; run --mode=train first")
@@ -92,6 +95,7 @@ def restore(config, ckpt_root: str, step: int | None = None, mesh=None) -> Resto
                     "wat_jax 0.3); train it again",
                 )
             dims = ModelDims.from_json(meta["dims"])
+            check_meta(config, meta, dims, ckpt.step_dir(s), config_path)
             model = create_model(config, dims.text_dim, dims.num_classes)
             params = ckpt.restore_params(s, abstract_params(model, dims, mesh), meta)
             return Restored(model, params, meta, s, dims)
@@ -108,6 +112,46 @@ def restore(config, ckpt_root: str, step: int | None = None, mesh=None) -> Resto
         return restored
     finally:
         ckpt.close()
+
+
+def check_meta(config, meta: dict, dims: ModelDims, step_dir: str, config_path: str) -> None:
+    """Refuses a checkpoint whose metadata (task, window shape, classes) is not what the
+    config beside it describes, e.g. a BABEL run's checkpoints beside a DenseGait
+    config.json: the params would restore (same sizes) and classify would name the wrong
+    classes. One line naming both."""
+    from wat_jax import tasks
+
+    fix = "put the config.json of the run that wrote these checkpoints beside checkpoints/"
+    if "task" in meta and meta["task"] != config.task:
+        raise fail(
+            step_dir,
+            f"checkpoint of a {meta['task']} run, but {config_path} is a {config.task} "
+            f"run's config; {fix}",
+        )
+    layout = tasks.get_task(config.task).layout(config)
+    if layout is None:
+        return
+    have = [dims.frames, dims.joints, dims.features]
+    want = [layout["frames"], layout["joints"], layout["features"]]
+    keys = list(meta.get("texts", {}).get("keys", []))
+    if have != want or dims.num_classes != len(layout["classes"]):
+        raise fail(
+            step_dir,
+            f"checkpoint of a model for {have} windows and {dims.num_classes} classes, but "
+            f"{config_path} ({config.task}) describes {want} windows and "
+            f"{len(layout['classes'])} classes; {fix}",
+        )
+    classes = list(layout["classes"])
+    if keys and keys != classes:
+        at = next((i for i, (a, b) in enumerate(zip(keys, classes)) if a != b), len(classes))
+        ours = repr(keys[at]) if at < len(keys) else "nothing"
+        theirs = repr(classes[at]) if at < len(classes) else "nothing"
+        raise fail(
+            step_dir,
+            f"checkpoint ranks {len(keys)} classes and {config_path} ({config.task}) names "
+            f"{len(classes)}, first differing in column {at}: {ours} in the checkpoint, "
+            f"{theirs} in the config; {fix}",
+        )
 
 
 def _file_windows(
@@ -237,9 +281,12 @@ class Run:
         return self.embed_motion(motion, mask) @ self.class_vectors.T
 
     def classify(self, motion, mask=None, top_k: int = 5) -> list[list[tuple[str, float]]]:
-        """Per window, the top_k (class, score) pairs, best first (ties: lower column first)."""
+        """Per window, the top_k (class, score) pairs, best first (ties: lower column first);
+        fewer when there are fewer classes. top_k below 1 is refused, as the CLIs do."""
+        if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
+            raise fail("top_k", f"must be a whole number, at least 1, got {top_k!r}")
         scores = self.class_scores(motion, mask)
-        k = min(max(int(top_k), 1), scores.shape[1])
+        k = min(int(top_k), scores.shape[1])
         order = np.lexsort((np.broadcast_to(np.arange(scores.shape[1]), scores.shape), -scores))
         return [
             [(self.classes[c], float(row[c])) for c in ids[:k]] for row, ids in zip(scores, order)
@@ -251,12 +298,13 @@ def load(path: str, step: int | None = None) -> Run:
 
     Args:
       path: the folder.
-      step: the checkpoint step; None for the newest one that restores (or the
-        step of the folder given).
+      step: the checkpoint step (an int, or a string of digits such as "12"); None for
+        the newest one that restores (or the step of the folder given).
 
     Returns:
       A Run: embed_motion, embed_text, classes, classify (see the class).
     """
+    step = _step(step)
     config_path, ckpt_root, folder_step = locate(path)
     if step is not None and folder_step is not None and step != folder_step:
         raise fail(path, f"is the checkpoint of step {folder_step}, not {step}")
@@ -264,3 +312,15 @@ def load(path: str, step: int | None = None) -> Run:
     restored = restore(config, ckpt_root, folder_step if step is None else step)
     workdir = os.path.dirname(os.path.abspath(config_path))
     return Run(config, restored, os.path.abspath(path), workdir=workdir)
+
+
+def _step(step) -> int | None:
+    """load's `step` as an int: 12 and "12" are the same step; anything else is refused
+    (a string step used to miss every int step: "no checkpoint at step 12; have [6, 12]")."""
+    if step is None:
+        return None
+    if isinstance(step, str) and re.fullmatch(r"\s*[0-9]+\s*", step):
+        return int(step)
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
+        raise fail("step", f"must be a checkpoint step (a whole number, 0 or more), got {step!r}")
+    return int(step)
