@@ -59,6 +59,8 @@ def _data_cfg(amass_root, babel_dir, **kw):
     cfg.amass_root, cfg.babel_dir, cfg.classes = str(amass_root), str(babel_dir), CLASSES
     # The label and window rules under test; the reference's features have their own tests.
     cfg.update(dict(translation="root", partial_chunks=True))
+    # The hand-built files reuse sequences in train and val; the duplicate tests set "error".
+    cfg.duplicates = "allow"
     cfg.update(kw)
     return cfg
 
@@ -630,6 +632,87 @@ def test_bad_config_names_the_key(tmp_path):
         babel.prepare(_data_cfg(tmp_path, tmp_path, source="kinect"), str(tmp_path / "w"), 0)
     with pytest.raises(InputError, match="train.json"):
         babel.prepare(_data_cfg(tmp_path, tmp_path), str(tmp_path / "w"), 0)
+
+
+def _json_with_repeats(path, pairs):
+    """A JSON object written key by key, so a key may repeat (as in merged files)."""
+    with open(path, "w") as f:
+        f.write("{" + ", ".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in pairs) + "}")
+
+
+def test_a_sid_in_train_and_val_is_an_error_or_counted(real_format, tmp_path):
+    """Before, sids 7 and 8 of train.json and val.json were prepared into both splits
+    without a word: the model trained on what it is scored on."""
+    root, bdir, _, _ = real_format
+    with pytest.raises(InputError) as error:
+        babel.prepare(_data_cfg(root, bdir, duplicates="error"), str(tmp_path / "w"), 0)
+    assert str(error.value) == (
+        f"{bdir}/train.json and {bdir}/val.json: babel_sid 7 is in both the train and the val "
+        "files (data.babel_splits): the model would be trained on what it is scored on (1 more "
+        "babel_sids read twice); fix the files, or set --config.data.duplicates=allow to "
+        "prepare it into both splits and count it in data/report.json"
+    )
+    assert not os.path.exists(tmp_path / "w" / "data")
+    report = babel.prepare(_data_cfg(root, bdir, duplicates="allow"), str(tmp_path / "w"), 0)
+    assert report["duplicates"] == {
+        "sid_twice_in_file": 0,
+        "sid_twice_in_split": 0,
+        "sid_in_train_and_val": 2,
+    }
+    assert report["options"]["duplicates"] == "allow"
+    assert len(report["duplicate_examples"]["sid_in_train_and_val"]) == 2
+    assert prepared.read_report(str(tmp_path / "w"))["duplicates"] == report["duplicates"]
+    table = babel.report_table(report).splitlines()
+    assert any(line.split() == ["in", "both", "train", "and", "val", "2"] for line in table)
+    with pytest.raises(InputError, match=r"data\.duplicates: must be one of \('error', 'allow'\)"):
+        babel.prepare(_data_cfg(root, bdir, duplicates="ignore"), str(tmp_path / "w"), 0)
+
+
+def test_a_sid_twice_in_one_file_keeps_the_first_or_errors(real_format, tmp_path):
+    """Before, json.load kept the last of a repeated babel_sid and the first vanished."""
+    root, bdir, _, _ = real_format
+    first = _entry("KIT/KIT/572/a_poses.npz", None, [_label(["walk"])], 10.0)
+    last = _entry("KIT/KIT/572/a_poses.npz", None, [_label(["stand"])], 10.0)
+    _write_babel(bdir, {"train": {"8": _entry("CMU/CMU/01/b_poses.npz", None,
+                                              [_label(["stand"])], 6.0)}})  # fmt: skip
+    _json_with_repeats(bdir / "val.json", [("7", first), ("9", _entry(
+        "KIT/KIT/9/c_poses.npz", None, [_label(["stand"])], 1.5)), ("7", last)])  # fmt: skip
+    with pytest.raises(InputError, match=(
+        rf"^{bdir}/val\.json: babel_sid 7 is a key 2 times in this file with different entries; "
+        r"JSON keeps only one of them; fix the files, or set --config.data.duplicates=allow "
+        r"to keep the first entry")):  # fmt: skip
+        babel.prepare(_data_cfg(root, bdir, duplicates="error"), str(tmp_path / "w"), 0)
+    report = babel.prepare(_data_cfg(root, bdir, duplicates="allow"), str(tmp_path / "w"), 0)
+    assert report["duplicates"]["sid_twice_in_file"] == 1
+    val = prepared.read_split(str(tmp_path / "w"), "val", mmap=False)
+    sets = {tuple(c for c, y in zip(val.classes, row) if y) for row in val.labels}
+    assert sets == {("walk",)}  # the first entry's label, on each of sid 7's windows
+    # Readers of the files (the timeline) see the first entry too.
+    records, found = babel.read_babel(str(bdir), ("val",))
+    assert records["7"].main.raw == first and [d.reason for d in found] == ["sid_twice_in_file"]
+
+
+def test_a_sid_with_main_entries_in_two_files_of_a_split(real_format, tmp_path):
+    """Before, a second main entry in another file of the same split was a warning."""
+    root, bdir, _, _ = real_format
+    with open(bdir / "val.json") as f:
+        val = json.load(f)
+    _write_babel(bdir, {"train": {"8": val.pop("8")}, "val": val, "val2": {
+        "9": _entry("KIT/KIT/9/c_poses.npz", None, [_label(["sit"])], 1.5)}})  # fmt: skip
+    splits = {"train": ("train",), "val": ("val", "val2")}
+    with pytest.raises(InputError, match=(
+        rf"^{bdir}/val\.json and {bdir}/val2\.json: babel_sid 9 has a main entry "
+        r"\(seq_ann/frame_ann\) in both files of one split; .* to keep the one in val\.json")):  # fmt: skip
+        babel.prepare(_data_cfg(root, bdir, babel_splits=splits, duplicates="error"),
+                      str(tmp_path / "w"), 0)  # fmt: skip
+    report = babel.prepare(
+        _data_cfg(root, bdir, babel_splits=splits, duplicates="allow"), str(tmp_path / "w"), 0
+    )
+    assert report["duplicates"] == {
+        "sid_twice_in_file": 0,
+        "sid_twice_in_split": 1,
+        "sid_in_train_and_val": 0,
+    }
 
 
 # ---------------------------------------------------------------- synthetic data

@@ -49,6 +49,13 @@ c012f42), with its two choices as options:
   frames; windows with none are dropped and counted.
 - Columns follow BABEL's index order (BABEL60_CLASSES), whatever order
   `data.classes` lists them in.
+- A babel_sid read more than once is an error naming the file(s) and the sid
+  (`data.duplicates="error"`, the default): a key twice in one file (JSON would keep
+  the last entry and drop the first without a word), main entries in two files of one
+  split, or a sid in both the train and the val files (the model would be trained on
+  what it is scored on). `data.duplicates="allow"` keeps the first entry of a file, the
+  main entry of the first file of a split, and a sid in both splits in both; the build
+  report counts each reason (`duplicates`) with examples.
 """
 
 import collections
@@ -83,6 +90,15 @@ BABEL60_CLASSES = (
 
 NULL_FRAME_LABELS = ("skip", "sequence")
 EXTRA_ANNOTATORS = ("separate", "union", "ignore")
+# data.duplicates: a babel_sid read more than once is an error, or (allow) counted in the
+# build report by reason and resolved as `Duplicate.allowed` says.
+DUPLICATES = ("error", "allow")
+DUPLICATE_REASONS = ("sid_twice_in_file", "sid_twice_in_split", "sid_in_train_and_val")
+_DUPLICATE_WORDS = {
+    "sid_twice_in_file": "repeated as a key of one file",
+    "sid_twice_in_split": "with main entries in two files of one split",
+    "sid_in_train_and_val": "in both train and val",
+}
 SEQUENCE_SKIPS = ("missing_file", "smplx", "too_short", "no_label")
 SEGMENT_DROPS = ("null_act_cat", "end_before_start", "outside_classes", "outside_sequence")
 _EPS = 1e-6
@@ -148,7 +164,57 @@ class Record:
     extras: list = dataclasses.field(default_factory=list)
 
 
-def read_babel(babel_dir: str, names) -> tuple[dict[str, Record], list[str]]:
+@dataclasses.dataclass
+class Duplicate:
+    """One babel_sid read more than once, for data.duplicates."""
+
+    reason: str  # one of DUPLICATE_REASONS
+    sid: str
+    where: str  # the file or files
+    problem: str  # what is wrong, in words
+    allowed: str  # what data.duplicates=allow does with it
+
+    @property
+    def message(self) -> str:
+        return f"{self.where}: {self.problem}"
+
+
+class _JsonObject(dict):
+    """A JSON object as json.load builds it (a repeated key: the last value), and in
+    `repeats` every value of each key it holds more than once, in file order."""
+
+    repeats: dict | None = None
+
+
+def _json_object(pairs) -> _JsonObject:
+    obj = _JsonObject(pairs)
+    if len(obj) != len(pairs):
+        seen = collections.defaultdict(list)
+        for key, value in pairs:
+            seen[key].append(value)
+        obj.repeats = {k: v for k, v in seen.items() if len(v) > 1}
+    return obj
+
+
+def _load_json(path: str):
+    """A BABEL file; repeated top-level keys keep their first value (json.load keeps the
+    last). Returns (data, [(key, [values...]) of keys that repeat])."""
+    try:
+        with open(path) as f:
+            data = json.load(f, object_pairs_hook=_json_object)
+    except OSError as e:
+        raise fail(path, f"cannot read BABEL file ({e.strerror}); check data.babel_dir") from e
+    except ValueError as e:
+        raise fail(path, f"not valid JSON ({e})") from e
+    if not isinstance(data, dict):
+        raise fail(path, "expected a JSON object mapping babel_sid to entries")
+    repeats = list((data.repeats or {}).items())
+    for key, values in repeats:
+        data[key] = values[0]
+    return data, repeats
+
+
+def read_babel(babel_dir: str, names) -> tuple[dict[str, Record], list[Duplicate]]:
     """Reads BABEL JSON files.
 
     Args:
@@ -156,23 +222,30 @@ def read_babel(babel_dir: str, names) -> tuple[dict[str, Record], list[str]]:
       names: file stems to read, e.g. ("train", "extra_train").
 
     Returns:
-      ({babel_sid: Record}, warnings). An entry with `seq_ann`/`frame_ann` is the
-      sid's main entry (the first one read wins; a repeat is warned about), one
-      with `seq_anns`/`frame_anns` an extra one.
+      ({babel_sid: Record}, the sids read more than once). An entry with
+      `seq_ann`/`frame_ann` is the sid's main entry, one with `seq_anns`/`frame_anns`
+      an extra one. A sid that is a key twice in one file keeps its first entry
+      ("sid_twice_in_file"); a sid with main entries in two files keeps the first file's
+      ("sid_twice_in_split"); `check_duplicates` decides whether either is an error.
     """
     records: dict[str, Record] = {}
-    warnings = []
+    duplicates = []
     for name in names:
         path = os.path.join(babel_dir, f"{name}.json")
-        try:
-            with open(path) as f:
-                data = json.load(f)
-        except OSError as e:
-            raise fail(path, f"cannot read BABEL file ({e.strerror}); check data.babel_dir") from e
-        except ValueError as e:
-            raise fail(path, f"not valid JSON ({e})") from e
-        if not isinstance(data, dict):
-            raise fail(path, "expected a JSON object mapping babel_sid to entries")
+        data, repeats = _load_json(path)
+        for sid, values in repeats:
+            differ = any(v != values[0] for v in values[1:])
+            duplicates.append(
+                Duplicate(
+                    "sid_twice_in_file",
+                    str(sid),
+                    path,
+                    f"babel_sid {sid} is a key {len(values)} times in this file"
+                    + (" with different entries" if differ else " (the same entry)")
+                    + "; JSON keeps only one of them",
+                    "keep the first entry",
+                )
+            )
         for sid, raw in data.items():
             sid = str(sid)
             where = f"{path} [babel_sid {sid}]"
@@ -193,12 +266,80 @@ def read_babel(babel_dir: str, names) -> tuple[dict[str, Record], list[str]]:
                     rec.main = entry
                     rec.feat_p = entry.feat_p
                 else:
-                    warnings.append(
-                        f"{where}: a second main entry (first in {rec.main.path}); ignored"
+                    duplicates.append(
+                        Duplicate(
+                            "sid_twice_in_split",
+                            sid,
+                            f"{rec.main.path} and {path}",
+                            f"babel_sid {sid} has a main entry (seq_ann/frame_ann) in both "
+                            "files of one split",
+                            f"keep the one in {os.path.basename(rec.main.path)}",
+                        )
                     )
             if is_extra:
                 rec.extras.append(entry)
-    return records, warnings
+    return records, duplicates
+
+
+def _record_file(rec: Record) -> str:
+    return rec.main.path if rec.main is not None else rec.extras[0].path
+
+
+def split_overlaps(records: dict[str, dict[str, Record]]) -> list[Duplicate]:
+    """The sids of both `records["train"]` and `records["val"]` ({split: read_babel's
+    records}): the model would train on what it is scored on."""
+    train, val = records["train"], records["val"]
+    return [
+        Duplicate(
+            "sid_in_train_and_val",
+            sid,
+            f"{_record_file(train[sid])} and {_record_file(val[sid])}",
+            f"babel_sid {sid} is in both the train and the val files (data.babel_splits): "
+            "the model would be trained on what it is scored on",
+            "prepare it into both splits",
+        )
+        for sid in sorted(set(train) & set(val))
+    ]
+
+
+def check_duplicates(data_cfg, found: list[Duplicate], context: str = "babel") -> dict:
+    """data.duplicates applied to the sids read more than once: "error" raises one line
+    (the first one found, the file or files, how many there are, what to do); "allow"
+    logs them and returns the counts by reason for the build report."""
+    mode = _duplicates_mode(data_cfg)
+    counts = {reason: 0 for reason in DUPLICATE_REASONS}
+    for d in found:
+        counts[d.reason] += 1
+    if not found:
+        return counts
+    first = found[0]
+    if mode == "error":
+        more = len(found) - 1
+        also = f" ({more} more babel_sids read twice)" if more else ""
+        raise fail(
+            first.where,
+            f"{first.problem}{also}; fix the files, or set --config.data.duplicates=allow "
+            f"to {first.allowed} and count it in data/report.json",
+        )
+    for reason in DUPLICATE_REASONS:
+        some = [d for d in found if d.reason == reason]
+        if some:
+            logging.warning(
+                "%s: %d babel_sids %s (data.duplicates=allow: %s), e.g. %s",
+                context,
+                len(some),
+                _DUPLICATE_WORDS[reason],
+                some[0].allowed,
+                some[0].message,
+            )
+    return counts
+
+
+def _duplicates_mode(data_cfg) -> str:
+    mode = data_cfg.duplicates
+    if mode not in DUPLICATES:
+        raise fail("data.duplicates", f"must be one of {DUPLICATES}, got {mode!r}")
+    return mode
 
 
 # ---------------------------------------------------------------- which annotations count
@@ -482,11 +623,21 @@ class _Windows:
 
 
 def build_split(
-    data_cfg, amass_root: str, babel_dir: str, split: str, seed: int, scratch_dir=None, workdir=None
+    data_cfg,
+    amass_root: str,
+    babel_dir: str,
+    split: str,
+    seed: int,
+    scratch_dir=None,
+    workdir=None,
+    records=None,
 ):
     """Windows of one split.
 
     Args:
+      records: the split's read_babel records, their duplicates already checked (prepare
+        reads both splits first, to check sids across them); None reads the files here
+        and checks their duplicates under data.duplicates.
       workdir: the run's folder (where the synthetic source keeps its stand-in body model).
       scratch_dir: where the windows are streamed to while the split is read (prepare
         passes its staging folder); None keeps them in memory.
@@ -509,12 +660,12 @@ def build_split(
         raise fail("data.window_frames", f"must be in 1..chunk_frames={chunk}, got {window}")
     names = tuple(data_cfg.babel_splits[split])
     files = [os.path.join(babel_dir, f"{n}.json") for n in names]
-    records, read_warnings = read_babel(babel_dir, names)
+    if records is None:
+        records, found = read_babel(babel_dir, names)
+        check_duplicates(data_cfg, found, f"babel {split}")
     if not records:
         raise fail(files[0], "has no entries")
     tally = Tally(classes)
-    for w in read_warnings:
-        tally.warn("duplicate_sid", f"babel {split}: {w}")
 
     sids = sorted(records)
     tally.sequences["read"] = len(sids)
@@ -716,6 +867,15 @@ def report_table(report: dict) -> str:
     rows.append(("windows per class", [None] * len(parts)))
     for k in parts[0]["windows"]["per_class"]:
         rows.append(row(f"  {k}", lambda p, k=k: p["windows"]["per_class"].get(k, 0)))
+    if "duplicates" in report:  # babel_sids read twice: counts for the whole read
+        blank = [None] * (len(parts) - 1)
+        rows.append(
+            (f"babel_sids read twice ({report['options']['duplicates']})", [None] * len(parts))
+        )
+        rows += [
+            (f"  {_DUPLICATE_WORDS[r]}", [report["duplicates"][r]] + blank)
+            for r in DUPLICATE_REASONS
+        ]
     o = report["options"]
     title = (
         f"BABEL build report (null_frame_labels={o['null_frame_labels']}, "
@@ -739,9 +899,11 @@ def prepare(data_cfg, workdir: str, seed: int) -> dict:
       The build report (also written to workdir/data/report.json): options, and per
       split the files read, sequences read/used/skipped by reason, annotations used and
       left out, segments read/kept/dropped by reason, act_cat values outside the classes,
-      windows kept, dropped for want of a label, and per class.
+      windows kept, dropped for want of a label, and per class; and the babel_sids
+      read more than once, by reason (`duplicates`, see check_duplicates).
     """
     null_mode, extra_mode = _options(data_cfg)
+    _duplicates_mode(data_cfg)
     amass.check_feature_config(data_cfg)
     if data_cfg.source == "synthetic":
         amass_root, babel_dir = synthetic_babel.write_synthetic(
@@ -756,6 +918,14 @@ def prepare(data_cfg, workdir: str, seed: int) -> dict:
         raise fail(
             "data.source", f"unknown source {data_cfg.source!r}; expected synthetic or amass_babel"
         )
+
+    # Both splits' files first: a sid read twice, or in both splits, fails before the long read.
+    records, found = {}, []
+    for split in prepared.SPLITS:
+        records[split], more = read_babel(babel_dir, tuple(data_cfg.babel_splits[split]))
+        found += more
+    found += split_overlaps(records)
+    duplicates = check_duplicates(data_cfg, found)
 
     if data_cfg.translation == "reference":  # a missing body model fails before the long read
         skeleton = body_model.load(amass.body_model_path(data_cfg, workdir))
@@ -772,6 +942,14 @@ def prepare(data_cfg, workdir: str, seed: int) -> dict:
             "rot6d": data_cfg.rot6d,
             "translation": data_cfg.translation,
             "partial_chunks": bool(data_cfg.partial_chunks),
+            "duplicates": data_cfg.duplicates,
+        },
+        # babel_sids read more than once, by reason (DUPLICATE_REASONS), and a few of each.
+        "duplicates": duplicates,
+        "duplicate_examples": {
+            r: [f"{d.message} ({d.allowed})" for d in found if d.reason == r][:20]
+            for r in DUPLICATE_REASONS
+            if duplicates[r]
         },
         "splits": {},
     }
@@ -785,6 +963,7 @@ def prepare(data_cfg, workdir: str, seed: int) -> dict:
                 seed,
                 scratch_dir=stage.root,
                 workdir=workdir,
+                records=records.pop(split),
             )
             stage.write_split(split, data)
             del data  # the memory map of the scratch file, now copied into the split
