@@ -535,6 +535,41 @@ def test_absent_tracklet_errors_or_is_skipped(tmp_path):
     assert counts["skipped_missing"] == 1 and counts["val_windows"] == 1
 
 
+def test_a_repeated_track_id_is_an_error_or_its_first_row(tmp_path):
+    """Before, a track_id on two rows put its tracklet into its split twice."""
+    ids = ids_in(True, 1) + ids_in(False, 2)
+    csv_path, tdir, table = write_raw(tmp_path, {t: skeleton(70) for t in ids})
+    with open(csv_path) as f:
+        rows = f.read().splitlines()
+    again = rows[1].split(",")  # ids[0] (val) once more, with other probabilities
+    again[3:] = ["0.25000"] * 42
+    with open(csv_path, "a") as f:
+        f.write(",".join(again) + "\n")
+    with pytest.raises(InputError) as error:
+        dg.prepare(real_cfg(csv_path, tdir, duplicates="error"), str(tmp_path / "w"), 0)
+    assert str(error.value) == (
+        f"{csv_path}: track_id '{ids[0]}' is on line 2 and line 5: its tracklet would be "
+        "prepared twice; remove the repeated rows, or set --config.data.duplicates=allow to "
+        "keep the first row of each track_id and count the rest in data/report.json"
+    )
+    assert not os.path.exists(tmp_path / "w" / "data")
+    report = dg.prepare(real_cfg(csv_path, tdir, duplicates="allow"), str(tmp_path / "w"), 0)
+    assert report["duplicates"] == {"track_id_repeated": 1} and report["rows_read"] == 4
+    assert report["duplicate_examples"]["track_id_repeated"] == [
+        f"track_id '{ids[0]}' on line 5 (first on line 2)"
+    ]
+    val = prepared.read_split(str(tmp_path / "w"), "val")
+    assert [r["source"] for r in val.index] == [ids[0]]  # once, with the first row's labels
+    np.testing.assert_array_equal(val.labels[0], np.float32(np.round(table[ids[0]], 5)))
+    assert report["val_tracks"] == 1 and report["train_tracks"] == 2
+    assert any(
+        line.split() == ["track_id", "repeated", "1"]
+        for line in dg.report_table(report).splitlines()
+    )
+    with pytest.raises(InputError, match="config.data.duplicates: use error or allow, got 'keep'"):
+        dg.prepare(real_cfg(csv_path, tdir, duplicates="keep"), str(tmp_path / "w"), 0)
+
+
 def test_bad_config(tmp_path):
     cfg = experiment.get_config("smoke").data
     cfg.source = "nope"

@@ -44,7 +44,9 @@ the defaults are the GaitFormer-style windows, the alternatives the authors' cod
     subtracted (pixels = motion + origin). A random window's frames are not listed (60
     numbers a row would be most of the index): `select_frames` redraws them.
 Tracks go to val by a hash of the track id (seed-independent), so a track never sits in
-both splits.
+both splits. A track_id on two rows of the CSV would put its tracklet into its split twice:
+an error naming the lines (`data.duplicates="error"`, the default); "allow" keeps the first
+row of each track_id and the build report counts the rest (`duplicates`).
 """
 
 import csv
@@ -68,6 +70,9 @@ _PROB_SLACK = 1e-6
 FRAMES = ("window", "random")
 PADDINGS = ("mask", "repeat_last")
 TRANSFORMS = ("gaitformer", "reference")
+# data.duplicates: a track_id on several CSV rows is an error, or (allow) its first row is
+# kept and the others are counted in the build report.
+DUPLICATES = ("error", "allow")
 
 
 def read_annotations(path: str, max_tracks: int = 0):
@@ -335,7 +340,8 @@ def prepare(data_cfg, workdir: str, seed: int) -> dict:
     time and writes normalised windows into a memory-mapped temporary array.
 
     Returns:
-      Counts: train/val windows and tracks, skipped_missing, short_tracks.
+      Counts: train/val windows and tracks, skipped_missing, short_tracks, and the rows
+      whose track_id repeats an earlier row's (`duplicates`, see first_rows).
     """
     d = data_cfg
     _check_config(d)
@@ -348,6 +354,11 @@ def prepare(data_cfg, workdir: str, seed: int) -> dict:
     track_ids, files, labels, lines = read_annotations(csv_path, d.max_tracks)
     if not track_ids:
         raise fail(csv_path, "no tracklet rows")
+    rows_read = len(track_ids)
+    keep, repeated = first_rows(d, csv_path, track_ids, lines)
+    if repeated:  # allowed: the CSV as if the repeated rows were not there
+        track_ids, files = [track_ids[r] for r in keep], [files[r] for r in keep]
+        labels, lines = labels[keep], [lines[r] for r in keep]
 
     # Pass 1: headers only, so a bad or absent file fails before the long pass.
     window, skipped = d.window_frames, 0
@@ -376,7 +387,14 @@ def prepare(data_cfg, workdir: str, seed: int) -> dict:
         logging.warning(
             "densegait: %s tracklets named in %s are absent; skipped", skipped, csv_path
         )
-    counts = {"skipped_missing": skipped, "short_tracks": int(short)}
+    counts = {
+        "options": {"duplicates": d.duplicates},
+        "skipped_missing": skipped,
+        "short_tracks": int(short),
+        # Rows whose track_id an earlier row already had (data.duplicates=allow drops them).
+        "duplicates": {"track_id_repeated": len(repeated)},
+        "duplicate_examples": {"track_id_repeated": repeated[:20]} if repeated else {},
+    }
     for split, plan in plans.items():
         if not plan:
             raise fail(
@@ -385,7 +403,7 @@ def prepare(data_cfg, workdir: str, seed: int) -> dict:
             )
         counts[f"{split}_tracks"] = len({track_ids[r] for r, _, _ in plan})
         counts[f"{split}_windows"] = len(plan)
-    counts["rows_read"] = len(files)
+    counts["rows_read"] = rows_read
     counts["splits"] = {}
     for split, plan in plans.items():
         rows = sorted({r for r, _, _ in plan})
@@ -419,11 +437,53 @@ def prepare(data_cfg, workdir: str, seed: int) -> dict:
     return counts
 
 
+def first_rows(d, csv_path: str, track_ids: list, lines: list) -> tuple[list[int], list[str]]:
+    """The rows to read under data.duplicates: each track_id's first row.
+
+    Returns:
+      (the rows kept, in order; a line per repeated row: "track_id X on line N (first
+      on line M)"). With data.duplicates="error" a repeat raises one line instead.
+    """
+    first, keep, repeated = {}, [], []
+    for row, tid in enumerate(track_ids):
+        if tid in first:
+            repeated.append((row, first[tid]))
+        else:
+            first[tid] = row
+            keep.append(row)
+    if repeated and d.duplicates == "error":
+        row, was = repeated[0]
+        more = f" ({len(repeated) - 1} more repeated rows)" if len(repeated) > 1 else ""
+        raise fail(
+            csv_path,
+            f"track_id {track_ids[row]!r} is on line {lines[was]} and line {lines[row]}{more}: "
+            "its tracklet would be prepared twice; remove the repeated rows, or set "
+            "--config.data.duplicates=allow to keep the first row of each track_id and count "
+            "the rest in data/report.json",
+        )
+    if repeated:
+        logging.warning(
+            "densegait: %d rows of %s repeat an earlier row's track_id (data.duplicates=allow: "
+            "the first row of each is kept), e.g. track_id %r on line %d (first on line %d)",
+            len(repeated),
+            csv_path,
+            track_ids[repeated[0][0]],
+            lines[repeated[0][0]],
+            lines[repeated[0][1]],
+        )
+    return keep, [
+        f"track_id {track_ids[r]!r} on line {lines[r]} (first on line {lines[w]})"
+        for r, w in repeated
+    ]
+
+
 def _check_config(d) -> None:
     if d.source not in ("synthetic", "densegait"):
         raise fail("config.data.source", f"use synthetic or densegait, got {d.source!r}")
     if d.missing not in ("error", "skip"):
         raise fail("config.data.missing", f"use error or skip, got {d.missing!r}")
+    if d.duplicates not in DUPLICATES:
+        raise fail("config.data.duplicates", f"use error or allow, got {d.duplicates!r}")
     if not 0.0 < d.val_fraction < 1.0:
         raise fail("config.data.val_fraction", f"must be in (0, 1), got {d.val_fraction}")
     if d.window_frames < 1 or d.train_windows_per_track < 1 or d.fps <= 0:
@@ -499,6 +559,11 @@ def report_table(report: dict) -> str:
     rows = [
         ("rows read", [report["rows_read"]] + [None] * (len(parts) - 1)),
         ("  tracklet file absent", [report["skipped_missing"]] + [None] * (len(parts) - 1)),
+    ]
+    if "duplicates" in report:  # reports written before data.duplicates have no count
+        repeated = report["duplicates"]["track_id_repeated"]
+        rows.append(("  track_id repeated", [repeated] + [None] * (len(parts) - 1)))
+    rows += [
         ("  shorter than a window", [report["short_tracks"]] + [None] * (len(parts) - 1)),
         ("tracklets", [p["tracklets"] for p in parts]),
         ("windows", [p["windows"] for p in parts]),
