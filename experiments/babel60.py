@@ -67,6 +67,10 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
         # main one ("union") or are left out ("ignore").
         null_frame_labels="skip",
         extra_annotators="separate",
+        # A babel_sid read twice (a key twice in one file, main entries in two files of a
+        # split, or in both train and val) is an error; "allow" keeps the first entry (a
+        # train/val sid stays in both splits) and report.json counts them by reason.
+        duplicates="error",
         # The synthetic AMASS/BABEL files (wat_jax/data/synthetic_babel.py).
         synthetic=ml_collections.ConfigDict(
             dict(

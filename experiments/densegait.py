@@ -51,6 +51,8 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
         val_fraction={"smoke": 0.25, "demo": 0.2, "paper": 0.1}[arg],
         train_windows_per_track=2 if arg == "demo" else 1,
         missing="error",  # error | skip: a file named in the CSV but absent
+        # A track_id on two CSV rows is an error; "allow" keeps its first row (counted).
+        duplicates="error",
         max_tracks=0,  # 0: every CSV row
         # The synthetic DenseGait-format files (wat_jax/data/synthetic_densegait.py).
         synthetic=ml_collections.ConfigDict(
