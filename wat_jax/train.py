@@ -125,12 +125,13 @@ def stop_agreed(step: int, every: int) -> bool:
 def run_meta(config, workdir: str, task, dims: ModelDims) -> dict:
     """What each checkpoint records beside the state, so a run reads back from it alone.
 
-    dims: the model's input and output sizes. texts: the class (or attribute)
-    names, readable phrases and frozen prototype vectors [C, D] that
-    classification ranks, as the eval stage builds them.
+    task: the experiment's task. dims: the model's input and output sizes.
+    texts: the class (or attribute) names, readable phrases and frozen prototype
+    vectors [C, D] that classification ranks, as the eval stage builds them.
     """
     texts = task.prototypes(config, workdir)
     return {
+        "task": config.task,  # readers refuse a config.json of another task beside it
         "dims": dims.to_json(),
         "texts": {
             "keys": list(texts["keys"]),
