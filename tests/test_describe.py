@@ -517,3 +517,73 @@ def test_integration_real_server(tmp_path):
     describe.describe(KEYS, cfg, str(tmp_path))
     records = _assert_complete(tmp_path, KEYS, 2)
     assert all(len(r["text"]) >= cfg.min_chars for r in records)
+
+
+# A full disk and Ctrl-C: one line saying what the store keeps (wat_jax/errors.py).
+
+
+def test_a_disk_filling_mid_append_keeps_the_written_texts_and_says_so(tmp_path, monkeypatch):
+    import errno
+
+    from wat_jax import errors, lock
+
+    cfg = base_config().describe
+    cfg.update(backend="template", per_key=3)
+    store = str(tmp_path / describe.STORE_FILE)
+    real_write, calls = os.write, []
+
+    def write(fd, data):
+        # The store's first append lands; the second gets half its bytes on disk, then
+        # the disk is full: a torn last line, as a filling disk leaves it.
+        if os.path.realpath(os.readlink(f"/proc/self/fd/{fd}")) != os.path.realpath(store):
+            return real_write(fd, data)
+        calls.append(len(data))
+        if len(calls) == 2:
+            return real_write(fd, bytes(data[: len(data) // 2]))
+        if len(calls) > 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+    with pytest.raises(errors.DiskError) as error:
+        describe.describe(KEYS, cfg, str(tmp_path))
+    with open(store, "rb") as f:
+        data = f.read()
+    complete = data.count(b"\n")
+    assert complete >= 3 and not data.endswith(b"\n")
+    assert str(error.value) == (
+        f"{store}: could not write it: the disk is full (no space left on device); "
+        f"descriptions.jsonl keeps the {complete} descriptions written before (its torn last "
+        "line is cut on the next run); describe again to go on from there; free some space "
+        "there and run again"
+    )
+    assert not (tmp_path / lock.LOCK_FILE).exists()
+    first = data.split(b"\n")[:3]
+    monkeypatch.setattr(os, "write", real_write)
+    describe.describe(KEYS, cfg, str(tmp_path))  # the next run cuts the torn line, goes on
+    _assert_complete(tmp_path, KEYS, 3)
+    with open(store, "rb") as f:
+        assert f.read().split(b"\n")[:3] == first
+
+
+def test_ctrl_c_during_describe_says_what_the_store_keeps(tmp_path):
+    from wat_jax import errors, lock
+
+    cfg = base_config().describe
+    cfg.update(backend="template", per_key=2)
+
+    class Interrupted(backends.TemplateBackend):
+        def texts(self, key, indices):
+            if key.key != KEYS[0].key:
+                raise KeyboardInterrupt
+            return super().texts(key, indices)
+
+    with pytest.raises(KeyboardInterrupt) as stop:
+        describe.describe(KEYS, cfg, str(tmp_path), backend=Interrupted())
+    assert errors.interrupted_line(stop.value) == (
+        "interrupted: descriptions.jsonl keeps the 2 descriptions written before; "
+        "describe again to go on from there"
+    )
+    assert not (tmp_path / lock.LOCK_FILE).exists()
+    describe.describe(KEYS, cfg, str(tmp_path))
+    _assert_complete(tmp_path, KEYS, 2)

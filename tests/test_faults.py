@@ -9,11 +9,16 @@ change; `absent` lists paths that must not exist afterwards.
 """
 
 import dataclasses
+import errno
 import hashlib
 import json
 import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
+import time
 from typing import Callable
 
 import numpy as np
@@ -298,3 +303,273 @@ def test_late_closed_loop_callbacks_print_nothing_under_a_cli(monkeypatch, capsy
     err = capsys.readouterr().err
     assert "Event loop is closed" not in err
     assert "a real bug" in err  # anything else keeps Python's report
+
+
+# ---- full disks and Ctrl-C: one line from every writer and every CLI -------------------
+#
+# A full disk cannot be made without root (a small tmpfs needs a mount), so the CLI runs
+# under a prelude that makes os.fsync fail with ENOSPC for the files whose path holds a
+# given part: every wat_jax writer syncs before it renames or returns (io.atomic_write,
+# the workdir lock, describe's appends), which is where a filling disk shows on network
+# file systems. A write() refused outright is the in-process tests' part below.
+
+_FULL_DISK = """
+import errno, os, runpy, sys
+_fsync, _part = os.fsync, os.environ["WAT_JAX_TEST_FULL_AT"]
+def fsync(fd):
+    if _part in os.readlink(f"/proc/self/fd/{fd}"):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return _fsync(fd)
+os.fsync = fsync
+sys.argv = sys.argv[1:]
+runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+"""
+
+# The model's motion tower says so on stderr and sleeps, so a SIGINT lands mid-work.
+_SLOW_EMBED = """
+import runpy, sys, time
+from wat_jax import evaluate
+def motion(self, motion, mask):
+    print("embedding the val windows", file=sys.stderr, flush=True)
+    time.sleep(120)
+evaluate.Embedder.motion = motion
+sys.argv = sys.argv[1:]
+runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+"""
+
+
+def _python_c(prelude, args, **env):
+    return [sys.executable, "-c", prelude, *args], dict(cli.env(1), **env)
+
+
+def _files(w):
+    return sorted(
+        os.path.relpath(os.path.join(base, n), w) for base, _, names in os.walk(w) for n in names
+    )
+
+
+@pytest.mark.parametrize(
+    "workdir, mode, full_at, phrase, unchanged, absent",
+    [
+        (
+            "fresh",
+            "prepare",
+            ".workdir.lock",
+            (
+                ".workdir.lock: could not write it: the disk is full (no space left on device); "
+                "nothing in the workdir was changed; free some space there and run again"
+            ),
+            (),
+            (".workdir.lock", "data"),
+        ),
+        (
+            "toy_trained",
+            "eval",
+            "step_20.json",
+            (
+                "eval/step_20.json: could not write it: the disk is full (no space left on "
+                "device); no step_20.json was written; the checkpoints and the earlier "
+                "evaluations are unchanged; free some space there and run again"
+            ),
+            RUN_FILES,
+            ("eval/step_20.json",),
+        ),
+        (
+            "babel_prepared",
+            "embed",
+            "text_bank.npz",
+            (
+                "text_bank.npz: could not write it: the disk is full (no space left on device); "
+                "the old text_bank.npz is unchanged; free some space"
+            ),
+            ("text_bank.npz", "descriptions.jsonl", "data/val/motion.npy"),
+            (".workdir.lock",),
+        ),
+    ],
+    ids=["already full: the lock", "fills at the eval JSON", "fills at text_bank.npz"],
+)
+def test_a_full_disk_is_one_line_naming_the_file_and_what_was_kept(
+    base_workdirs, tmp_path, workdir, mode, full_at, phrase, unchanged, absent
+):
+    w = tmp_path / "w"
+    if workdir == "fresh":
+        w.mkdir()
+    else:
+        shutil.copytree(base_workdirs[workdir], w)
+    config = {"babel_prepared": BABEL}.get(workdir, TOY)
+    before = {p: _snapshot(w / p) for p in unchanged}
+    files = _files(w)
+    command, env = _python_c(_FULL_DISK, _main(config, mode)(w), WAT_JAX_TEST_FULL_AT=full_at)
+    proc = subprocess.run(
+        command, cwd=cli.ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and phrase in last, last
+    assert {p: _snapshot(w / p) for p in unchanged} == before
+    for p in absent:
+        assert not (w / p).exists(), p
+    # Nothing half-written: no temporary file or other new file is left.
+    assert set(_files(w)) - set(files) == set(), _files(w)
+
+
+def test_ctrl_c_during_eval_is_one_line_and_exit_130(base_workdirs, tmp_path):
+    w = tmp_path / "w"
+    shutil.copytree(base_workdirs["toy_trained"], w)
+    before = {p: _snapshot(w / p) for p in RUN_FILES}
+    command, env = _python_c(_SLOW_EMBED, _main(TOY, "eval")(w))
+    proc = subprocess.Popen(
+        command, cwd=cli.ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    seen, deadline = [], time.time() + 120
+    while time.time() < deadline:
+        line = proc.stderr.readline()
+        seen.append(line)
+        if not line or "embedding the val windows" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    err = "".join(seen) + proc.stderr.read()
+    assert proc.wait(timeout=60) == 130, err[-3000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
+    assert err.strip().splitlines()[-1] == (
+        "interrupted: nothing was written yet (step_20.json is written when scoring ends); "
+        "the checkpoints and the earlier evaluations are unchanged"
+    )
+    assert {p: _snapshot(w / p) for p in RUN_FILES} == before
+    assert not (w / "eval" / "step_20.json").exists()
+
+
+def test_every_cli_main_has_the_one_handler():
+    # exit 2 for bad input or a full disk, 130 for Ctrl-C: one wrapper, so one behaviour.
+    import importlib
+
+    from wat_jax import errors
+
+    wrapper = errors.exits_on_input_error(lambda argv: None).__code__
+    for name in (
+        "wat_jax.main",
+        "wat_jax.tools.search",
+        "wat_jax.tools.export",
+        "wat_jax.tools.timeline",
+        "wat_jax.tools.visualize",
+        "wat_jax.tools.embed_text",
+    ):
+        assert importlib.import_module(name).main.__code__ is wrapper, name
+
+
+def _exits(monkeypatch):
+    """os._exit raising SystemExit, so a CLI's exit can be watched in-process."""
+
+    def fake(code):
+        raise SystemExit(code)
+
+    monkeypatch.setattr(os, "_exit", fake)
+
+
+def test_ctrl_c_and_a_full_disk_reaching_a_cli_are_one_line(monkeypatch, capsys, tmp_path):
+    from wat_jax import errors, io
+
+    _exits(monkeypatch)
+    monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)  # restored after the test
+
+    @errors.exits_on_input_error
+    def interrupted(argv):
+        with errors.keeping("the run is unchanged"), errors.keeping(lambda: "no index was saved"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as stop:
+        interrupted([])
+    assert stop.value.code == 130
+    assert capsys.readouterr().err == "interrupted: no index was saved; the run is unchanged\n"
+
+    @errors.exits_on_input_error
+    def second_ctrl_c(argv):
+        raise KeyboardInterrupt("second SIGINT: stopping without a checkpoint")
+
+    with pytest.raises(SystemExit) as stop:
+        second_ctrl_c([])
+    assert stop.value.code == 130
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("interrupted (second SIGINT: stopping without a checkpoint): ")
+
+    # A writer outside wat_jax.io (a library's) whose disk filled: the same one line.
+    @errors.exits_on_input_error
+    def library_write(argv):
+        raise RuntimeError("orbax failed") from OSError(
+            errno.EDQUOT, os.strerror(errno.EDQUOT), "/runs/w/tensorboard/events"
+        )
+
+    with pytest.raises(SystemExit) as stop:
+        library_write([])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == (
+        "error: /runs/w/tensorboard/events: could not write it: the disk quota is used up "
+        "(disk quota exceeded); free some space or raise the quota, then run again\n"
+    )
+
+    # A read-only folder met by io's writers: the file, that nothing was written, the fix.
+    @errors.exits_on_input_error
+    def read_only(argv):
+        def refuse(f):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+        io.atomic_write(str(tmp_path / "out.json"), refuse)
+
+    with pytest.raises(SystemExit) as stop:
+        read_only([])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == (
+        f"error: {tmp_path / 'out.json'}: could not write it: the file system is read-only; "
+        "no out.json was written; run it where that folder is writable, or write to another "
+        "folder\n"
+    )
+    assert os.listdir(tmp_path) == []
+
+    # Any other error keeps its traceback (a bug is not a disk).
+    @errors.exits_on_input_error
+    def bug(argv):
+        raise OSError(errno.EIO, "I/O error")
+
+    with pytest.raises(OSError, match="I/O error"):
+        bug([])
+
+
+def _no_space(*args):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_a_full_disk_under_the_lock_leaves_no_lock_behind(tmp_path, monkeypatch):
+    from wat_jax import errors, lock
+
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", _no_space)
+    with pytest.raises(errors.DiskError) as error:
+        lock.acquire(str(tmp_path), "describe")
+    assert str(error.value).startswith(
+        f"{tmp_path / lock.LOCK_FILE}: could not write it: the disk is full"
+    )
+    # An empty record would read as an unknown holder and refuse the next run.
+    assert os.listdir(tmp_path) == []
+    monkeypatch.setattr(os, "fsync", real)
+    lock.release(str(tmp_path), lock.acquire(str(tmp_path), "describe"))
+
+
+def test_a_full_disk_while_saving_the_text_bank_keeps_the_old_one(tmp_path, monkeypatch):
+    from wat_jax import errors
+    from wat_jax.text import bank
+
+    path = str(tmp_path / bank.BANK_FILE)
+    old = bank.random_bank(3, 8, 2, seed=0)
+    old.save(path)
+    before = _snapshot(path)
+    real_savez = np.savez
+
+    def savez_on_a_full_disk(f, **arrays):
+        real_savez(f, **{k: v for k, v in list(arrays.items())[:1]})  # some bytes land
+        _no_space()
+
+    monkeypatch.setattr(np, "savez", savez_on_a_full_disk)
+    with pytest.raises(errors.DiskError, match="the old text_bank.npz is unchanged"):
+        bank.random_bank(3, 8, 2, seed=1).save(path)
+    assert _snapshot(path) == before and os.listdir(tmp_path) == [bank.BANK_FILE]

@@ -16,7 +16,7 @@ import numpy as np
 from absl import logging
 from jax.sharding import PartitionSpec as P
 
-from wat_jax import artifact, checkpointing, io, parallel
+from wat_jax import artifact, checkpointing, errors, io, parallel
 from wat_jax.reporting.run_log import MetricWriter, Progress
 from wat_jax.tasks.base import Confusion
 
@@ -116,37 +116,54 @@ def score(config, workdir: str, task, embedder: Embedder, step: int, writer=None
     (through `writer` when given: the training loop's MetricWriter), and draws the
     pictures the task asks for. Returns the JSON's path.
     """
-    inputs = task.eval_inputs(config, workdir)
-    motion_emb = embedder.motion(inputs.motion, inputs.mask)  # [N, E]
-    text_emb = {name: embedder.text(vectors) for name, vectors in inputs.texts.items()}
-    results = task.score(config, inputs, motion_emb, text_emb)
-    example = None
-    if task.has_timeline and config.eval.timeline:
-        # whole val sequences against BABEL's frame labels
-        from wat_jax import timeline
-
-        class_vectors = text_emb[task.timeline_texts(config)]
-        results["timeline"], example = timeline.eval_block(config, workdir, embedder, class_vectors)
-    results = dict(results, step=step, task=config.task)
     path = os.path.join(workdir, "eval", f"step_{step}.json")
+    # What a Ctrl-C or a full disk leaves, said in the CLI's one line (errors.keeping).
+    unchanged = "the checkpoints and the earlier evaluations are unchanged"
+    name = os.path.basename(path)
+    with errors.keeping(
+        f"nothing was written yet ({name} is written when scoring ends); {unchanged}"
+    ):
+        inputs = task.eval_inputs(config, workdir)
+        motion_emb = embedder.motion(inputs.motion, inputs.mask)  # [N, E]
+        text_emb = {name: embedder.text(vectors) for name, vectors in inputs.texts.items()}
+        results = task.score(config, inputs, motion_emb, text_emb)
+        example = None
+        if task.has_timeline and config.eval.timeline:
+            # whole val sequences against BABEL's frame labels
+            from wat_jax import timeline
+
+            class_vectors = text_emb[task.timeline_texts(config)]
+            results["timeline"], example = timeline.eval_block(
+                config, workdir, embedder, class_vectors
+            )
+    results = dict(results, step=step, task=config.task)
     if jax.process_index() == 0:  # every process has the numbers; one writes and draws
-        io.write_json(path, results)
-        headline = {
-            f"eval/{k}": v
-            for k, v in results.items()
-            if isinstance(v, (int, float)) and k != "step" and not k.startswith("num_")
-        }
-        for k, v in results.get("timeline", {}).items():  # the action timeline's curves
-            if k in TIMELINE_HEADLINE:
-                headline[f"eval/timeline/{k}"] = v
-        if writer is None:
-            with contextlib.closing(MetricWriter(workdir)) as own:
-                own.write(step, headline)
-        else:
-            writer.write(step, headline)
+        with errors.keeping(unchanged):
+            io.write_json(path, results)
+        redo = f"{path} is complete; evaluate again for the curves and pictures of step {step}"
+        with errors.keeping(redo, where=os.path.join(workdir, "metrics.jsonl")):
+            _write_headline(workdir, step, results, writer)
+        with errors.keeping(redo):
+            draw(config, workdir, task, step, inputs, motion_emb, text_emb, results, example)
         logging.info("wrote %s", path)
-        draw(config, workdir, task, step, inputs, motion_emb, text_emb, results, example)
     return path
+
+
+def _write_headline(workdir: str, step: int, results: dict, writer=None) -> None:
+    """The headline numbers as `eval/<metric>` lines of metrics.jsonl and TensorBoard."""
+    headline = {
+        f"eval/{k}": v
+        for k, v in results.items()
+        if isinstance(v, (int, float)) and k != "step" and not k.startswith("num_")
+    }
+    for k, v in results.get("timeline", {}).items():  # the action timeline's curves
+        if k in TIMELINE_HEADLINE:
+            headline[f"eval/timeline/{k}"] = v
+    if writer is None:
+        with contextlib.closing(MetricWriter(workdir)) as own:
+            own.write(step, headline)
+    else:
+        writer.write(step, headline)
 
 
 def draw(config, workdir: str, task, step: int, inputs, motion_emb, text_emb, results, example):

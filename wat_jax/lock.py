@@ -31,7 +31,7 @@ import uuid
 
 from absl import logging
 
-from wat_jax.errors import fail
+from wat_jax.errors import DiskError, disk_fault, fail
 
 LOCK_FILE = ".workdir.lock"
 _BREAK_SUFFIX = ".break"
@@ -172,12 +172,18 @@ def acquire(workdir: str, mode: str, break_lock: bool = False) -> Holder:
         except FileExistsError:
             pass
         except OSError as e:
-            raise fail(path, f"cannot create the workdir lock ({e.strerror})") from e
+            raise _cannot_write(path, e, "create") from e
         else:
-            with os.fdopen(fd, "w") as f:
-                f.write(json.dumps(dataclasses.asdict(me), sort_keys=True) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(json.dumps(dataclasses.asdict(me), sort_keys=True) + "\n")
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as e:
+                # An empty or torn record would read as a lock of an unknown process.
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+                raise _cannot_write(path, e, "write") from e
             return me
         try:
             holder = _read(path)
@@ -210,6 +216,14 @@ def acquire(workdir: str, mode: str, break_lock: bool = False) -> Holder:
             path, f"the workdir is in use by {holder.describe()}; {hint} or use another --workdir"
         )
     raise fail(path, "could not take the workdir lock (it changed hands 100 times)")
+
+
+def _cannot_write(path: str, error: OSError, what: str) -> Exception:
+    """The one line for a lock that cannot be created or written (nothing of it is left)."""
+    code = disk_fault(error)
+    if code is not None:
+        return DiskError(path, code, ["nothing in the workdir was changed"])
+    return fail(path, f"cannot {what} the workdir lock ({error.strerror or error})")
 
 
 def release(workdir: str, holder: Holder) -> None:

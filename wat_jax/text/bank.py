@@ -24,7 +24,7 @@ import zlib
 import numpy as np
 from absl import logging
 
-from wat_jax import io, metrics
+from wat_jax import errors, io, metrics
 from wat_jax.errors import fail
 
 BANK_FILE = "text_bank.npz"
@@ -228,6 +228,20 @@ def build(keys, config, workdir: str) -> TextBank:
                 f"{len(missing)} keys have no descriptions, e.g. {missing[0]!r}; "
                 "run --mode=describe again",
             )
+    path = bank_path(workdir)
+    # The bank is written whole at the end: a Ctrl-C or a full disk before then keeps
+    # the old file, which the one line says (io.atomic_write says the same when it fails).
+    kept = (
+        f"the old {BANK_FILE} is unchanged"
+        if os.path.exists(path)
+        else f"no {BANK_FILE} was written"
+    )
+    with errors.keeping(kept):
+        return _build(keys, config, by_key, path)
+
+
+def _build(keys, config, by_key: dict, path: str) -> TextBank:
+    """`build` after its checks: encode the phrases and descriptions, save at `path`."""
     phrases = [k.phrase for k in keys]
     texts, offsets = [], [0]
     for k in keys:
@@ -247,7 +261,7 @@ def build(keys, config, workdir: str) -> TextBank:
         np.asarray(descriptions, np.float32),
         np.asarray(offsets, np.int64),
     )
-    bank.save(bank_path(workdir))
+    bank.save(path)
     return bank
 
 

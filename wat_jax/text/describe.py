@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import ml_collections
 from absl import logging
 
-from wat_jax import io, lock
+from wat_jax import errors, io, lock
 from wat_jax.reporting import run_log
 from wat_jax.errors import fail
 from wat_jax.text import backends, cleaning, prompts
@@ -106,16 +106,41 @@ def load_descriptions(path: str) -> dict[str, list[str]]:
 
 
 def _append(path: str, rows: list[dict]) -> None:
-    """Appends complete lines with one write(), so a kill leaves whole records or a torn tail."""
+    """Appends complete lines with one write(), so a kill leaves whole records or a torn tail.
+
+    A full disk may cut the write short: the store then ends in a torn line, which the
+    next run cuts off (`_read_store`), and the error is one DiskError line.
+    """
     data = "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in rows)
     view = memoryview(data.encode("utf-8"))
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        error = errors.disk_error(e, path)
+        if error is None:
+            raise
+        raise error from e
+
+
+def _kept(path: str) -> str:
+    """What the store holds after a stop, for the one line of a Ctrl-C or a full disk."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return f"no {STORE_FILE} was written yet"
+    torn = " (its torn last line is cut on the next run)" if data[-1:] not in (b"", b"\n") else ""
+    lines = data.count(b"\n")
+    return (
+        f"{STORE_FILE} keeps the {lines} descriptions written before{torn}; "
+        "describe again to go on from there"
+    )
 
 
 def _check(keys: Sequence[DescribeKey], cfg) -> None:
@@ -329,7 +354,8 @@ def describe(
     path = os.path.join(workdir, STORE_FILE)
     # The workdir lock (wat_jax/lock.py): main.py already holds it for --mode=describe;
     # a direct call takes it here. Another live writer is an error naming it.
-    with lock.hold(workdir, "describe"):
+    # A Ctrl-C or a full disk ends in one line saying what the store keeps.
+    with lock.hold(workdir, "describe"), errors.keeping(lambda: _kept(path)):
         _describe_locked(keys, cfg, path, backend)
     return path
 
