@@ -150,3 +150,84 @@ def test_cli_without_checkpoint_is_one_line(tmp_path):
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "no checkpoint" in errors[0] and "Traceback" not in proc.stderr
     assert not (tmp_path / "export").exists()
+
+
+def test_an_unwritable_output_is_refused_before_the_export(exported, tmp_path, monkeypatch):
+    # A read-only destination (simulated: tests run as root, which chmod does not stop)
+    # is one line before any checkpoint is read, not an EROFS traceback after the work.
+    import errno
+    import tempfile
+
+    from wat_jax import artifact
+    from wat_jax.errors import InputError
+
+    workdir, config, _ = exported
+    share = tmp_path / "share"
+    share.mkdir()
+    real_mkstemp = tempfile.mkstemp
+
+    def mkstemp(*args, dir=None, **kwargs):
+        if dir and os.path.realpath(dir).startswith(str(share)):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), dir)
+        return real_mkstemp(*args, dir=dir, **kwargs)
+
+    def restore(*args, **kwargs):
+        raise AssertionError("the checkpoint was read before the output was checked")
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(artifact, "restore", restore)
+    out = share / "export" / "tower.bin"
+    with pytest.raises(InputError) as error:
+        export.export_motion_tower(config, workdir, output=str(out))
+    assert str(error.value) == (
+        f"{out}: could not write it: the file system is read-only; nothing was written; "
+        "give --output=PATH in a writable folder"
+    )
+    assert os.listdir(share) == []
+
+
+def test_a_failed_export_leaves_no_mismatched_files(exported, tmp_path):
+    # params.npz replaced, then the .bin fails: a .bin of another export beside these
+    # params would load and compute garbage, so the export's files are removed.
+    import errno
+
+    from wat_jax.errors import DiskError
+
+    workdir, config, path = exported
+    out = tmp_path / "tower.bin"
+    for name in (out, tmp_path / "tower.params.npz", tmp_path / "tower.json"):
+        name.write_bytes(b"an older export")
+
+    class FullDisk:
+        def serialize(self):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with pytest.raises(DiskError) as error:
+        export.save(FullDisk(), [np.zeros(3, np.float32)], ["['x']"], str(out))
+    assert str(error.value).startswith(f"{out}: could not write it: the disk is full")
+    assert "the export's files (tower.params.npz, tower.bin, tower.json) were removed" in str(
+        error.value
+    )
+    assert os.listdir(tmp_path) == []
+
+
+def test_cli_reads_the_run_from_a_checkpoint_folder(exported, tmp_path):
+    workdir, _, _ = exported
+    out = tmp_path / "tower.bin"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wat_jax.tools.export",
+            f"--workdir={os.path.join(workdir, 'checkpoints', '5')}",
+            f"--output={out}",
+        ],
+        cwd=ROOT,
+        env=dict(os.environ, JAX_PLATFORMS="cpu"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.load(open(tmp_path / "tower.json"))["step"] == 5

@@ -266,3 +266,74 @@ def test_cli_queries_file_json(babel_workdir, tmp_path):
         assert [h["rank"] for h in result["hits"]] == [1, 2, 3]
         assert all(set(h["labels"]) <= classes and h["source"] for h in result["hits"])
     assert answer["step"] == 3 and "load_index" in answer["timings_ms"]
+
+
+# A run read from where wat_jax.load reads it, and from a read-only share.
+
+
+def _read_only(monkeypatch, root):
+    """Every file or folder creation under `root` fails with EROFS, as on a read-only
+    mount. Tests run as root, which chmod does not stop, and mounting needs privileges,
+    so this refuses the calls every Python writer goes through: os.open with a write or
+    create flag (tempfile.mkstemp, io.atomic_write, the lock, describe's appends) and
+    os.mkdir (os.makedirs). Reading is untouched."""
+    import errno
+
+    root = os.path.realpath(root)
+    real_open, real_mkdir = os.open, os.mkdir
+    writing = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND
+
+    def refused(path):
+        path = os.path.realpath(os.fspath(path))
+        if path == root or path.startswith(root + os.sep):
+            return OSError(errno.EROFS, os.strerror(errno.EROFS), path)
+        return None
+
+    def open_(path, flags, *args, **kwargs):
+        error = refused(path) if flags & writing else None
+        if error:
+            raise error
+        return real_open(path, flags, *args, **kwargs)
+
+    def mkdir(path, *args, **kwargs):
+        error = refused(path)
+        if error:
+            raise error
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", open_)
+    monkeypatch.setattr(os, "mkdir", mkdir)
+
+
+def test_a_read_only_run_is_searched_with_its_index_in_memory(babel_workdir, tmp_path, monkeypatch):
+    import shutil
+
+    workdir, _ = babel_workdir
+    run = tmp_path / "share"
+    shutil.copytree(workdir, run)
+    shutil.rmtree(run / "index", ignore_errors=True)
+    listing = sorted(str(p) for p in run.rglob("*"))
+    _read_only(monkeypatch, run)
+    answer = search.run_search(str(run), queries=["a person walking"], k=3)
+    assert answer["index"] == "in memory (the run's folder is not writable)"
+    assert "build_index" in answer["timings_ms"] and len(answer["results"][0]["hits"]) == 3
+    assert sorted(str(p) for p in run.rglob("*")) == listing  # nothing written, nothing left
+    # The same ranking as a saved index gives.
+    monkeypatch.undo()
+    saved = search.run_search(workdir, queries=["a person walking"], k=3)
+    assert saved["results"] == answer["results"]
+
+
+def test_a_run_is_found_from_what_load_accepts(babel_workdir):
+    workdir, _ = babel_workdir
+    workdir = os.path.abspath(workdir)
+    ckpts = os.path.join(workdir, "checkpoints")
+    assert run_dir.resolve(workdir) == (workdir, None)
+    assert run_dir.resolve(ckpts) == (workdir, None)
+    assert run_dir.resolve(os.path.join(ckpts, "3")) == (workdir, 3)
+    assert run_dir.resolve(f"{workdir}:3") == (workdir, 3)
+    assert run_dir.resolve(os.path.join(ckpts, "3"), 3) == (workdir, 3)
+    with pytest.raises(InputError, match="names step 3, but the step asked for is 5"):
+        run_dir.resolve(os.path.join(ckpts, "3"), 5)
+    answer = search.run_search(os.path.join(ckpts, "3"), queries=["a person walking"], k=2)
+    assert answer["step"] == 3 and answer["index"] == gallery.index_dir(workdir, "val", 3)

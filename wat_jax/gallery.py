@@ -12,9 +12,15 @@ It lives in W/index/<split>_step_<N>/:
 The fingerprint hashes the checkpoint's files, the gallery's files and the model
 config, so a retrained checkpoint or re-prepared data rebuilds the index; a new
 step gets its own directory.
+
+Reading a run must work on a read-only share: when W/index/ cannot be written (a
+read-only file system, no permission, a full disk) the index is kept in memory for
+that search, with one warning, and the next search builds it again.
 """
 
+import contextlib
 import dataclasses
+import errno
 import hashlib
 import json
 import os
@@ -23,7 +29,7 @@ import time
 import numpy as np
 from absl import logging
 
-from wat_jax import checkpointing, io, metrics, workdir as run_dir
+from wat_jax import checkpointing, errors, io, metrics, workdir as run_dir
 from wat_jax.data import prepared
 
 INDEX_FILES = (
@@ -174,7 +180,12 @@ def _text_params(params) -> dict:
 
 
 def build_index(
-    config, workdir: str, split: str = "val", step: int | None = None, fp: str | None = None
+    config,
+    workdir: str,
+    split: str = "val",
+    step: int | None = None,
+    fp: str | None = None,
+    save: bool = True,
 ) -> Index:
     """Embeds the gallery with checkpoint `step` (latest when None) and saves the index.
 
@@ -184,9 +195,10 @@ def build_index(
       split: which prepared split is the gallery.
       step: the checkpoint step.
       fp: the fingerprint to record (computed when None).
+      save: write it to index_dir(); False returns it unsaved (path "").
 
     Returns:
-      The saved Index.
+      The Index.
     """
     from wat_jax import evaluate
     from wat_jax.tasks import common
@@ -232,17 +244,45 @@ def build_index(
         meta,
         _text_params(embedder.params),
     )
-    path = index_dir(workdir, split, step)
-    index.save(path)
-    index.path = path
     logging.info(
-        "indexed %d %s windows at step %d in %.1fs: %s",
-        len(rows),
-        split,
-        step,
-        meta["build_seconds"],
-        path,
+        "indexed %d %s windows at step %d in %.1fs", len(rows), split, step, meta["build_seconds"]
     )
+    if save:
+        path = index_dir(workdir, split, step)
+        index.save(path)
+        index.path = path
+    return index
+
+
+_CANNOT_WRITE = (errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM)
+
+
+def save_or_keep_in_memory(index: Index, path: str) -> Index:
+    """Saves `index` at `path`; when the folder cannot be written (read-only, no
+    permission, full) the index stays in memory (path "") with one warning, and what
+    this save wrote of it is removed: an index without meta.json is never read."""
+    note = f"the index in {path} is incomplete (no meta.json); the next search builds it again"
+    with errors.keeping(note):
+        try:
+            index.save(path)
+        except OSError as e:  # errors.DiskError is one too
+            if e.errno not in _CANNOT_WRITE:
+                raise
+            for name in INDEX_FILES + ("meta.json",):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(path, name))
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
+            reason = errors.DISK_FAULTS[e.errno][0] if e.errno in errors.DISK_FAULTS else e.strerror
+            logging.warning(
+                "%s: cannot save the search index there (%s); it is kept in memory for this "
+                "search, and the next one builds it again",
+                path,
+                reason,
+            )
+            index.path = ""
+            return index
+    index.path = path
     return index
 
 
@@ -254,7 +294,8 @@ def load_or_build_index(
     rebuild: bool = False,
     timings: dict | None = None,
 ) -> Index:
-    """The saved index for (split, step) when its fingerprint still matches; else builds it.
+    """The saved index for (split, step) when its fingerprint still matches; else builds
+    it, and saves it when the run's folder can be written (save_or_keep_in_memory).
 
     `timings`, when given, receives milliseconds spent listing checkpoints and
     loading (or building) the index.
@@ -272,7 +313,9 @@ def load_or_build_index(
             timings["load_index"] = elapsed_ms(start)
             return index
         logging.info("index %s is stale (fingerprint changed); rebuilding", path)
-    index = build_index(config, workdir, split, step, fp)
+    with errors.keeping("no index was saved (the next search builds it)"):
+        index = build_index(config, workdir, split, step, fp, save=False)
+    save_or_keep_in_memory(index, path)
     timings["build_index"] = elapsed_ms(start)
     return index
 

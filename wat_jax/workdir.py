@@ -4,8 +4,43 @@ pictures read a run through these, never through flags; what differs by task is
 the task's (wat_jax/tasks/)."""
 
 import os
+import re
 
 from wat_jax.data import prepared
+from wat_jax.errors import fail
+
+
+def resolve(path: str, step: int | None = None, key: str = "--workdir") -> tuple[str, int | None]:
+    """What `wat_jax.load` accepts -> (the run's workdir, the checkpoint step or None).
+
+    PATH is a workdir, its checkpoints/ or one checkpoints/<step>/, with an optional
+    `:STEP` (checkpointing.parse_source); the workdir is the folder of checkpoints/,
+    where config.json and the prepared data are. A folder that is none of these comes
+    back as it is, so its own error ("no config here; train ...") is said. A step in
+    the path and a different `step` (the CLI's --step) are refused.
+    """
+    from wat_jax import checkpointing
+
+    folder, named = path, None
+    match = re.fullmatch(r"(.*):(\d+)", path)
+    if match and not os.path.exists(path):
+        folder, named = match.group(1), int(match.group(2))
+    if os.path.isdir(folder) and not os.path.exists(os.path.join(folder, "config.json")):
+        steps = os.path.isdir(os.path.join(folder, "state")) or any(
+            name.isdigit() for name in os.listdir(folder)
+        )
+        if steps:  # a checkpoints/ folder or one step of it
+            root, named = checkpointing.parse_source(path, key)
+            if os.path.basename(root) != "checkpoints":
+                raise fail(
+                    key,
+                    f"{root}: a run's checkpoints sit in WORKDIR/checkpoints/, beside its "
+                    "config.json and data/; give that workdir",
+                )
+            folder = os.path.dirname(root)
+    if named is not None and step is not None and step >= 0 and step != named:
+        raise fail(key, f"{path} names step {named}, but the step asked for is {step}")
+    return folder, named if named is not None else step
 
 
 def load_config(workdir: str):

@@ -2,6 +2,9 @@
 
     python -m wat_jax.tools.export --workdir=W [--step=N] [--output=W/export/motion_tower.bin]
 
+(--workdir also takes W/checkpoints or W/checkpoints/N, as `wat_jax.load` does; an
+--output that cannot be written is refused before anything is restored.)
+
 writes two files:
   motion_tower.bin         jax.export.Exported.serialize() of
                            f(params_leaves, motion [b, T, J, F], mask [b, T]) -> [b, E],
@@ -25,6 +28,7 @@ import os
 import jax
 import numpy as np
 
+from wat_jax import errors
 from wat_jax.errors import exits_on_input_error, fail
 
 PLATFORMS = ("cpu", "cuda", "tpu")
@@ -80,13 +84,43 @@ def export_tower(model, params: dict, frames: int, joints: int, features: int, p
 
 
 def save(exported, leaves, names, path: str, meta: dict | None = None) -> str:
-    """Writes the artefact, its params file and a small JSON description, atomically."""
-    from wat_jax import io
+    """Writes the artefact, its params file and a small JSON description, atomically.
+
+    Each file is replaced whole; when one fails (a full disk, Ctrl-C) after another was
+    replaced, all three are removed, since a .bin beside another export's params would
+    load and compute garbage. The one line of the error says so.
+    """
+    from wat_jax import errors, io
 
     arrays = {f"leaf_{i:04d}": leaf for i, leaf in enumerate(leaves)}
     arrays["names"] = np.asarray(names)
-    io.atomic_write(params_path(path), lambda f: np.savez(f, **arrays))
-    io.atomic_write(path, lambda f: f.write(exported.serialize()))
+    files = (params_path(path), path, os.path.splitext(path)[0] + ".json")
+    written = []
+
+    def removed() -> str:
+        if not written:
+            return ""
+        for name in files:
+            if os.path.exists(name):
+                os.unlink(name)
+        return (
+            f"the export's files ({', '.join(os.path.basename(f) for f in files)}) were removed, "
+            "as they would not match; export again"
+        )
+
+    with errors.keeping(removed):
+        io.atomic_write(files[0], lambda f: np.savez(f, **arrays))
+        written.append(files[0])
+        io.atomic_write(files[1], lambda f: f.write(exported.serialize()))
+        written.append(files[1])
+        _write_description(exported, leaves, path, files[2], meta)
+    return path
+
+
+def _write_description(exported, leaves, path: str, json_path: str, meta: dict | None) -> None:
+    """The export's JSON: window and output shapes, platforms, parameter count."""
+    from wat_jax import io
+
     motion, mask = exported.in_avals[-2:]
     info = dict(
         meta or {},
@@ -97,8 +131,7 @@ def save(exported, leaves, names, path: str, meta: dict | None = None) -> str:
         num_params=int(sum(x.size for x in leaves)),
         params_file=os.path.basename(params_path(path)),
     )
-    io.write_json(os.path.splitext(path)[0] + ".json", info)
-    return path
+    io.write_json(json_path, info)
 
 
 def load_motion_tower(path: str):
@@ -148,17 +181,22 @@ def export_motion_tower(
 
     Returns:
       The path written.
+
+    Raises:
+      InputError: the output cannot be written there (checked before the work), or the
+        checkpoint cannot be read.
     """
     from absl import logging
 
-    from wat_jax import artifact, checkpointing
+    from wat_jax import artifact, checkpointing, io
 
+    output = output or os.path.join(workdir, "export", "motion_tower.bin")
+    io.check_writable(output, "give --output=PATH in a writable folder")
     # The same restore as wat_jax.load: config.json and the checkpoint are enough.
     restored = artifact.restore(config, checkpointing.checkpoint_dir(workdir), step)
     step, d = restored.step, restored.dims
     params = jax.tree.map(np.asarray, jax.device_get(restored.params))
     exported, leaves, names = export_tower(restored.model, params, d.frames, d.joints, d.features)
-    output = output or os.path.join(workdir, "export", "motion_tower.bin")
     save(
         exported,
         leaves,
@@ -181,9 +219,10 @@ def main(argv):
     if len(argv) > 1:
         raise fail("wat_jax.tools.export", f"unexpected arguments {argv[1:]}")
     quiet_library_logs()
-    config = run_dir.load_config(FLAGS.workdir)
-    step = FLAGS.step if FLAGS.step >= 0 else None
-    path = export_motion_tower(config, FLAGS.workdir, step, FLAGS.output or None)
+    workdir, step = run_dir.resolve(FLAGS.workdir, FLAGS.step if FLAGS.step >= 0 else None)
+    config = run_dir.load_config(workdir)
+    with errors.keeping("the run is unchanged"):  # said by a Ctrl-C or a full disk
+        path = export_motion_tower(config, workdir, step, FLAGS.output or None)
     with open(os.path.splitext(path)[0] + ".json") as f:
         info = json.load(f)
     print(
@@ -195,7 +234,9 @@ def main(argv):
 if __name__ == "__main__":
     from absl import app, flags
 
-    flags.DEFINE_string("workdir", None, "Run directory with checkpoints and config.json.")
+    flags.DEFINE_string(
+        "workdir", None, "Run directory with checkpoints and config.json, or its checkpoints[/N]."
+    )
     flags.DEFINE_integer("step", -1, "Checkpoint step; -1: latest.")
     flags.DEFINE_string("output", "", "Output .bin; default WORKDIR/export/motion_tower.bin.")
     flags.mark_flag_as_required("workdir")

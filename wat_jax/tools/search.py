@@ -7,7 +7,11 @@
 The first call embeds the gallery (the prepared val split by default) with the
 latest checkpoint into an index saved in W/index/<split>_step_<N>/ (see
 wat_jax/gallery.py); later calls load it and only embed the query text and rank,
-which takes milliseconds.
+which takes milliseconds. A run on a read-only share is searched too: its index is
+then kept in memory for the call (one warning), not saved.
+
+--workdir takes what `wat_jax.load` takes: the workdir, its checkpoints/, or one
+checkpoints/<step>/ (which picks that step), with an optional `:STEP`.
 """
 
 import json
@@ -16,7 +20,7 @@ import time
 
 import numpy as np
 
-from wat_jax import gallery, workdir as run_dir
+from wat_jax import errors, gallery, workdir as run_dir
 from wat_jax.errors import exits_on_input_error, fail
 
 
@@ -88,7 +92,7 @@ def run_search(
     """What the CLI does: text queries -> gallery windows, or a motion window -> texts.
 
     Args:
-      workdir: the run directory.
+      workdir: the run directory, its checkpoints/ or one checkpoints/<step>/.
       queries: query strings (text search), or None.
       motion_path: a .npy window (motion to text), or None.
       k: results per query.
@@ -109,6 +113,7 @@ def run_search(
             raise fail("--query", "empty query; give a sentence such as 'a person walking slowly'")
     if k < 1:
         raise fail("--top_k", f"must be at least 1, got {k}")
+    workdir, step = run_dir.resolve(workdir, step)
     config = run_dir.load_config(workdir)
     if queries is not None:
         check_text_encoder(config)
@@ -137,7 +142,7 @@ def run_search(
         timings["rank"] = gallery.elapsed_ms(start)
         results = [{"motion": motion_path, "frames": int(mask.sum()), "hits": hits[0]}]
     return {
-        "index": index.path,
+        "index": index.path or "in memory (the run's folder is not writable)",
         "step": index.meta["step"],
         "split": split,
         "num_windows": index.meta["num_windows"],
@@ -219,22 +224,25 @@ def main(argv):
         queries = _read_queries(FLAGS.queries)
     if FLAGS.query is not None:
         queries = (queries or []) + [FLAGS.query]
-    answer = run_search(
-        FLAGS.workdir,
-        queries,
-        FLAGS.motion or None,
-        FLAGS.top_k,
-        FLAGS.split,
-        FLAGS.step if FLAGS.step >= 0 else None,
-        FLAGS.rebuild,
-    )
+    with errors.keeping("the run is unchanged"):  # said by a Ctrl-C or a full disk
+        answer = run_search(
+            FLAGS.workdir,
+            queries,
+            FLAGS.motion or None,
+            FLAGS.top_k,
+            FLAGS.split,
+            FLAGS.step if FLAGS.step >= 0 else None,
+            FLAGS.rebuild,
+        )
     print(json.dumps(answer, indent=1) if FLAGS.json else format_table(answer))
 
 
 if __name__ == "__main__":
     from absl import app, flags
 
-    flags.DEFINE_string("workdir", None, "Run directory (config.json, checkpoints, data).")
+    flags.DEFINE_string(
+        "workdir", None, "Run directory (config.json, checkpoints, data), or its checkpoints[/N]."
+    )
     flags.DEFINE_string("query", None, "A text query.")
     flags.DEFINE_string("queries", "", "A file of text queries, one per line.")
     flags.DEFINE_string("motion", "", "A .npy window [T, J, F] to match against the bank texts.")
