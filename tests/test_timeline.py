@@ -502,3 +502,65 @@ def test_timeline_keys_are_declared_so_overrides_work():
     config = module.get_config("smoke")
     assert config.eval.timeline is True and config.eval.timeline_max_sequences == 64
     assert config.eval.timeline_stride_s == 0.5 and config.eval.timeline_smooth_s == 0.5
+
+
+def test_a_long_recording_gets_a_compact_json_a_bounded_summary_and_a_binned_picture(
+    tmp_path, monkeypatch
+):
+    # 20 minutes at 30 fps of 3-second actions: 36,000 frames and 400 segments, built
+    # in-process (a 2-hour file wrote a 34 MB indented JSON, printed 1,420 segment lines
+    # and drew a solid block).
+    from wat_jax.reporting import plots
+
+    run = _FakeRun()
+    per_frame = np.tile(np.repeat([0, 1, 2, 1], 90), 100)
+    seq = _sequence(per_frame, 3, "long")
+    answer = timeline_cli.run_timeline(run, seq, "a person jumps")
+    t = len(per_frame)
+    assert t == 36_000 and len(answer["segments"]) == 400  # segments at full resolution
+    assert answer["segments"][-1]["end_frame"] == t
+    frames = answer["frames"]
+    every = frames["every"]
+    assert every == 2 and len(frames["time_s"]) == t // 2 == timeline.MAX_JSON_FRAMES
+    assert frames["time_s"][:3] == [0.0, round(2 / 30, 4), round(4 / 30, 4)]
+    assert len(frames["top_k"]) == len(answer["query"]["curve"]) == t // 2
+    assert len(answer["ground_truth"]["labels"]) == t // 2
+
+    drawn = {}
+    real = plots.timeline_png
+
+    def timeline_png(scores, classes, fps, path, title, **kwargs):
+        drawn.update(points=len(scores), fps=fps, title=title)
+        return real(scores, classes, fps, path, title, **kwargs)
+
+    monkeypatch.setattr(plots, "timeline_png", timeline_png)
+    json_path, png_path = timeline_cli.write_outputs(answer, str(tmp_path), "long")
+    with open(json_path) as f:
+        text = f.read()
+    assert text.count("\n") == 1 and ", " not in text[:2000]  # no indentation, no spaces
+    assert len(text) < 2_500_000, len(text)  # ~70 bytes a kept frame, plus the segments
+    assert json.loads(text)["frames"]["every"] == 2
+    # The picture: at most MAX_PICTURE_POINTS bins, its x axis still in seconds.
+    assert drawn["points"] == timeline.MAX_PICTURE_POINTS
+    assert drawn["fps"] == pytest.approx(30 / 18) and "averaged over 0.6 s" in drawn["title"]
+    _assert_picture(png_path)
+
+    summary = timeline_cli.format_summary(answer, [json_path, png_path]).splitlines()
+    assert len(summary) <= timeline.MAX_SUMMARY_SEGMENTS + 20  # was 400 segment lines
+    assert "400 segments (the 30 longest below)" in summary[0]
+    assert "... and 370 more segments, all in timeline.json" in summary
+    assert "... and 190 more intervals, all in timeline.json" in summary
+
+    # The bounds are parameters; 0 keeps every frame.
+    short = timeline_cli.run_timeline(run, _sequence(per_frame[:3600], 3, "s"), max_frames=0)
+    assert short["frames"]["every"] == 1 and len(short["frames"]["time_s"]) == 3600
+    lines = timeline_cli.format_summary(short, [], max_segments=5).splitlines()
+    assert "... and 35 more segments, all in timeline.json" in lines and len(lines) == 9
+
+
+def test_frame_every_and_bins():
+    assert timeline.frame_every(100, 100) == 1 and timeline.frame_every(101, 100) == 2
+    assert timeline.frame_every(10**6, 0) == 1
+    binned = timeline.bin_frames(np.arange(7.0)[:, None], 3)
+    np.testing.assert_allclose(binned[:, 0], [1.0, 4.0, 6.0])  # the last bin is shorter
+    np.testing.assert_array_equal(timeline.bin_frames(np.arange(4.0), 1), np.arange(4.0))

@@ -39,6 +39,14 @@ scores aggregated the same way.
 
 The CLI reads a run through `wat_jax.load` (config.json and a checkpoint suffice; the
 class texts come from the checkpoint's metadata).
+
+Long recordings stay usable (a 2-hour file is 216,000 frames and can hold over a
+thousand segments): timeline.json is written without indentation and its per-frame
+arrays hold every `frame_every(T, max_frames)`-th frame (`frames.every`; every frame up
+to MAX_JSON_FRAMES, 10 minutes at 30 fps), while segments and query intervals keep full
+resolution; the printed summary lists the MAX_SUMMARY_SEGMENTS longest segments; the
+picture averages the scores over bins of frames (`bin_frames`) so it draws at most
+MAX_PICTURE_POINTS points across, whatever the length.
 """
 
 import time
@@ -56,6 +64,9 @@ QUERY_RELATIVE = 0.5
 MAX_SEQUENCES = 64  # eval.timeline_max_sequences: bounds the eval's cost
 OVERLAPS = (0.1, 0.25, 0.5)
 _EMBED_CHUNK = 2048  # windows embedded per call during evaluation (bounds memory)
+MAX_JSON_FRAMES = 18_000  # per-frame rows in timeline.json (10 min at 30 fps); then sampled
+MAX_SUMMARY_SEGMENTS = 30  # segments the CLI prints (the longest ones)
+MAX_PICTURE_POINTS = 2_000  # points across the picture; longer recordings are binned
 
 
 # ---- pure functions ------------------------------------------------------------------
@@ -197,6 +208,28 @@ def query_intervals(
 def sequence_scores(window_scores, starts, window: int, num_frames: int, smooth_frames: int):
     """Window scores [K, C] -> smoothed per-frame scores [T, C] (aggregate, then smooth)."""
     return smooth(frame_scores(window_scores, starts, window, num_frames), smooth_frames)
+
+
+def frame_every(num_frames: int, max_frames: int) -> int:
+    """The step k that keeps at most `max_frames` of `num_frames` rows (every k-th frame
+    from frame 0); 1 when they fit or max_frames <= 0 (no bound)."""
+    if max_frames <= 0 or num_frames <= max_frames:
+        return 1
+    return -(-num_frames // max_frames)
+
+
+def bin_frames(values, k: int) -> np.ndarray:
+    """Means over consecutive bins of k frames along axis 0 (the last bin may be shorter).
+
+    [T, ...] -> [ceil(T / k), ...]; k <= 1 returns the values unchanged (float64).
+    """
+    values = np.asarray(values, np.float64)
+    if k <= 1 or len(values) <= 1:
+        return values.copy()
+    starts = np.arange(0, len(values), k)
+    sums = np.add.reduceat(values, starts, axis=0)
+    sizes = np.diff(np.append(starts, len(values))).reshape((-1,) + (1,) * (values.ndim - 1))
+    return sums / sizes
 
 
 def frames_of(seconds: float, fps: float) -> int:

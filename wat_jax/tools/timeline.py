@@ -7,15 +7,20 @@
 (`python -m wat_jax.tools.timeline` is the same command; the contract names the
 first.) What the numbers mean, and the functions that compute them, are
 wat_jax/timeline.py. The run is read through `wat_jax.load` (config.json and a
-checkpoint suffice; the class texts come from the checkpoint's metadata).
+checkpoint suffice; the class texts come from the checkpoint's metadata), and
+--workdir takes what it takes: the workdir, its checkpoints/ or one checkpoints/<step>/.
+An --out that cannot be written is refused before the model runs. Long recordings get
+a compact timeline.json (per-frame rows sampled past --max_frames), a summary of the
+longest segments and a binned picture (see wat_jax/timeline.py).
 """
 
 import os
 
 import numpy as np
 
-from wat_jax import io, metrics
+from wat_jax import errors, io, metrics
 from wat_jax import timeline as tl
+from wat_jax import workdir as run_dir
 from wat_jax.errors import exits_on_input_error, fail
 
 
@@ -92,8 +97,13 @@ def run_timeline(
     smooth_s: float = tl.SMOOTH_S,
     k: int = tl.TOP_K,
     relative: float = tl.QUERY_RELATIVE,
+    max_frames: int = tl.MAX_JSON_FRAMES,
 ) -> dict:
     """The timeline of one sequence: per-frame top-k, segments, ground truth, a query.
+
+    The per-frame arrays (frames.*, ground_truth.labels, query.curve) hold every
+    `frames.every`-th frame, so at most `max_frames` rows (0: every frame); segments and
+    intervals are computed at full resolution.
 
     Returns:
       The timeline.json object; "_scores" and "_curve" hold the arrays for the picture.
@@ -108,7 +118,9 @@ def run_timeline(
     motion, mask = babel_sequences.window_batch(seq.rot6d, seq.trans, starts, window)
     emb = run.embed_motion(motion, mask)
     scores = tl.sequence_scores(emb @ run.class_vectors.T, starts, window, seq.num_frames, smooth_n)
-    idx, val = tl.top_k(scores, k)
+    every = tl.frame_every(seq.num_frames, max_frames)
+    rows = np.arange(0, seq.num_frames, every)  # the frames the per-frame arrays keep
+    idx, val = tl.top_k(scores[rows], k)
     classes = run.classes
     out = dict(
         step=int(run.step),
@@ -123,7 +135,8 @@ def run_timeline(
         num_windows=int(len(starts)),
         classes=list(classes),
         frames=dict(
-            time_s=[round(i / fps, 4) for i in range(seq.num_frames)],
+            every=int(every),
+            time_s=[round(i / fps, 4) for i in rows.tolist()],
             top_k=[[classes[j] for j in row] for row in idx.tolist()],
             scores=np.round(val, 5).tolist(),
         ),
@@ -148,7 +161,7 @@ def run_timeline(
         labelled = seq.labels.any(1)
         out["ground_truth"] = dict(
             segments=true,
-            labels=[[classes[c] for c in np.flatnonzero(row)] for row in seq.labels],
+            labels=[[classes[c] for c in np.flatnonzero(row)] for row in seq.labels[rows]],
             frame_acc=metrics.frame_accuracy(scores, seq.labels) if labelled.any() else None,
             **{f"f1@{o:g}": metrics.f1_score(*c) for o, c in counts.items()},
         )
@@ -158,43 +171,75 @@ def run_timeline(
         out["query"] = dict(
             text=query,
             relative_threshold=relative,
-            curve=np.round(curve, 5).tolist(),
+            curve=np.round(curve[rows], 5).tolist(),
             intervals=tl.query_intervals(curve, fps, relative),
         )
         out["_curve"] = curve
     return out
 
 
-def write_outputs(answer: dict, out_dir: str, title: str) -> tuple[str, str]:
-    """Writes out_dir/timeline.json and out_dir/timeline.png; returns their paths."""
+def write_outputs(
+    answer: dict, out_dir: str, title: str, max_points: int = tl.MAX_PICTURE_POINTS
+) -> tuple[str, str]:
+    """Writes out_dir/timeline.json (compact: no indentation) and out_dir/timeline.png;
+    returns their paths.
+
+    A recording longer than `max_points` frames is drawn from its scores averaged over
+    bins of k frames (at most max_points bins; the title says the bin's length): one
+    point a frame would draw a long file as a solid block.
+    """
     from wat_jax.reporting import plots
 
     json_path = os.path.join(out_dir, "timeline.json")
     png_path = os.path.join(out_dir, "timeline.png")
-    io.write_json(json_path, {k: v for k, v in answer.items() if not k.startswith("_")})
+    io.write_json(json_path, {k: v for k, v in answer.items() if not k.startswith("_")}, None)
+    fps, scores, curve = answer["fps"], answer["_scores"], answer["_curve"]
+    k = tl.frame_every(len(scores), max_points)
+    if k > 1:
+        scores, fps = tl.bin_frames(scores, k), fps / k  # the x axis stays in seconds
+        curve = tl.bin_frames(curve, k) if curve is not None else None
+        title = f"{title}, scores averaged over {k / answer['fps']:g} s"
     truth = answer["ground_truth"]
     plots.timeline_png(
-        answer["_scores"],
+        scores,
         answer["classes"],
-        answer["fps"],
+        fps,
         png_path,
         title,
         true_segments=truth["segments"] if truth else None,
-        query=(answer["query"]["text"], answer["_curve"], answer["query"]["intervals"])
+        query=(answer["query"]["text"], curve, answer["query"]["intervals"])
         if answer["query"]
         else None,
     )
     return json_path, png_path
 
 
-def format_summary(answer: dict, paths) -> str:
+def _shown_segments(segments: list[dict], limit: int) -> list[dict]:
+    """The `limit` longest segments (earlier first among equals), in time order."""
+    if limit <= 0 or len(segments) <= limit:
+        return list(segments)
+    longest = sorted(
+        range(len(segments)),
+        key=lambda i: (-(segments[i]["end_frame"] - segments[i]["start_frame"]), i),
+    )
+    return [segments[i] for i in sorted(longest[:limit])]
+
+
+def format_summary(answer: dict, paths, max_segments: int = tl.MAX_SUMMARY_SEGMENTS) -> str:
+    """The printed summary: at most `max_segments` segment lines (the longest), then how
+    many more timeline.json holds."""
+    segments = answer["segments"]
+    shown = _shown_segments(segments, max_segments)
     lines = [
         f"{answer['source']}: {answer['duration_s']:.1f} s, {answer['num_windows']} windows "
-        f"(stride {answer['stride_s']:g} s), step {answer['step']}"
+        f"(stride {answer['stride_s']:g} s), step {answer['step']}, {len(segments)} segments"
+        + (f" (the {len(shown)} longest below)" if len(shown) < len(segments) else "")
     ]
     lines.append(f"{'start_s':>8}  {'end_s':>8}  {'score':>7}  class")
-    for s in answer["segments"]:
+    for s in shown:
         lines.append(f"{s['start_s']:8.2f}  {s['end_s']:8.2f}  {s['score']:7.4f}  {s['class']}")
+    if len(shown) < len(segments):
+        lines.append(f"... and {len(segments) - len(shown)} more segments, all in timeline.json")
     truth = answer["ground_truth"]
     if truth:
         f1 = ", ".join(f"{k} {truth[k]:.3f}" for k in truth if k.startswith("f1@"))
@@ -211,6 +256,8 @@ def format_summary(answer: dict, paths) -> str:
                 f"{i['rank']:>4}  {i['start_s']:7.2f} - {i['end_s']:7.2f} s  peak "
                 f"{i['peak_s']:.2f} s  score {i['score']:.4f}"
             )
+        if len(q["intervals"]) > 10:
+            lines.append(f"... and {len(q['intervals']) - 10} more intervals, all in timeline.json")
     lines += [f"wrote {p}" for p in paths]
     return "\n".join(lines)
 
@@ -230,16 +277,28 @@ def main(argv):
     if not FLAGS.motion:
         raise fail("--motion", "required: an AMASS .npz, or val:K for a val sequence")
     check_options(FLAGS.query, FLAGS.stride_s, FLAGS.smooth_s, FLAGS.top_k)
+    if FLAGS.max_frames < 0:
+        raise fail("--max_frames", f"must be 0 (every frame) or more, got {FLAGS.max_frames}")
     if not _split_index(FLAGS.motion) and not os.path.isfile(FLAGS.motion):
         raise fail(FLAGS.motion, "no such file (give an AMASS .npz, or val:K for a val sequence)")
-    # The motion is read before the model is restored, so bad input fails fast.
-    seq = read_motion(_babel_config(FLAGS.workdir), FLAGS.workdir, FLAGS.motion)
-    run = _open_run(FLAGS.workdir, FLAGS.step if FLAGS.step >= 0 else None)
-    answer = run_timeline(
-        run, seq, FLAGS.query, FLAGS.stride_s, FLAGS.smooth_s, FLAGS.top_k, FLAGS.relative
-    )
+    workdir, step = run_dir.resolve(FLAGS.workdir, FLAGS.step if FLAGS.step >= 0 else None)
     stem = os.path.splitext(os.path.basename(FLAGS.motion.replace(":", "_")))[0]
-    out_dir = FLAGS.out or os.path.join(FLAGS.workdir, "timeline", stem)
+    out_dir = FLAGS.out or os.path.join(workdir, "timeline", stem)
+    io.check_writable(os.path.join(out_dir, "timeline.json"), "give --out=a writable folder")
+    # The motion is read before the model is restored, so bad input fails fast.
+    seq = read_motion(_babel_config(workdir), workdir, FLAGS.motion)
+    with errors.keeping("nothing was written"):  # said by a Ctrl-C
+        run = _open_run(workdir, step)
+        answer = run_timeline(
+            run,
+            seq,
+            FLAGS.query,
+            FLAGS.stride_s,
+            FLAGS.smooth_s,
+            FLAGS.top_k,
+            FLAGS.relative,
+            FLAGS.max_frames,
+        )
     title = f"{os.path.basename(seq.feat_p)} (step {run.step})"
     paths = write_outputs(answer, out_dir, title)
     print(format_summary(answer, paths))
@@ -248,7 +307,11 @@ def main(argv):
 def define_flags() -> None:
     from absl import flags
 
-    flags.DEFINE_string("workdir", None, "A trained BABEL-task run (config.json, checkpoints).")
+    flags.DEFINE_string(
+        "workdir",
+        None,
+        "A trained BABEL-task run (config.json, checkpoints), or its checkpoints[/N].",
+    )
     flags.DEFINE_string("motion", None, "An AMASS .npz, or val:K / train:K (the run's data).")
     flags.DEFINE_string("query", None, "A text query answered with time intervals.")
     flags.DEFINE_float("stride_s", tl.STRIDE_S, "Seconds between window starts.")
@@ -257,6 +320,12 @@ def define_flags() -> None:
     flags.DEFINE_float("relative", tl.QUERY_RELATIVE, "Query threshold within the curve's range.")
     flags.DEFINE_string("out", "", "Output folder (default WORKDIR/timeline/<motion name>).")
     flags.DEFINE_integer("step", -1, "Checkpoint step; -1: latest.")
+    flags.DEFINE_integer(
+        "max_frames",
+        tl.MAX_JSON_FRAMES,
+        "Per-frame rows in timeline.json at most; longer recordings keep every k-th frame "
+        "(frames.every). 0: every frame.",
+    )
 
 
 def run() -> None:
