@@ -564,3 +564,22 @@ def test_frame_every_and_bins():
     binned = timeline.bin_frames(np.arange(7.0)[:, None], 3)
     np.testing.assert_allclose(binned[:, 0], [1.0, 4.0, 6.0])  # the last bin is shorter
     np.testing.assert_array_equal(timeline.bin_frames(np.arange(4.0), 1), np.arange(4.0))
+
+
+def test_cli_refuses_an_unwritable_out_before_the_model_runs(trained_run, tmp_path):
+    # /proc takes no new files (as a read-only share would not): one line, nothing run.
+    proc = _timeline_cli(f"--workdir={trained_run}", "--motion=val:0", "--out=/proc/wat_jax_out")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.strip().splitlines() if not line.startswith("I")]
+    assert len(lines) == 1, proc.stderr[-2000:]
+    assert lines[0].startswith("error: /proc/wat_jax_out/timeline.json: cannot write there (")
+    assert lines[0].endswith("); give --out=a writable folder")
+    # --workdir takes a checkpoint folder, as wat_jax.load does.
+    out = tmp_path / "from_checkpoint"
+    proc = _timeline_cli(
+        f"--workdir={os.path.join(trained_run, 'checkpoints', '12')}",
+        "--motion=val:0",
+        f"--out={out}",
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.load(open(out / "timeline.json"))["step"] == 12
