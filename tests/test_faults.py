@@ -307,11 +307,12 @@ def test_late_closed_loop_callbacks_print_nothing_under_a_cli(monkeypatch, capsy
 
 # ---- full disks and Ctrl-C: one line from every writer and every CLI -------------------
 #
-# A full disk cannot be made without root (a small tmpfs needs a mount), so the CLI runs
-# under a prelude that makes os.fsync fail with ENOSPC for the files whose path holds a
-# given part: every wat_jax writer syncs before it renames or returns (io.atomic_write,
-# the workdir lock, describe's appends), which is where a filling disk shows on network
-# file systems. A write() refused outright is the in-process tests' part below.
+# A disk that fills at one given file cannot be arranged on a real file system, so the
+# CLI runs under a prelude that makes os.fsync fail with ENOSPC for the files whose path
+# holds a given part: every wat_jax writer syncs before it renames or returns
+# (io.atomic_write, the workdir lock, describe's appends), which is where a filling disk
+# shows on network file systems. A write() refused outright is the in-process tests' part,
+# and a really full tmpfs (where root may mount one) the last test's.
 
 _FULL_DISK = """
 import errno, os, runpy, sys
@@ -573,3 +574,59 @@ def test_a_full_disk_while_saving_the_text_bank_keeps_the_old_one(tmp_path, monk
     with pytest.raises(errors.DiskError, match="the old text_bank.npz is unchanged"):
         bank.random_bank(3, 8, 2, seed=1).save(path)
     assert _snapshot(path) == before and os.listdir(tmp_path) == [bank.BANK_FILE]
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 64 MB tmpfs (mounting needs root, as on the project's machines and CI), and a
+    function that fills what is left of it."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)],
+        capture_output=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
+
+    def fill():
+        fd = os.open(mount / "filler", os.O_WRONLY | os.O_CREAT)
+        try:
+            for size in (1 << 20, 1 << 12, 1):  # down to the last byte
+                try:
+                    while True:
+                        os.write(fd, b"\0" * size)
+                except OSError as e:
+                    assert e.errno == errno.ENOSPC
+        finally:
+            os.close(fd)
+
+    yield mount, fill
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_really_full_disk_is_one_line_for_the_lock_and_the_eval_json(base_workdirs, full_disk):
+    # The same rows as above on a real full file system: ENOSPC from write(), not a fake.
+    mount, fill = full_disk
+    w = mount / "run"
+    shutil.copytree(base_workdirs["toy_trained"], w)
+    fill()
+    before = {p: _snapshot(w / p) for p in RUN_FILES}
+    files = _files(w)
+    proc = _run(_main(TOY, "eval")(w))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: {w}/eval/step_20.json: could not write it: the disk is full (no space left "
+        "on device); no step_20.json was written; the checkpoints and the earlier "
+        "evaluations are unchanged; free some space there and run again"
+    )
+    assert {p: _snapshot(w / p) for p in RUN_FILES} == before and _files(w) == files
+    proc = _run(_main(TOY, "prepare")(mount / "new"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: {mount}/new/.workdir.lock: could not write it: the disk is full (no space "
+        "left on device); nothing in the workdir was changed; free some space there and run "
+        "again"
+    )
+    assert _files(mount / "new") == []
