@@ -33,8 +33,9 @@ def main(argv):
     elif FLAGS.workdir:
         from wat_jax import workdir as run_dir
 
-        config = run_dir.load_config(FLAGS.workdir)
-        gallery = run_dir.read_gallery(config, FLAGS.workdir, FLAGS.split)
+        workdir, _ = run_dir.resolve(FLAGS.workdir)  # what wat_jax.load accepts
+        config = run_dir.load_config(workdir)
+        gallery = run_dir.read_gallery(config, workdir, FLAGS.split)
         path = pictures.window_gif(
             gallery,
             FLAGS.index,
