@@ -386,8 +386,24 @@ def _files(w):
             ("text_bank.npz", "descriptions.jsonl", "data/val/motion.npy"),
             (".workdir.lock",),
         ),
+        (
+            "babel_prepared",
+            "prepare",
+            "report.json",
+            (
+                "could not write it: the disk is full (no space left on device)",
+                "the old data/ is unchanged",
+            ),
+            ("data/val/motion.npy", "data/report.json", "data/train/labels.npy"),
+            (".workdir.lock",),
+        ),
     ],
-    ids=["already full: the lock", "fills at the eval JSON", "fills at text_bank.npz"],
+    ids=[
+        "already full: the lock",
+        "fills at the eval JSON",
+        "fills at text_bank.npz",
+        "fills while prepare stages data/",
+    ],
 )
 def test_a_full_disk_is_one_line_naming_the_file_and_what_was_kept(
     base_workdirs, tmp_path, workdir, mode, full_at, phrase, unchanged, absent
@@ -407,7 +423,8 @@ def test_a_full_disk_is_one_line_naming_the_file_and_what_was_kept(
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ") and phrase in last, last
+    phrases = (phrase,) if isinstance(phrase, str) else phrase
+    assert last.startswith("error: ") and all(p in last for p in phrases), last
     assert {p: _snapshot(w / p) for p in unchanged} == before
     for p in absent:
         assert not (w / p).exists(), p

@@ -246,6 +246,12 @@ def _run_stages(config, workdir: str, task, stages, on_train=None) -> None:
             result_path = evaluate.evaluate(config, workdir, task)
             if jax.process_index() == 0:
                 print(evaluate.summary_table(result_path))
+        elif stage == "prepare":
+            from wat_jax import errors
+
+            # prepare stages every split and swaps data/ in whole (prepared.Staging).
+            with errors.keeping("the old data/ is unchanged"):
+                task.prepare(config, workdir)
         else:
             getattr(task, stage)(config, workdir)
 
