@@ -122,11 +122,12 @@ def check_meta(config, meta: dict, dims: ModelDims, step_dir: str, config_path: 
     from wat_jax import tasks
 
     fix = "put the config.json of the run that wrote these checkpoints beside checkpoints/"
-    if "task" in meta and meta["task"] != config.task:
+    # A consistency check of two records, not a branch on the task.
+    stored, described = meta.get("task"), config.task
+    if stored not in (None, described):
         raise fail(
             step_dir,
-            f"checkpoint of a {meta['task']} run, but {config_path} is a {config.task} "
-            f"run's config; {fix}",
+            f"checkpoint of a {stored} run, but {config_path} is a {described} run's config; {fix}",
         )
     layout = tasks.get_task(config.task).layout(config)
     if layout is None:
