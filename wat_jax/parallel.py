@@ -45,6 +45,11 @@ def maybe_initialize_distributed(
             process_id=process_id if process_id >= 0 else None,
         )
     jax.distributed.initialize(**kwargs)
+    if jax.process_count() > 1 and jax.default_backend() == "cpu":
+        # No persistent compilation cache across CPU processes: their cache keys differ
+        # (only process 0 ever hits), and jax 0.12 hangs in the first collective of a
+        # program that process 0 loaded from the cache while the others compiled it.
+        jax.config.update("jax_enable_compilation_cache", False)
     logging.info(
         "distributed: process %d of %d, %d local / %d global devices",
         jax.process_index(),
