@@ -17,10 +17,6 @@ from ml_collections import config_flags
 from wat_jax.errors import InputError, exits_on_input_error
 
 MODES = ("prepare", "describe", "embed", "train", "eval", "all")
-# The values of model.text_projection (models/skeleton.py: TextProjection) and model.dtype
-# (state.create_model), checked at start-up with the other model keys.
-TEXT_PROJECTIONS = ("identity", "linear", "head")
-MODEL_DTYPES = ("float32", "bfloat16")
 
 config_flags.DEFINE_config_file(
     "config", None, "Experiment config file[:variant].", lock_config=True
@@ -119,11 +115,12 @@ def _check_model(config) -> None:
         raise InputError(f"config.model.norm_eps={m.norm_eps!r}: must be a positive number")
     if not isinstance(m.pre_norm, bool):
         raise InputError(f"config.model.pre_norm={m.pre_norm!r}: must be True or False")
-    _one_of("model.text_projection", m.text_projection, TEXT_PROJECTIONS)
-    _one_of("model.dtype", m.dtype, MODEL_DTYPES)
-    # The names below are declared beside the code that reads them (which imports flax).
-    from wat_jax.models.skeleton import POOLINGS, POSITIONS
+    # The names are declared beside the code that reads them (which imports flax).
+    from wat_jax.models.skeleton import POOLINGS, POSITIONS, TEXT_PROJECTIONS
+    from wat_jax.state import MODEL_DTYPES
 
+    _one_of("model.text_projection", m.text_projection, TEXT_PROJECTIONS)
+    _one_of("model.dtype", m.dtype, tuple(MODEL_DTYPES))
     _one_of("model.positions", m.positions, POSITIONS)
     _one_of("model.pooling", m.pooling, POOLINGS)
     from wat_jax import tasks

@@ -73,6 +73,10 @@ class TrainState(flax.struct.PyTreeNode):
     position: jax.Array  # int32: examples consumed, the data position
 
 
+# config.model.dtype: the motion tower's compute dtype (parameters stay float32).
+MODEL_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
 def create_model(config: ml_collections.ConfigDict, text_dim: int, num_classes: int = 0):
     """Builds the model from config.model; embed_dim defaults to the text dim."""
     m = config.model
@@ -104,7 +108,7 @@ def create_model(config: ml_collections.ConfigDict, text_dim: int, num_classes: 
         num_classes=num_classes if config.loss.ce_weight > 0 else 0,
         log_scale_init=float(init_scale),
         logit_bias_init=-10.0 if config.loss.name == "siglip" else 0.0,
-        dtype=jnp.bfloat16 if m.dtype == "bfloat16" else jnp.float32,
+        dtype=MODEL_DTYPES.get(m.dtype, jnp.float32),
     )
 
 

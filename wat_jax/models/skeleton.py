@@ -16,6 +16,7 @@ import numpy as np
 
 POOLINGS = ("cls", "mean", "first")
 POSITIONS = ("sinusoidal", "learned")
+TEXT_PROJECTIONS = ("identity", "linear", "head")
 
 
 def sinusoidal_positions(length: int, width: int) -> np.ndarray:
@@ -241,7 +242,9 @@ class TextProjection(nn.Module):
             return nn.Dense(self.dim, name="linear")(text_emb)
         if self.kind == "head":
             return ProjectionHead(self.dim, self.dropout, name="head")(text_emb, train=train)
-        raise ValueError(f"model.text_projection must be identity|linear|head, got {self.kind!r}")
+        raise ValueError(
+            f"model.text_projection must be one of {TEXT_PROJECTIONS}, got {self.kind!r}"
+        )
 
 
 class MotionTextModel(nn.Module):
