@@ -90,9 +90,8 @@ BABEL60_CLASSES = (
 
 NULL_FRAME_LABELS = ("skip", "sequence")
 EXTRA_ANNOTATORS = ("separate", "union", "ignore")
-# data.duplicates: a babel_sid read more than once is an error, or (allow) counted in the
-# build report by reason and resolved as `Duplicate.allowed` says.
-DUPLICATES = ("error", "allow")
+# data.duplicates (prepared.DUPLICATES): a babel_sid read more than once is an error, or
+# (allow) counted in the build report by reason and resolved as `Duplicate.allowed` says.
 DUPLICATE_REASONS = ("sid_twice_in_file", "sid_twice_in_split", "sid_in_train_and_val")
 _DUPLICATE_WORDS = {
     "sid_twice_in_file": "repeated as a key of one file",
@@ -337,8 +336,8 @@ def check_duplicates(data_cfg, found: list[Duplicate], context: str = "babel") -
 
 def _duplicates_mode(data_cfg) -> str:
     mode = data_cfg.duplicates
-    if mode not in DUPLICATES:
-        raise fail("data.duplicates", f"must be one of {DUPLICATES}, got {mode!r}")
+    if mode not in prepared.DUPLICATES:
+        raise fail("data.duplicates", f"must be one of {prepared.DUPLICATES}, got {mode!r}")
     return mode
 
 

@@ -70,9 +70,6 @@ _PROB_SLACK = 1e-6
 FRAMES = ("window", "random")
 PADDINGS = ("mask", "repeat_last")
 TRANSFORMS = ("gaitformer", "reference")
-# data.duplicates: a track_id on several CSV rows is an error, or (allow) its first row is
-# kept and the others are counted in the build report.
-DUPLICATES = ("error", "allow")
 
 
 def read_annotations(path: str, max_tracks: int = 0):
@@ -482,7 +479,7 @@ def _check_config(d) -> None:
         raise fail("config.data.source", f"use synthetic or densegait, got {d.source!r}")
     if d.missing not in ("error", "skip"):
         raise fail("config.data.missing", f"use error or skip, got {d.missing!r}")
-    if d.duplicates not in DUPLICATES:
+    if d.duplicates not in prepared.DUPLICATES:
         raise fail("config.data.duplicates", f"use error or allow, got {d.duplicates!r}")
     if not 0.0 < d.val_fraction < 1.0:
         raise fail("config.data.val_fraction", f"must be in (0, 1), got {d.val_fraction}")

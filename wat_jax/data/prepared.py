@@ -28,6 +28,9 @@ from wat_jax import io
 from wat_jax.errors import fail
 
 SPLITS = ("train", "val")
+# data.duplicates, for every task's prepare: an id read more than once (a BABEL sid, a
+# DenseGait track_id) is an error, or (allow) its first entry is kept and the rest counted.
+DUPLICATES = ("error", "allow")
 
 
 @dataclasses.dataclass(frozen=True)
