@@ -56,3 +56,29 @@ def babel_smoke(tmp_path_factory):
 def densegait_smoke(tmp_path_factory):
     """experiments/densegait.py:smoke through --mode=all on 8 devices."""
     return _trained(tmp_path_factory, "densegait_smoke", "all", config=cli.DENSEGAIT)
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """Real small file systems for disk faults: `tmpfs(size, name="disk")` mounts a tmpfs
+    of `size` (e.g. "2m") at tmp_path/name and returns it; mounting needs root, as on the
+    project's machines and CI, and the test is skipped where it cannot. Each is unmounted
+    after the test."""
+    mounts = []
+
+    def mount(size: str, name: str = "disk"):
+        point = tmp_path / name
+        point.mkdir()
+        proc = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
+            capture_output=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
+        mounts.append(point)
+        return point
+
+    yield mount
+    for point in reversed(mounts):
+        subprocess.run(["umount", "-l", str(point)], check=False)

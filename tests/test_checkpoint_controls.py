@@ -5,7 +5,6 @@ keep_period, a damaged newest checkpoint, a full disk, and a stop agreed by two 
 import os
 import shutil
 import signal
-import subprocess
 import time
 
 import jax
@@ -162,17 +161,9 @@ def test_two_processes_agree_on_the_stop_step_and_resume_exactly(tmp_path):
 
 
 @pytest.fixture
-def small_disk(tmp_path):
-    """A 2 MB tmpfs (needs root, as on the project's machines and CI)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True
-    )
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+def small_disk(tmpfs):
+    """A 2 MB tmpfs (tests/conftest.py)."""
+    return tmpfs("2m")
 
 
 def test_disk_full_during_a_save_is_one_line_and_loses_nothing(small_disk):

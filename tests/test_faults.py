@@ -594,18 +594,9 @@ def test_a_full_disk_while_saving_the_text_bank_keeps_the_old_one(tmp_path, monk
 
 
 @pytest.fixture
-def full_disk(tmp_path):
-    """A 64 MB tmpfs (mounting needs root, as on the project's machines and CI), and a
-    function that fills what is left of it."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)],
-        capture_output=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
+def full_disk(tmpfs):
+    """A 64 MB tmpfs (tests/conftest.py), and a function that fills what is left of it."""
+    mount = tmpfs("64m")
 
     def fill():
         fd = os.open(mount / "filler", os.O_WRONLY | os.O_CREAT)
@@ -619,8 +610,7 @@ def full_disk(tmp_path):
         finally:
             os.close(fd)
 
-    yield mount, fill
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    return mount, fill
 
 
 def test_a_really_full_disk_is_one_line_for_the_lock_and_the_eval_json(base_workdirs, full_disk):

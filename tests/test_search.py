@@ -339,32 +339,21 @@ def test_a_run_is_found_from_what_load_accepts(babel_workdir):
     assert answer["step"] == 3 and answer["index"] == gallery.index_dir(workdir, "val", 3)
 
 
-def test_a_run_on_a_really_read_only_mount_is_searched(babel_workdir, tmp_path):
-    # A tmpfs remounted read-only (mounting needs root; skipped elsewhere): EROFS from the
-    # kernel itself, which root does not get around as it does chmod.
+def test_a_run_on_a_really_read_only_mount_is_searched(babel_workdir, tmpfs):
+    # A tmpfs remounted read-only (tests/conftest.py; skipped where it cannot be mounted):
+    # EROFS from the kernel itself, which root does not get around as it does chmod.
     import shutil
     import subprocess
 
     workdir, _ = babel_workdir
-    mount = tmp_path / "share"
-    mount.mkdir()
-    proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", str(mount)],
-        capture_output=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
-    try:
-        run = mount / "run"
-        shutil.copytree(workdir, run)
-        shutil.rmtree(run / "index", ignore_errors=True)
-        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
-        with pytest.raises(OSError, match="Read-only file system"):
-            (run / "probe").write_text("x")
-        answer = search.run_search(str(run / "checkpoints" / "3"), queries=["a person walking"])
-        assert answer["index"] == "in memory (the run's folder is not writable)"
-        assert answer["step"] == 3 and len(answer["results"][0]["hits"]) == 10
-        assert not (run / "index").exists()
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+    mount = tmpfs("256m", "share")
+    run = mount / "run"
+    shutil.copytree(workdir, run)
+    shutil.rmtree(run / "index", ignore_errors=True)
+    subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+    with pytest.raises(OSError, match="Read-only file system"):
+        (run / "probe").write_text("x")
+    answer = search.run_search(str(run / "checkpoints" / "3"), queries=["a person walking"])
+    assert answer["index"] == "in memory (the run's folder is not writable)"
+    assert answer["step"] == 3 and len(answer["results"][0]["hits"]) == 10
+    assert not (run / "index").exists()
