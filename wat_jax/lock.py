@@ -31,7 +31,7 @@ import uuid
 
 from absl import logging
 
-from wat_jax.errors import DiskError, disk_fault, fail
+from wat_jax.errors import disk_error, fail
 
 LOCK_FILE = ".workdir.lock"
 _BREAK_SUFFIX = ".break"
@@ -220,10 +220,8 @@ def acquire(workdir: str, mode: str, break_lock: bool = False) -> Holder:
 
 def _cannot_write(path: str, error: OSError, what: str) -> Exception:
     """The one line for a lock that cannot be created or written (nothing of it is left)."""
-    code = disk_fault(error)
-    if code is not None:
-        return DiskError(path, code, ["nothing in the workdir was changed"])
-    return fail(path, f"cannot {what} the workdir lock ({error.strerror or error})")
+    disk = disk_error(error, path, ["nothing in the workdir was changed"])
+    return disk or fail(path, f"cannot {what} the workdir lock ({error.strerror or error})")
 
 
 def release(workdir: str, holder: Holder) -> None:
