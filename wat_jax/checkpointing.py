@@ -25,7 +25,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
-from wat_jax.errors import InputError, fail
+from wat_jax.errors import InputError, disk_fault, fail
 
 DAMAGED_DIR = "checkpoints_damaged"
 
@@ -66,13 +66,8 @@ def parse_source(spec: str, key: str) -> tuple[str, int | None]:
 
 
 def _is_disk_full(e: BaseException) -> bool:
-    while e is not None:
-        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        if "No space left on device" in str(e) or "Disk quota exceeded" in str(e):
-            return True
-        e = e.__cause__ or e.__context__
-    return False
+    """A full or over-quota disk behind `e` (orbax wraps its writer threads' OSErrors)."""
+    return disk_fault(e) in (errno.ENOSPC, errno.EDQUOT)
 
 
 class Checkpointer:

@@ -72,6 +72,11 @@ def _disk_cause(error: BaseException | None) -> tuple[int | None, str | None]:
     return None, None
 
 
+def disk_fault(error: BaseException | None) -> int | None:
+    """The errno (ENOSPC, EDQUOT or EROFS) behind `error`, else None (see _disk_cause)."""
+    return _disk_cause(error)[0]
+
+
 class DiskError(InputError, OSError):
     """A write the disk refused: full, over quota, or read-only.
 
