@@ -186,8 +186,8 @@ def load_npz(path: str) -> AmassMotion:
     return AmassMotion(path, poses, trans, float(fps))
 
 
-def resample(motion: AmassMotion, out_fps: float) -> tuple[np.ndarray, np.ndarray]:
-    """Every joint's rotation and the translation at out_fps, by time.
+def resample(motion: AmassMotion, out_fps: float, joints=None) -> tuple[np.ndarray, np.ndarray]:
+    """The joints' rotations and the translation at out_fps, by time.
 
     Output frame i is at time i / out_fps; frames run while that time is within
     the capture (t <= (T - 1) / fps).
@@ -195,9 +195,10 @@ def resample(motion: AmassMotion, out_fps: float) -> tuple[np.ndarray, np.ndarra
     Args:
       motion: a loaded sequence.
       out_fps: the target rate (30 for BABEL-60).
+      joints: the SMPL-H joint ids to return, in order; None: all 52.
 
     Returns:
-      rotations [T', 52, 3, 3] float64 and trans [T', 3] float64.
+      rotations [T', J, 3, 3] float64 (J = 52 or len(joints)) and trans [T', 3] float64.
     """
     t_src = motion.poses.shape[0]
     # The epsilon keeps an exact multiple (e.g. 120 fps -> 30 fps) from losing its last frame.
@@ -208,6 +209,8 @@ def resample(motion: AmassMotion, out_fps: float) -> tuple[np.ndarray, np.ndarra
     frac = np.clip(pos - i0, 0.0, 1.0)
     frac[frac < 1e-9] = 0.0
     aa = motion.poses.reshape(t_src, SMPLH_JOINTS, 3)
+    if joints is not None:
+        aa = aa[:, list(joints)]
     if not frac.any():  # rate is a multiple of out_fps: pure subsampling
         rot = rotations.axis_angle_to_matrix(aa[i0])
         return rot, motion.trans[i0].copy()
@@ -266,13 +269,14 @@ def sequence_features(motion: AmassMotion, data_cfg, workdir: str | None = None)
       data_cfg: `config.data` (fps, feature_joints, rot6d, translation, body_model).
       workdir: the run's folder, where the synthetic source keeps its body model.
     """
-    rot, trans = resample(motion, float(data_cfg.fps))  # [T, 52, 3, 3], [T, 3]
     joints = list(data_cfg.feature_joints)
-    rot6d = rotations.matrix_to_rot6d(rot[:, joints], data_cfg.rot6d).astype(np.float32)
-    if data_cfg.translation == "root":
-        return rot6d, trans
+    if data_cfg.translation == "root":  # only the feature joints are needed
+        rot, trans = resample(motion, float(data_cfg.fps), joints)  # [T, 24, 3, 3], [T, 3]
+        return rotations.matrix_to_rot6d(rot, data_cfg.rot6d).astype(np.float32), trans
     from wat_jax.data import body_model
 
+    rot, _ = resample(motion, float(data_cfg.fps))  # [T, 52, 3, 3]: the whole skeleton
+    rot6d = rotations.matrix_to_rot6d(rot[:, joints], data_cfg.rot6d).astype(np.float32)
     skeleton = body_model.load(body_model_path(data_cfg, workdir))
     return rot6d, body_model.forward_kinematics(skeleton, rot)[:, R_ANKLE]
 
