@@ -66,14 +66,14 @@ def test_export_round_trip_equals_the_live_model_at_two_batch_sizes(exported):
     embed = export.load_motion_tower(path)
     window = run_dir.read_gallery(config, workdir, "val").motion.shape[1:]
     assert embed.window == window and embed.embed_dim == config.text.dim
-    embedder, step = evaluate.restore_embedder(config, workdir)
+    towers, step = evaluate.restore_towers(config, workdir)
     assert step == 5
     for batch in (3, 7):
         motion, mask = _random_batch(batch, window, seed=batch)
         got = embed(motion, mask)
         assert got.shape == (batch, config.text.dim)
         # The live model as evaluation runs it: restored from the checkpoint, jitted.
-        np.testing.assert_allclose(got, embedder.motion(motion, mask), atol=1e-5, rtol=0)
+        np.testing.assert_allclose(got, towers.motion(motion, mask), atol=1e-5, rtol=0)
     assert np.abs(got[0] - got[1]).max() > 1e-3  # distinct inputs, distinct outputs
 
 

@@ -329,11 +329,11 @@ runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
 # The model's motion tower says so on stderr and sleeps, so a SIGINT lands mid-work.
 _SLOW_EMBED = """
 import runpy, sys, time
-from wat_jax import evaluate
 def motion(self, motion, mask):
     print("embedding the val windows", file=sys.stderr, flush=True)
     time.sleep(120)
-evaluate.Embedder.motion = motion
+from wat_jax import towers
+towers.Towers.motion = motion
 sys.argv = sys.argv[1:]
 runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
 """

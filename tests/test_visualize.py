@@ -190,17 +190,23 @@ def test_pca_keeps_a_planar_cloud_and_orders_the_axes():
 
 
 def test_embedding_png_and_eval_pictures(tmp_path):
+    from wat_jax.data import prepared
+    from wat_jax.tasks import toy
+
     config = _toy_config()
-    workdir = str(tmp_path)
+    out = str(tmp_path / "eval")
     rng = np.random.default_rng(0)
     classes = [f"class_{i}" for i in range(config.data.num_classes)]
     centres = rng.standard_normal((len(classes), 16))
-    labels = np.eye(len(classes), dtype=np.float32)[rng.integers(0, len(classes), 64)]
-    motion_emb = labels @ centres + 0.2 * rng.standard_normal((64, 16))
-    paths = pictures.eval_pictures(config, workdir, None, 7, motion_emb, labels, classes, centres)
+    motion, mask, _ = toy.make_data(config, config.seed, "val")
+    labels = np.eye(len(classes), dtype=np.float32)[rng.integers(0, len(classes), len(motion))]
+    motion_emb = labels @ centres + 0.2 * rng.standard_normal((len(motion), 16))
+    rows = [{"source": f"toy/val/{i}", "start_s": 0.0} for i in range(len(motion))]
+    windows = prepared.PreparedSplit(motion, mask, labels, classes, rows)
+    paths = pictures.eval_pictures(config, out, 7, windows, motion_emb, centres)
     assert paths == [
-        os.path.join(workdir, "eval", "embedding_step_7.png"),
-        os.path.join(workdir, "eval", "example_step_7.gif"),
+        os.path.join(out, "embedding_step_7.png"),
+        os.path.join(out, "example_step_7.gif"),
     ]
     png = _frames(paths[0])[0]
     assert png.shape[0] > 300 and png.shape[1] > 300

@@ -17,14 +17,13 @@ import numbers
 import os
 import re
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
 from wat_jax import checkpointing, metrics
 from wat_jax.errors import fail
 from wat_jax.state import ModelDims, abstract_params, create_model, motion_tower_size
+from wat_jax.towers import Towers
 
 
 @dataclasses.dataclass
@@ -194,11 +193,7 @@ class Run:
         self.phrases: list[str] = list(texts.get("phrases", []))
         self.prototype: str = texts.get("prototype", "")
         self._prototype_vectors = np.asarray(texts.get("vectors", []), np.float32)
-        self.batch_size = batch_size
-        self._motion = jax.jit(
-            lambda p, m, k: self.model.apply({"params": p}, m, k, method="embed_motion")
-        )
-        self._text = jax.jit(lambda p, t: self.model.apply({"params": p}, t, method="embed_text"))
+        self.towers = Towers(restored.model, restored.params, batch_size=batch_size)
         self._class_vectors = None
 
     def __repr__(self) -> str:
@@ -234,23 +229,13 @@ class Run:
     def embed_motion(self, motion, mask=None) -> np.ndarray:
         """[B, T, J, F] float32 (or an AMASS .npz / DenseGait .npy path) -> [B, E] unit rows."""
         motion, mask = self._check_motion(motion, mask)
-        n, b = len(motion), self.batch_size
-        out = []
-        for start in range(0, n, b):  # fixed batch shape: one compilation
-            chunk = slice(start, min(start + b, n))
-            m = np.zeros((b,) + motion.shape[1:], np.float32)
-            k = np.zeros((b, motion.shape[1]), bool)
-            m[: chunk.stop - start], k[: chunk.stop - start] = motion[chunk], mask[chunk]
-            emb = self._motion(self.params, jnp.asarray(m), jnp.asarray(k))
-            out.append(np.asarray(emb)[: chunk.stop - start])
-        emb = np.concatenate(out) if out else np.zeros((0, self.dims.text_dim), np.float32)
-        return metrics.unit_rows(emb.astype(np.float32))
+        if not len(motion):
+            return np.zeros((0, self.dims.text_dim), np.float32)
+        return metrics.unit_rows(self.towers.motion(motion, mask).astype(np.float32))
 
     def project_text(self, text_vectors: np.ndarray) -> np.ndarray:
         """Frozen text-encoder vectors [N, D] -> the joint space [N, E], unit rows."""
-        return metrics.unit_rows(
-            np.asarray(self._text(self.params, jnp.asarray(text_vectors, jnp.float32)))
-        )
+        return metrics.unit_rows(self.towers.text(text_vectors))
 
     def embed_text(self, texts: list[str]) -> np.ndarray:
         """Sentences -> [N, E] unit rows: the run's frozen text encoder, then its projection."""

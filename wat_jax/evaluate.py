@@ -1,4 +1,4 @@
-"""Evaluation from a checkpoint: restore read-only, embed on every device, score.
+"""Evaluation from a checkpoint: restore read-only, embed on every device, score, write.
 
 The trainer's checkpoint manager is never used here; a read-only one restores
 the chosen step. Motion embeddings are computed data-parallel and gathered
@@ -11,105 +11,56 @@ import json
 import os
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 from absl import logging
-from jax.sharding import PartitionSpec as P
 
 from wat_jax import artifact, checkpointing, errors, io, parallel
-from wat_jax.reporting.run_log import MetricWriter, Progress
+from wat_jax.data import prepared
+from wat_jax.reporting.run_log import MetricWriter
 from wat_jax.tasks.base import Confusion
+from wat_jax.towers import Towers
 
 
 TIMELINE_HEADLINE = ("frame_acc", "frame_mAP", "f1@0.1", "f1@0.25", "f1@0.5")
 
 
-class Embedder:
-    """A restored model's two towers as host functions over numpy arrays."""
-
-    def __init__(self, model, params, mesh, batch_size: int):
-        self.model, self.params, self.mesh = model, params, mesh
-        self.batch_size = batch_size
-
-        def motion_fn(params, motion, mask):
-            return model.apply({"params": params}, motion, mask, method="embed_motion")
-
-        self._motion = jax.jit(
-            jax.shard_map(
-                motion_fn,
-                mesh=mesh,
-                in_specs=(P(), P(parallel.AXIS), P(parallel.AXIS)),
-                out_specs=P(parallel.AXIS),
-                check_vma=False,
-            )
-        )
-        self._text = jax.jit(lambda p, t: model.apply({"params": p}, t, method="embed_text"))
-
-    def motion(self, motion: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """[N, T, J, F], [N, T] -> [N, E] on every process (all rows, input order).
-
-        Every process passes the same full arrays (memory-mapped is fine) and
-        feeds only its rows of each padded global batch.
-        """
-        n, b = motion.shape[0], self.batch_size
-        rows = parallel.process_rows(b, self.mesh)
-        out, progress = [], Progress("embed motion", n, unit="windows", every_s=10.0)
-        for start in range(0, n, b):
-            idx = np.arange(start, start + b)
-            valid = idx < n
-            idx = np.where(valid, idx, 0)[rows]
-            local_mask = np.asarray(mask[idx], bool) & valid[rows][:, None]
-            batch = parallel.shard_batch(
-                {"motion": np.asarray(motion[idx], np.float32), "mask": local_mask}, self.mesh, b
-            )
-            emb = self._motion(self.params, batch["motion"], batch["mask"])
-            out.append(parallel.to_host(emb)[valid])
-            progress.update(min(start + b, n))
-        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
-
-    def text(self, text_emb: np.ndarray) -> np.ndarray:
-        """Frozen text vectors [M, D] -> joint-space [M, E]."""
-        return np.asarray(self._text(self.params, jnp.asarray(text_emb, jnp.float32)))
-
-
-def make_embedder(config, model, params, mesh) -> Embedder:
-    """An Embedder at eval.batch_size (batch_size when 0), checked against the mesh."""
+def eval_towers(config, model, params, mesh) -> Towers:
+    """Towers on `mesh` at eval.batch_size (batch_size when 0), checked against the mesh."""
     batch_size = config.eval.batch_size or config.batch_size
     parallel.check_batch_size(batch_size, mesh, "eval.batch_size")
-    return Embedder(model, params, mesh, batch_size)
+    return Towers(model, params, mesh, batch_size)
 
 
 def periodic(config, workdir: str, task):
-    """The training loop's evaluator: scores the live params as step N (see train.py).
+    """The training loop's evaluator: evaluates the live params as step N (see train.py).
 
-    The Embedder is built once, so its functions compile once; later calls swap params.
+    The Towers are built once, so their functions compile once; later calls swap params.
     """
     cache = {}
 
     def evaluate_live(step, model, params, mesh, writer) -> str:
-        if "embedder" not in cache:
-            cache["embedder"] = make_embedder(config, model, params, mesh)
-        cache["embedder"].params = params
-        return score(config, workdir, task, cache["embedder"], step, writer)
+        if "towers" not in cache:
+            cache["towers"] = eval_towers(config, model, params, mesh)
+        cache["towers"].params = params
+        return evaluate_step(config, workdir, task, cache["towers"], step, writer)
 
     return evaluate_live
 
 
-def restore_embedder(config, workdir: str, step: int | None = None):
-    """Restores `step` (the newest that restores when None) read-only; (Embedder, step).
+def restore_towers(config, workdir: str, step: int | None = None) -> tuple[Towers, int]:
+    """Restores `step` (the newest that restores when None) read-only; (Towers, step).
 
     Only the params are read, and the model is built from the dimensions in the
     checkpoint's metadata: no training data, optimizer or text bank is needed.
     """
     mesh = parallel.make_mesh(config.num_devices or None)
     restored = artifact.restore(config, checkpointing.checkpoint_dir(workdir), step, mesh)
-    return make_embedder(config, restored.model, restored.params, mesh), restored.step
+    return eval_towers(config, restored.model, restored.params, mesh), restored.step
 
 
-def score(config, workdir: str, task, embedder: Embedder, step: int, writer=None) -> str:
-    """Scores `embedder`'s params as step `step` with the task's metrics.
+def evaluate_step(config, workdir: str, task, towers: Towers, step: int, writer=None) -> str:
+    """Evaluates `towers`' params as step `step`: scores, writes and draws.
 
-    The sequence: the task reads its inputs (val windows, texts), the embedder embeds
+    The sequence: the task reads its inputs (val windows, texts), the towers embed
     them, the task scores the embeddings (a pure function), the action timeline adds
     its block when the task has one; then process 0 writes DIR/eval/step_<N>.json and
     the headline numbers as `eval/<metric>` lines of metrics.jsonl and TensorBoard
@@ -124,8 +75,8 @@ def score(config, workdir: str, task, embedder: Embedder, step: int, writer=None
         f"nothing was written yet ({name} is written when scoring ends); {unchanged}"
     ):
         inputs = task.eval_inputs(config, workdir)
-        motion_emb = embedder.motion(inputs.motion, inputs.mask)  # [N, E]
-        text_emb = {name: embedder.text(vectors) for name, vectors in inputs.texts.items()}
+        motion_emb = towers.motion(inputs.motion, inputs.mask)  # [N, E]
+        text_emb = {name: towers.text(vectors) for name, vectors in inputs.texts.items()}
         results = task.score(config, inputs, motion_emb, text_emb)
         example = None
         if task.has_timeline and config.eval.timeline:
@@ -134,7 +85,7 @@ def score(config, workdir: str, task, embedder: Embedder, step: int, writer=None
 
             class_vectors = text_emb[task.timeline_texts(config)]
             results["timeline"], example = timeline.eval_block(
-                config, workdir, embedder, class_vectors
+                config, workdir, towers, class_vectors
             )
     results = dict(results, step=step, task=config.task)
     if jax.process_index() == 0:  # every process has the numbers; one writes and draws
@@ -176,14 +127,16 @@ def draw(config, workdir: str, task, step: int, inputs, motion_emb, text_emb, re
         timeline_picture(example, inputs.classes, config, workdir, step)
     picture_texts = task.picture_texts(config)
     if picture_texts is not None:
+        # the windows just embedded, not a second read of the val split
+        windows = prepared.PreparedSplit(
+            inputs.motion, inputs.mask, inputs.labels, list(inputs.classes), inputs.index
+        )
         pictures.eval_pictures(
             config,
-            workdir,
-            None,
+            out,
             step,
+            windows,
             motion_emb,
-            inputs.labels,
-            inputs.classes,
             text_emb[picture_texts],
             columns=task.picture_columns(list(inputs.classes)),
             coloured_by=task.picture_caption,
@@ -219,8 +172,8 @@ def timeline_picture(example: dict, classes: list[str], config, workdir: str, st
 def evaluate(config, workdir: str, task) -> str:
     """Scores a checkpoint; writes and returns DIR/eval/step_<N>.json."""
     step = config.eval.step if config.eval.step >= 0 else None
-    embedder, step = restore_embedder(config, workdir, step)
-    return score(config, workdir, task, embedder, step)
+    towers, step = restore_towers(config, workdir, step)
+    return evaluate_step(config, workdir, task, towers, step)
 
 
 def summary_table(path: str) -> str:

@@ -205,10 +205,10 @@ def build_index(
 
     start = time.perf_counter()
     gallery = run_dir.read_gallery(config, workdir, split)
-    embedder, step = evaluate.restore_embedder(config, workdir, step)
-    motion_emb = metrics.unit_rows(embedder.motion(gallery.motion, gallery.mask))  # [N, E]
+    towers, step = evaluate.restore_towers(config, workdir, step)
+    motion_emb = metrics.unit_rows(towers.motion(gallery.motion, gallery.mask))  # [N, E]
     bank = run_dir.read_bank(config, workdir)
-    text_emb = metrics.unit_rows(embedder.text(common.prototype_vectors(config, bank)))  # [K, E]
+    text_emb = metrics.unit_rows(towers.text(common.prototype_vectors(config, bank)))  # [K, E]
     threshold = _label_threshold(config)
     labels = np.asarray(gallery.labels, np.float32)
     rows = []
@@ -242,7 +242,7 @@ def build_index(
         list(bank.keys),
         run_dir.key_phrases(config, list(bank.keys)),
         meta,
-        _text_params(embedder.params),
+        _text_params(towers.params),
     )
     logging.info(
         "indexed %d %s windows at step %d in %.1fs", len(rows), split, step, meta["build_seconds"]
@@ -325,9 +325,7 @@ def project_texts(config, index: Index, text_vectors: np.ndarray) -> np.ndarray:
     if "text_proj" not in (index.text_params or {}):
         return np.asarray(text_vectors, np.float32)  # identity projection: no params
     from wat_jax.state import create_model
+    from wat_jax.towers import Towers
 
     model = create_model(config, int(text_vectors.shape[1]), 0)
-    out = model.apply(
-        {"params": index.text_params}, np.asarray(text_vectors, np.float32), method="embed_text"
-    )
-    return np.asarray(out)
+    return Towers(model, index.text_params).text(text_vectors)

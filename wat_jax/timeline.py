@@ -360,8 +360,9 @@ def evaluate_sequences(
     return results, example
 
 
-def eval_block(config, workdir: str, embedder, class_vectors) -> tuple[dict, dict]:
-    """The eval JSON's `timeline` block for a BABEL run (see evaluate_sequences).
+def eval_block(config, workdir: str, towers, class_vectors) -> tuple[dict, dict]:
+    """The eval JSON's `timeline` block for a BABEL run (see evaluate_sequences), the
+    windows embedded by `towers` (towers.Towers).
 
     Reads at most eval.timeline_max_sequences val sequences (evenly spaced over the
     sorted sids; default MAX_SEQUENCES) from the run's raw data, strides
@@ -378,7 +379,7 @@ def eval_block(config, workdir: str, embedder, class_vectors) -> tuple[dict, dic
     read_s = time.time() - t0
     results, example = evaluate_sequences(
         sequences,
-        embedder.motion,
+        towers.motion,
         class_vectors,
         int(config.data.window_frames),
         float(config.data.fps),

@@ -196,26 +196,23 @@ def _groups(config, labels: np.ndarray, class_names: list[str], columns=None):
 
 def eval_pictures(
     config,
-    workdir: str,
-    embedder,
+    out_dir: str,
     step: int,
+    windows,
     motion_emb: np.ndarray,
-    labels: np.ndarray,
-    class_names: list[str],
     prototypes: np.ndarray | None,
     columns: list[int] | None = None,
     coloured_by: str = "by class",
 ) -> list[str]:
-    """Writes the embedding-space PNG and one example GIF into WORKDIR/eval/.
+    """Writes the embedding-space PNG and one example GIF into `out_dir` (WORKDIR/eval/).
 
     Args:
       config: the run's config.
-      workdir: the run directory.
-      embedder: the restored Embedder (unused today; kept so pictures may embed more).
+      out_dir: the folder written.
       step: the checkpoint step (in the file names).
-      motion_emb: [N, E] val motion embeddings, in the val split's row order.
-      labels: [N, C] val labels.
-      class_names: the C label names.
+      windows: the val windows evaluation embedded (a prepared.PreparedSplit: motion,
+        mask, labels [N, C], the C class names and index rows); window 0 is the GIF.
+      motion_emb: [N, E] their embeddings, in the same row order.
       prototypes: [K, E] projected text prototypes; with K == C each is coloured as
         its class (for DenseGait, single-attribute texts: the picture group's shown).
       columns: the label columns that colour the picture (the task's
@@ -225,12 +222,10 @@ def eval_pictures(
     Returns:
       The paths written.
     """
-    from wat_jax import workdir as run_dir
     from wat_jax.reporting import plots
 
-    del embedder
-    out = plots.eval_dir(workdir)
-    ids, names, columns = _groups(config, labels, list(class_names), columns)
+    class_names = list(windows.classes)
+    ids, names, columns = _groups(config, windows.labels, class_names, columns)
     proto_groups = proto_names = None
     if prototypes is not None and len(prototypes) == len(class_names):
         lookup = {c: g for g, c in enumerate(columns)}
@@ -243,19 +238,18 @@ def eval_pictures(
             motion_emb,
             ids,
             names,
-            os.path.join(out, f"embedding_step_{step}.png"),
+            os.path.join(out_dir, f"embedding_step_{step}.png"),
             f"val embeddings (PCA), {coloured_by}, step {step}",
             prototypes,
             proto_groups,
             proto_names,
         )
     ]
-    gallery = run_dir.read_gallery(config, workdir, "val")
     paths.append(
         window_gif(
-            gallery,
+            windows,
             0,
-            os.path.join(out, f"example_step_{step}.gif"),
+            os.path.join(out_dir, f"example_step_{step}.gif"),
             float(config.data.threshold),
             rot6d=config.data.rot6d,
         )

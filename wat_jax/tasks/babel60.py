@@ -182,7 +182,7 @@ class Babel60Task(Task):
             )
         texts = {"name": bank.names, "centroid": bank.centroids(normalize=True)}
         labels = np.asarray(split.labels) > 0.5
-        return EvalInputs(split.motion, split.mask, labels, split.classes, texts)
+        return EvalInputs(split.motion, split.mask, labels, split.classes, texts, index=split.index)
 
     def score(self, config, inputs, motion_emb, text_emb) -> dict:
         """Scores the val windows against name and description-centroid prototypes."""

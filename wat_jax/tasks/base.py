@@ -34,6 +34,7 @@ class EvalInputs:
       texts: name -> frozen text vectors [K, D]; evaluate.py projects each into the
         joint space and hands score() the same names.
       extra: whatever else the task's score needs (relevance, held-out classes).
+      index: the windows' index.jsonl rows (source, start_s, ...), for the pictures.
     """
 
     motion: np.ndarray
@@ -42,6 +43,7 @@ class EvalInputs:
     classes: list[str]
     texts: dict[str, np.ndarray]
     extra: dict = dataclasses.field(default_factory=dict)
+    index: list[dict] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)

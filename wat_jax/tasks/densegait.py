@@ -385,6 +385,7 @@ class DenseGaitTask(Task):
                 prototype=use,
                 attributes=names,
             ),
+            index=split.index,
         )
 
     def score(self, config, inputs, motion_emb, text_emb) -> dict:

@@ -69,9 +69,12 @@ def export_tower(model, params: dict, frames: int, joints: int, features: int, p
     names = [jax.tree_util.keystr(path) for path, _ in flat]
     leaves = [np.asarray(leaf) for _, leaf in flat]
 
+    from wat_jax.towers import motion_fn
+
+    embed_motion = motion_fn(model)
+
     def embed(leaves, motion, mask):
-        tree = jax.tree_util.tree_unflatten(treedef, leaves)
-        return model.apply({"params": tree}, motion, mask, method="embed_motion")
+        return embed_motion(jax.tree_util.tree_unflatten(treedef, leaves), motion, mask)
 
     (b,) = jax.export.symbolic_shape("b")
     specs = (

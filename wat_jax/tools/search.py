@@ -134,8 +134,8 @@ def run_search(
         from wat_jax import evaluate
 
         start = time.perf_counter()
-        embedder, _ = evaluate.restore_embedder(config, workdir, index.meta["step"])
-        motion_emb = embedder.motion(motion, mask)  # [1, E]
+        towers, _ = evaluate.restore_towers(config, workdir, index.meta["step"])
+        motion_emb = towers.motion(motion, mask)  # [1, E]
         timings["embed_motion"] = gallery.elapsed_ms(start)
         start = time.perf_counter()
         hits = index.nearest_texts(motion_emb, k)
