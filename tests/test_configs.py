@@ -63,7 +63,7 @@ def test_an_older_config_json_reads_back_as_it_trained(tmp_path):
     import json
 
     from experiments import babel60
-    from wat_jax import artifact, run_config
+    from wat_jax import run_config
 
     old = run_config.to_json(babel60.get_config("demo"))
     for block, key in (("model", "norm_eps"), ("optim", "decay")):
@@ -72,7 +72,7 @@ def test_an_older_config_json_reads_back_as_it_trained(tmp_path):
         del old["data"][key]
     path = tmp_path / "config.json"
     path.write_text(json.dumps(old))
-    config = artifact.read_config(str(path))
+    config = run_config.load(str(tmp_path))
     assert config.model.norm_eps == 1e-6 and config.optim.decay == "matrices"
     assert config.data.rot6d == "columns" and tuple(config.data.feature_joints) == tuple(range(24))
     assert config.data.translation == "root" and config.data.partial_chunks is True
@@ -85,5 +85,5 @@ def test_an_older_config_json_reads_back_as_it_trained(tmp_path):
     # A config.json that has the keys keeps its own values.
     current = run_config.to_json(babel60.get_config("paper"))
     path.write_text(json.dumps(current))
-    config = artifact.read_config(str(path))
+    config = run_config.load(str(tmp_path))
     assert config.data.rot6d == "rows" and config.model.norm_eps == 1e-5

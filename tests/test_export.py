@@ -13,7 +13,6 @@ import pytest
 
 from wat_jax import checkpointing, evaluate, io, parallel, tasks, train
 from wat_jax.tools import export
-from wat_jax import workdir as run_dir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -64,7 +63,7 @@ def test_export_round_trip_equals_the_live_model_at_two_batch_sizes(exported):
     workdir, config, path = exported
     assert path == os.path.join(workdir, "export", "motion_tower.bin")
     embed = export.load_motion_tower(path)
-    window = run_dir.read_gallery(config, workdir, "val").motion.shape[1:]
+    window = tasks.get_task(config.task).windows(config, workdir, "val").motion.shape[1:]
     assert embed.window == window and embed.embed_dim == config.text.dim
     towers, step = evaluate.restore_towers(config, workdir)
     assert step == 5
@@ -95,7 +94,7 @@ def test_artefact_has_a_symbolic_batch_and_describes_itself(exported):
 
 def test_loader_needs_only_jax_and_numpy(exported, tmp_path):
     workdir, config, path = exported
-    window = run_dir.read_gallery(config, workdir, "val").motion.shape[1:]
+    window = tasks.get_task(config.task).windows(config, workdir, "val").motion.shape[1:]
     motion, mask = _random_batch(4, window, seed=0)
     np.save(tmp_path / "motion.npy", motion)
     np.save(tmp_path / "mask.npy", mask)

@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 
 from tests import cli
-from wat_jax import checkpointing, gallery, io, metrics, parallel, tasks, train
+from wat_jax import artifact, checkpointing, gallery, io, metrics, parallel, tasks, train
 from wat_jax.tools import search
-from wat_jax import workdir as run_dir
 from wat_jax.data import gait_attributes
 from wat_jax.errors import InputError
 
@@ -129,8 +128,8 @@ def test_index_is_built_once_then_loaded_and_rebuilt_when_the_checkpoint_changes
     assert index.path == gallery.index_dir(workdir, "val", 3)
     for name in gallery.INDEX_FILES + ("meta.json",):
         assert os.path.exists(os.path.join(index.path, name)), name
-    windows = run_dir.read_gallery(config, workdir, "val")
-    bank = run_dir.read_bank(config, workdir)
+    windows = tasks.get_task(config.task).windows(config, workdir, "val")
+    bank = tasks.get_task(config.task).bank(config, workdir)
     assert index.embeddings.shape == (len(windows), bank.dim)
     assert index.text_keys == bank.keys == windows.classes
     np.testing.assert_allclose(np.linalg.norm(index.embeddings, axis=1), 1.0, atol=1e-5)
@@ -181,7 +180,7 @@ def test_text_queries_rank_by_cosine_to_the_encoded_query(babel_workdir):
 def test_motion_query_finds_the_text_nearest_its_window(babel_workdir, tmp_path):
     workdir, config = babel_workdir
     index = gallery.load_or_build_index(config, workdir, "val")
-    windows = run_dir.read_gallery(config, workdir, "val")
+    windows = tasks.get_task(config.task).windows(config, workdir, "val")
     row = 5
     frames = int(windows.mask[row].sum())
     path = str(tmp_path / "window.npy")
@@ -201,7 +200,7 @@ def test_densegait_keys_read_as_phrases():
     config = load_experiment("densegait")
     sets = [(0, 12), (5,), ()]
     keys = [gait_attributes.attribute_set_key(s) for s in sets]
-    phrases = run_dir.key_phrases(config, keys + ["NotAnAttribute"])
+    phrases = tasks.get_task(config.task).key_phrases(config, keys + ["NotAnAttribute"])
     assert phrases[:3] == [gait_attributes.describe_attributes(s) for s in sets]
     assert "backpack" in phrases[0] and phrases[3] == "NotAnAttribute"
 
@@ -261,7 +260,7 @@ def test_cli_queries_file_json(babel_workdir, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     answer = json.loads(proc.stdout)
     assert [r["query"] for r in answer["results"]] == ["a person kicks", "someone sits down"]
-    classes = set(run_dir.read_gallery(config, workdir, "val").classes)
+    classes = set(tasks.get_task(config.task).windows(config, workdir, "val").classes)
     for result in answer["results"]:
         assert [h["rank"] for h in result["hits"]] == [1, 2, 3]
         assert all(set(h["labels"]) <= classes and h["source"] for h in result["hits"])
@@ -328,13 +327,13 @@ def test_a_run_is_found_from_what_load_accepts(babel_workdir):
     workdir, _ = babel_workdir
     workdir = os.path.abspath(workdir)
     ckpts = os.path.join(workdir, "checkpoints")
-    assert run_dir.resolve(workdir) == (workdir, None)
-    assert run_dir.resolve(ckpts) == (workdir, None)
-    assert run_dir.resolve(os.path.join(ckpts, "3")) == (workdir, 3)
-    assert run_dir.resolve(f"{workdir}:3") == (workdir, 3)
-    assert run_dir.resolve(os.path.join(ckpts, "3"), 3) == (workdir, 3)
+    assert artifact.resolve(workdir) == (workdir, None)
+    assert artifact.resolve(ckpts) == (workdir, None)
+    assert artifact.resolve(os.path.join(ckpts, "3")) == (workdir, 3)
+    assert artifact.resolve(f"{workdir}:3") == (workdir, 3)
+    assert artifact.resolve(os.path.join(ckpts, "3"), 3) == (workdir, 3)
     with pytest.raises(InputError, match="names step 3, but the step asked for is 5"):
-        run_dir.resolve(os.path.join(ckpts, "3"), 5)
+        artifact.resolve(os.path.join(ckpts, "3"), 5)
     answer = search.run_search(os.path.join(ckpts, "3"), queries=["a person walking"], k=2)
     assert answer["step"] == 3 and answer["index"] == gallery.index_dir(workdir, "val", 3)
 

@@ -400,10 +400,10 @@ def test_eval_json_has_the_timeline_block_beside_random(trained_run):
 
 
 def test_read_sequences_match_the_prepared_windows(trained_run):
-    from wat_jax import workdir as run_dir
+    from wat_jax import run_config
     from wat_jax.data import prepared
 
-    config = run_dir.load_config(trained_run)
+    config = run_config.load(trained_run)
     seqs = {s.sid: s for s in babel_sequences.read_sequences(config.data, trained_run, "val")}
     val = prepared.read_split(trained_run, "val")
     assert len(seqs) == 6

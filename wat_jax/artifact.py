@@ -12,7 +12,6 @@ pictures restore through `restore` too, so there is one way to read a run.
 """
 
 import dataclasses
-import json
 import numbers
 import os
 import re
@@ -20,7 +19,7 @@ import re
 import numpy as np
 from absl import logging
 
-from wat_jax import checkpointing, metrics
+from wat_jax import checkpointing, metrics, run_config
 from wat_jax.errors import fail
 from wat_jax.state import ModelDims, abstract_params, create_model, motion_tower_size
 from wat_jax.towers import Towers
@@ -37,28 +36,6 @@ class Restored:
     dims: ModelDims
 
 
-def read_config(path: str):
-    """The run's config.json as a ConfigDict (keys added since it was written filled in
-    with the values it trained with: run_config.LEGACY_DEFAULTS)."""
-    import ml_collections
-
-    from wat_jax import run_config
-
-    if not os.path.exists(path):
-        raise fail(
-            path,
-            "no config here; train in this workdir first (python -m wat_jax.main --mode=train)",
-        )
-    try:
-        with open(path) as f:
-            tree = json.load(f)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise fail(path, f"not valid JSON ({e})") from None
-    if not isinstance(tree, dict):
-        raise fail(path, "not a config (a JSON object expected)")
-    return ml_collections.ConfigDict(run_config.with_legacy_defaults(tree))
-
-
 def locate(path: str) -> tuple[str, str, int | None]:
     """A workdir, its checkpoints/ or one checkpoints/<step>/ (`PATH[:STEP]` as for
     config.resume_from) -> (its config.json, the checkpoints root, the step or None).
@@ -67,6 +44,37 @@ def locate(path: str) -> tuple[str, str, int | None]:
     """
     root, step = checkpointing.parse_source(path, "wat_jax.load")
     return os.path.join(os.path.dirname(root), "config.json"), root, step
+
+
+def resolve(path: str, step: int | None = None, key: str = "--workdir") -> tuple[str, int | None]:
+    """What `wat_jax.load` accepts -> (the run's workdir, the checkpoint step or None).
+
+    PATH is a workdir, its checkpoints/ or one checkpoints/<step>/, with an optional
+    `:STEP` (checkpointing.parse_source); the workdir is the folder of checkpoints/,
+    where config.json and the prepared data are. A folder that is none of these comes
+    back as it is, so its own error ("no config here; train ...") is said. A step in
+    the path and a different `step` (the CLI's --step) are refused.
+    """
+    folder, named = path, None
+    match = re.fullmatch(r"(.*):(\d+)", path)
+    if match and not os.path.exists(path):
+        folder, named = match.group(1), int(match.group(2))
+    if os.path.isdir(folder) and not os.path.exists(os.path.join(folder, "config.json")):
+        steps = os.path.isdir(os.path.join(folder, "state")) or any(
+            name.isdigit() for name in os.listdir(folder)
+        )
+        if steps:  # a checkpoints/ folder or one step of it
+            root, named = checkpointing.parse_source(path, key)
+            if os.path.basename(root) != "checkpoints":
+                raise fail(
+                    key,
+                    f"{root}: a run's checkpoints sit in WORKDIR/checkpoints/, beside its "
+                    "config.json and data/; give that workdir",
+                )
+            folder = os.path.dirname(root)
+    if named is not None and step is not None and step >= 0 and step != named:
+        raise fail(key, f"{path} names step {named}, but the step asked for is {step}")
+    return folder, named if named is not None else step
 
 
 def restore(config, ckpt_root: str, step: int | None = None, mesh=None) -> Restored:
@@ -294,7 +302,7 @@ def load(path: str, step: int | None = None) -> Run:
     config_path, ckpt_root, folder_step = locate(path)
     if step is not None and folder_step is not None and step != folder_step:
         raise fail(path, f"is the checkpoint of step {folder_step}, not {step}")
-    config = read_config(config_path)
+    config = run_config.load(os.path.dirname(config_path))
     restored = restore(config, ckpt_root, folder_step if step is None else step)
     workdir = os.path.dirname(os.path.abspath(config_path))
     return Run(config, restored, os.path.abspath(path), workdir=workdir)

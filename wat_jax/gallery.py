@@ -29,7 +29,7 @@ import time
 import numpy as np
 from absl import logging
 
-from wat_jax import checkpointing, errors, io, metrics, workdir as run_dir
+from wat_jax import checkpointing, errors, io, metrics, tasks
 from wat_jax.data import prepared
 
 INDEX_FILES = (
@@ -204,10 +204,11 @@ def build_index(
     from wat_jax.tasks import common
 
     start = time.perf_counter()
-    gallery = run_dir.read_gallery(config, workdir, split)
+    task = tasks.get_task(config.task)
+    gallery = task.windows(config, workdir, split)
     towers, step = evaluate.restore_towers(config, workdir, step)
     motion_emb = metrics.unit_rows(towers.motion(gallery.motion, gallery.mask))  # [N, E]
-    bank = run_dir.read_bank(config, workdir)
+    bank = task.bank(config, workdir)
     text_emb = metrics.unit_rows(towers.text(common.prototype_vectors(config, bank)))  # [K, E]
     threshold = _label_threshold(config)
     labels = np.asarray(gallery.labels, np.float32)
@@ -240,7 +241,7 @@ def build_index(
         rows,
         text_emb,
         list(bank.keys),
-        run_dir.key_phrases(config, list(bank.keys)),
+        task.key_phrases(config, list(bank.keys)),
         meta,
         _text_params(towers.params),
     )

@@ -113,18 +113,35 @@ def with_legacy_defaults(tree: dict) -> dict:
 
 
 def read(workdir: str) -> dict | None:
-    """The run's config.json as a dict, or None when the workdir has none yet."""
+    """The run's config.json as a dict, or None when the workdir has none yet.
+
+    The one place config.json is parsed: writers compare against it, readers `load` it.
+    """
     path = config_path(workdir)
     if not os.path.exists(path):
         return None
     try:
         with open(path) as f:
             data = json.load(f)
-    except (OSError, ValueError) as e:
-        raise fail(path, f"not readable JSON ({e}); restore it or use another --workdir") from e
+    except (OSError, ValueError) as e:  # UnicodeDecodeError is a ValueError
+        raise fail(path, f"not valid JSON ({e}); restore it or use another workdir") from None
     if not isinstance(data, dict):
         raise fail(path, "not a config (a JSON object expected)")
     return data
+
+
+def load(workdir: str):
+    """The run's config as a ConfigDict, keys added since it was written filled in with
+    the values it trained with (LEGACY_DEFAULTS); one error line when there is none."""
+    import ml_collections
+
+    tree = read(workdir)
+    if tree is None:
+        raise fail(
+            config_path(workdir),
+            "no config here; train in this workdir first (python -m wat_jax.main --mode=train)",
+        )
+    return ml_collections.ConfigDict(with_legacy_defaults(tree))
 
 
 def diff(run: dict, new: dict) -> dict[str, tuple]:

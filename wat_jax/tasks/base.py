@@ -5,7 +5,7 @@ wat_jax/tasks/); it asks the run's Task (tasks.get_task(config.task)):
 
   stages      prepare, describe, embed (raw data -> DIR/data/, descriptions, the
               text bank) and train_batcher (the train split as batches)
-  a run read  gallery(split), bank(), key_phrases(keys), prototypes() (the class
+  a run read  windows(split), bank(), key_phrases(keys), prototypes() (the class
   back        texts a checkpoint records), layout() (the prepared shape the config
               asks for), motion_file() (a raw file as windows, for wat_jax.load)
   evaluation  eval_inputs() reads, evaluate.py embeds, score() is pure,
@@ -100,8 +100,9 @@ class Task:
         {"keys", "phrases", "prototype", "vectors" [C, D]}."""
         raise NotImplementedError
 
-    def gallery(self, config, workdir: str, split: str) -> prepared.PreparedSplit:
-        """The windows of `split` (prepared files by default)."""
+    def windows(self, config, workdir: str, split: str) -> prepared.PreparedSplit:
+        """The windows of `split` (prepared files by default): a search's gallery, a picture's
+        example."""
         if split not in prepared.SPLITS:
             raise fail("--split", f"must be one of {prepared.SPLITS}, got {split!r}")
         return prepared.read_split(workdir, split)

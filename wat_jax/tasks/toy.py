@@ -81,7 +81,7 @@ class ToyTask(Task):
             config.seed,
         )
 
-    def gallery(self, config, workdir: str, split: str) -> prepared.PreparedSplit:
+    def windows(self, config, workdir: str, split: str) -> prepared.PreparedSplit:
         """The prepared files when there are any, else the in-memory data."""
         if split in prepared.SPLITS and not prepared.is_prepared(workdir, split):
             motion, mask, labels = make_data(config, config.seed, split)
@@ -91,7 +91,7 @@ class ToyTask(Task):
             ]
             classes = [f"class_{i}" for i in range(labels.shape[1])]
             return prepared.PreparedSplit(motion, mask, labels, classes, rows)
-        return super().gallery(config, workdir, split)
+        return super().windows(config, workdir, split)
 
     def bank(self, config, workdir: str) -> TextBank:
         """A bank written to the workdir when there is one, else the generated bank."""

@@ -215,15 +215,15 @@ def export_motion_tower(
 def main(argv):
     from absl import flags
 
-    from wat_jax import workdir as run_dir
+    from wat_jax import artifact, run_config
     from wat_jax.reporting.run_log import quiet_library_logs
 
     FLAGS = flags.FLAGS
     if len(argv) > 1:
         raise fail("wat_jax.tools.export", f"unexpected arguments {argv[1:]}")
     quiet_library_logs()
-    workdir, step = run_dir.resolve(FLAGS.workdir, FLAGS.step if FLAGS.step >= 0 else None)
-    config = run_dir.load_config(workdir)
+    workdir, step = artifact.resolve(FLAGS.workdir, FLAGS.step if FLAGS.step >= 0 else None)
+    config = run_config.load(workdir)
     with errors.keeping("the run is unchanged"):  # said by a Ctrl-C or a full disk
         path = export_motion_tower(config, workdir, step, FLAGS.output or None)
     with open(os.path.splitext(path)[0] + ".json") as f:

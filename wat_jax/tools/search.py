@@ -20,14 +20,12 @@ import time
 
 import numpy as np
 
-from wat_jax import errors, gallery, workdir as run_dir
+from wat_jax import artifact, errors, gallery, run_config, tasks
 from wat_jax.errors import exits_on_input_error, fail
 
 
 def check_text_encoder(config) -> None:
     """InputError when the run's task has no text encoder (the toy task's vectors are random)."""
-    from wat_jax import tasks
-
     if not tasks.get_task(config.task).has_text_encoder:
         raise fail(
             "--query",
@@ -113,13 +111,13 @@ def run_search(
             raise fail("--query", "empty query; give a sentence such as 'a person walking slowly'")
     if k < 1:
         raise fail("--top_k", f"must be at least 1, got {k}")
-    workdir, step = run_dir.resolve(workdir, step)
-    config = run_dir.load_config(workdir)
+    workdir, step = artifact.resolve(workdir, step)
+    config = run_config.load(workdir)
     if queries is not None:
         check_text_encoder(config)
     timings = {}
     if motion_path is not None:
-        window = run_dir.read_gallery(config, workdir, split).motion.shape[1:]
+        window = tasks.get_task(config.task).windows(config, workdir, split).motion.shape[1:]
         motion, mask = read_motion_query(motion_path, tuple(window))
     index = gallery.load_or_build_index(config, workdir, split, step, rebuild, timings)
     if queries is not None:

@@ -18,17 +18,16 @@ import os
 
 import numpy as np
 
-from wat_jax import errors, io, metrics
+from wat_jax import artifact, errors, io, metrics, run_config
 from wat_jax import timeline as tl
-from wat_jax import workdir as run_dir
 from wat_jax.errors import exits_on_input_error, fail
 
 
 def _babel_config(workdir: str):
     """The run's config; InputError unless its task has the timeline (BABEL's)."""
-    from wat_jax import tasks, workdir as run_dir
+    from wat_jax import tasks
 
-    config = run_dir.load_config(workdir)
+    config = run_config.load(workdir)
     name = config.task  # a config.json from another version may name no task we know
     if name not in tasks.TASKS or not tasks.get_task(name).has_timeline:
         raise fail(
@@ -281,7 +280,7 @@ def main(argv):
         raise fail("--max_frames", f"must be 0 (every frame) or more, got {FLAGS.max_frames}")
     if not _split_index(FLAGS.motion) and not os.path.isfile(FLAGS.motion):
         raise fail(FLAGS.motion, "no such file (give an AMASS .npz, or val:K for a val sequence)")
-    workdir, step = run_dir.resolve(FLAGS.workdir, FLAGS.step if FLAGS.step >= 0 else None)
+    workdir, step = artifact.resolve(FLAGS.workdir, FLAGS.step if FLAGS.step >= 0 else None)
     stem = os.path.splitext(os.path.basename(FLAGS.motion.replace(":", "_")))[0]
     out_dir = FLAGS.out or os.path.join(workdir, "timeline", stem)
     io.check_writable(os.path.join(out_dir, "timeline.json"), "give --out=a writable folder")

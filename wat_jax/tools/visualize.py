@@ -31,11 +31,11 @@ def main(argv):
             motion, None, FLAGS.output, os.path.basename(FLAGS.motion), FLAGS.fps
         )
     elif FLAGS.workdir:
-        from wat_jax import workdir as run_dir
+        from wat_jax import artifact, run_config, tasks
 
-        workdir, _ = run_dir.resolve(FLAGS.workdir)  # what wat_jax.load accepts
-        config = run_dir.load_config(workdir)
-        gallery = run_dir.read_gallery(config, workdir, FLAGS.split)
+        workdir, _ = artifact.resolve(FLAGS.workdir)  # what wat_jax.load accepts
+        config = run_config.load(workdir)
+        gallery = tasks.get_task(config.task).windows(config, workdir, FLAGS.split)
         path = pictures.window_gif(
             gallery,
             FLAGS.index,
