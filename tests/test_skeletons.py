@@ -91,9 +91,7 @@ def test_smpl_tree_offsets_and_feature_rows():
 def test_loaders_generators_and_pictures_use_the_one_layout():
     assert densegait.JOINTS is OpenPose18.JOINTS
     assert (densegait.NOSE, densegait.NECK, densegait.R_HIP, densegait.L_HIP) == (0, 1, 8, 11)
-    assert pictures.SMPL_PARENTS is SMPL.PARENTS and pictures.SMPL_OFFSETS is SMPL.OFFSETS
-    assert pictures.OPENPOSE_BONES is OpenPose18.BONES
-    assert (pictures.SMPL_LEFT, pictures.OPENPOSE_RIGHT) == (SMPL.LEFT, OpenPose18.RIGHT)
+    assert pictures.SMPL is SMPL and pictures.OpenPose18 is OpenPose18
     assert synthetic_babel.NUM_BODY == SMPL.BODY_JOINTS
     for name in ("PELVIS", "L_HIP", "R_KNEE", "SPINE2", "NECK", "HEAD", "L_SHOULDER", "R_ELBOW"):
         assert getattr(synthetic_babel, name) == getattr(SMPL, name), name

@@ -14,7 +14,8 @@ from PIL import Image
 
 from wat_jax import io, tasks
 from wat_jax.reporting import pictures, plots
-from wat_jax.data import gait_attributes, rotations
+from wat_jax.data import gait_attributes, rotations, skeletons
+from wat_jax.data.skeletons import SMPL, OpenPose18
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BLUE = np.array([31, 119, 180])  # matplotlib tab:blue, the left side
@@ -111,7 +112,7 @@ def test_openpose_gif_has_size_frames_colours_and_hides_missing_joints(tmp_path)
         assert _pixels_near(rgb, BLUE) > 20 and _pixels_near(rgb, RED) > 20
 
     # Left-side joints with confidence 0: their bones and dots must not be drawn.
-    motion[:, list(pictures.OPENPOSE_LEFT), :] = 0.0
+    motion[:, list(OpenPose18.LEFT), :] = 0.0
     frames = _frames(pictures.skeleton_gif(motion, None, str(tmp_path / "half.gif"), size=240))
     assert all(_pixels_near(rgb, BLUE) == 0 for rgb in frames)
     assert all(_pixels_near(rgb, RED) > 20 for rgb in frames)
@@ -134,13 +135,13 @@ def _identity_features(frames=1):
 
 
 def test_forward_kinematics_of_the_rest_pose_and_a_rotated_root():
-    joints = pictures.babel_joints(_identity_features())[0]  # [24, 3]
+    joints = skeletons.smpl_joints(_identity_features())[0]  # [24, 3]
     assert joints[15, 1] > joints[12, 1] > joints[0, 1] > joints[4, 1] > joints[7, 1]
     assert joints[16, 0] > 0 > joints[17, 0]  # SMPL: +x is the body's left
-    for j, parent in enumerate(pictures.SMPL_PARENTS[1:], 1):
+    for j, parent in enumerate(SMPL.PARENTS[1:], 1):
         np.testing.assert_allclose(
             np.linalg.norm(joints[j] - joints[parent]),
-            np.linalg.norm(pictures.SMPL_OFFSETS[j]),
+            np.linalg.norm(SMPL.OFFSETS[j]),
             atol=1e-6,
         )
 
@@ -151,7 +152,7 @@ def test_forward_kinematics_of_the_rest_pose_and_a_rotated_root():
         rotations.axis_angle_to_matrix(np.array([np.pi / 2, 0, 0]))
     )
     feats[0, 24, :3] = [1.0, 2.0, 0.5]
-    turned = pictures.babel_joints(feats)[0]
+    turned = skeletons.smpl_joints(feats)[0]
     np.testing.assert_allclose(turned[0], [1.0, 2.0, 0.5], atol=1e-6)
     assert turned[15, 2] - turned[0, 2] > 0.4 and abs(turned[15, 1] - turned[0, 1]) < 0.1
     flat = pictures.project_side_view(turned[None])[0]  # [24, 2]: up axis vertical
@@ -240,10 +241,8 @@ def test_cli_bad_index_is_one_line(tmp_path):
 
 
 def test_gifs_of_prepared_windows(prepared_workdir, tmp_path):
-    from wat_jax import workdir as run_dir
-
     workdir, config = prepared_workdir
-    gallery = run_dir.read_gallery(config, workdir, "val")
+    gallery = tasks.get_task(config.task).windows(config, workdir, "val")
     index = len(gallery) - 1
     path = pictures.window_gif(gallery, index, str(tmp_path / "w.gif"))
     images = _frames(path)

@@ -19,6 +19,7 @@ import os
 
 import numpy as np
 
+from wat_jax.data import skeletons
 from wat_jax.errors import fail
 
 NUM_JOINTS = 52  # SMPL-H: 22 body joints, then 15 per hand
@@ -101,11 +102,5 @@ def forward_kinematics(skeleton: Skeleton, rotations: np.ndarray) -> np.ndarray:
     if rot.shape[1:] != (NUM_JOINTS, 3, 3):
         raise ValueError(f"rotations must be [T, {NUM_JOINTS}, 3, 3], got {rot.shape}")
     rest, parents = skeleton.rest, skeleton.parents
-    world_rot = np.empty_like(rot)
-    pos = np.empty(rot.shape[:2] + (3,))
-    world_rot[:, 0], pos[:, 0] = rot[:, 0], rest[0]
-    for j in range(1, NUM_JOINTS):
-        p = parents[j]
-        world_rot[:, j] = world_rot[:, p] @ rot[:, j]
-        pos[:, j] = pos[:, p] + world_rot[:, p] @ (rest[j] - rest[p])
-    return pos
+    offsets = rest - rest[np.maximum(parents, 0)]  # each joint from its parent, at rest
+    return skeletons.forward_kinematics(parents, rot, offsets, rest[0])

@@ -2,8 +2,9 @@
 
 Every body layout the project reads, generates or draws is written here once; the
 loaders (data/densegait.py), the generators (data/synthetic_densegait.py,
-data/synthetic_babel.py) and the pictures (reporting/pictures.py) import it. It holds constants
-only and imports nothing of the project, so any module may import it.
+data/synthetic_babel.py) and the pictures (reporting/pictures.py) import it. It holds the
+constants and SMPL's forward kinematics, and imports nothing of the project but
+data/rotations.py (numpy only), so any module may import it.
 
   OpenPose18  DenseGait's keypoints: a tracklet is [T, 18, 3], (x, y, confidence) per
               joint in OpenPose's COCO-18 order.
@@ -19,6 +20,8 @@ Ids are plain ints, class attributes of the layout: `OpenPose18.NECK`, `SMPL.L_K
 """
 
 import numpy as np
+
+from wat_jax.data import rotations
 
 
 class OpenPose18:
@@ -151,3 +154,37 @@ class SMPL:
     OFFSETS.setflags(write=False)
     LEFT = (L_HIP, L_KNEE, L_ANKLE, L_FOOT, L_COLLAR, L_SHOULDER, L_ELBOW, L_WRIST, L_HAND)
     RIGHT = (R_HIP, R_KNEE, R_ANKLE, R_FOOT, R_COLLAR, R_SHOULDER, R_ELBOW, R_WRIST, R_HAND)
+
+
+def forward_kinematics(parents, local: np.ndarray, offsets: np.ndarray, root) -> np.ndarray:
+    """Joint positions of posed frames along a kinematic tree.
+
+    Args:
+      parents: [J] each joint's parent, -1 for the root; parents precede children.
+      local: [T, J, 3, 3] each joint's rotation relative to its parent.
+      offsets: [J, 3] each joint's rest offset from its parent (the root's is unused).
+      root: [T, 3] or [3], the root's position.
+
+    Returns:
+      [T, J, 3] float64.
+    """
+    world_rot = np.empty_like(local)
+    pos = np.empty(local.shape[:2] + (3,))
+    for j, parent in enumerate(parents):
+        if parent < 0:
+            world_rot[:, j], pos[:, j] = local[:, j], root
+        else:
+            world_rot[:, j] = world_rot[:, parent] @ local[:, j]
+            pos[:, j] = pos[:, parent] + world_rot[:, parent] @ offsets[j]
+    return pos
+
+
+def smpl_joints(features: np.ndarray, rot6d: str = "rows") -> np.ndarray:
+    """Forward kinematics of BABEL features [T, 25, 6] -> joint positions [T, 24, 3] (world).
+
+    SMPL's tree with the approximate rest offsets (SMPL.OFFSETS), the root at the
+    translation row. `rot6d`: the features' 6-D convention (config.data.rot6d).
+    """
+    local = rotations.rot6d_to_matrix(features[:, : len(SMPL.JOINTS)], rot6d)  # [T, 24, 3, 3]
+    trans = np.asarray(features[:, SMPL.TRANSLATION_ROW, :3], np.float64)  # [T, 3], from frame 0
+    return forward_kinematics(SMPL.PARENTS, local, SMPL.OFFSETS, trans)

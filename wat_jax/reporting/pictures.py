@@ -10,7 +10,7 @@ What a window's features are decides the drawing:
               index.jsonl records: window_gif adds it back and turns y up.)
   [T, 25, 6]  BABEL: 24 SMPL joints' local 6-D rotations and the root translation.
               Forward kinematics over SMPL's kinematic tree with approximate rest-pose
-              bone offsets (ours, in metres, SMPL's y-up body frame) gives 3-D joints,
+              bone offsets (data/skeletons.py: smpl_joints) gives 3-D joints,
               drawn from the side that shows the most of the motion, up axis vertical.
   otherwise   the first two features of each joint as points (the toy task).
 """
@@ -20,34 +20,10 @@ import os
 import numpy as np
 
 from wat_jax import io
-from wat_jax.data.skeletons import SMPL, OpenPose18
+from wat_jax.data.skeletons import SMPL, OpenPose18, smpl_joints
 from wat_jax.errors import fail
 
-# The layouts drawn (data/skeletons.py), under the names this module has always had.
-SMPL_PARENTS, SMPL_OFFSETS = SMPL.PARENTS, SMPL.OFFSETS
-SMPL_LEFT, SMPL_RIGHT = SMPL.LEFT, SMPL.RIGHT
-OPENPOSE_BONES, OPENPOSE_LEFT, OPENPOSE_RIGHT = OpenPose18.BONES, OpenPose18.LEFT, OpenPose18.RIGHT
 SIDE_COLOURS = {"left": "tab:blue", "right": "tab:red", "centre": "black"}
-
-
-def babel_joints(motion: np.ndarray, rot6d: str = "rows") -> np.ndarray:
-    """Forward kinematics of BABEL features [T, 25, 6] -> joint positions [T, 24, 3] (world).
-
-    `rot6d`: the features' 6-D convention (config.data.rot6d, data/rotations.py).
-    """
-    from wat_jax.data import rotations
-
-    local = rotations.rot6d_to_matrix(motion[:, : len(SMPL.JOINTS)], rot6d)  # [T, 24, 3, 3]
-    trans = np.asarray(motion[:, SMPL.TRANSLATION_ROW, :3], np.float64)  # [T, 3], from frame 0
-    world_rot = np.empty_like(local)
-    pos = np.empty(local.shape[:2] + (3,))
-    for j, parent in enumerate(SMPL_PARENTS):
-        if parent < 0:
-            world_rot[:, j], pos[:, j] = local[:, j], trans
-        else:
-            world_rot[:, j] = world_rot[:, parent] @ local[:, j]
-            pos[:, j] = pos[:, parent] + world_rot[:, parent] @ SMPL_OFFSETS[j]
-    return pos
 
 
 def project_side_view(
@@ -79,18 +55,18 @@ def skeleton_frames(motion: np.ndarray, rot6d: str = "rows"):
         return (
             motion[..., :2],
             visible,
-            OPENPOSE_BONES,
-            _sides(joints, OPENPOSE_LEFT, OPENPOSE_RIGHT),
+            OpenPose18.BONES,
+            _sides(joints, OpenPose18.LEFT, OpenPose18.RIGHT),
             "openpose18",
         )
     if (joints, features) == (SMPL.FEATURE_ROWS, 6):
-        points = project_side_view(babel_joints(motion, rot6d))
-        bones = [(p, j) for j, p in enumerate(SMPL_PARENTS) if p >= 0]
+        points = project_side_view(smpl_joints(motion, rot6d))
+        bones = [(p, j) for j, p in enumerate(SMPL.PARENTS) if p >= 0]
         return (
             points,
             np.ones((frames, len(SMPL.JOINTS)), bool),
             bones,
-            _sides(len(SMPL.JOINTS), SMPL_LEFT, SMPL_RIGHT),
+            _sides(len(SMPL.JOINTS), SMPL.LEFT, SMPL.RIGHT),
             "smpl24",
         )
     if features < 2:
