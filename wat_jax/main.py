@@ -230,7 +230,7 @@ def _run_stages(config, workdir: str, task, stages, on_train=None) -> None:
         for line in _header(config, workdir, stage):
             logging.info("%s", line)
         if stage == "train":
-            checks.check_prepared(config, workdir)
+            checks.check_prepared(config, workdir, task.layout(config))
             train.train_and_evaluate(
                 config,
                 workdir,
@@ -239,7 +239,7 @@ def _run_stages(config, workdir: str, task, stages, on_train=None) -> None:
                 on_start=on_train,  # config.json: written once the state is restored
             )
         elif stage == "eval":
-            checks.check_prepared(config, workdir, ("val",))
+            checks.check_prepared(config, workdir, task.layout(config), ("val",))
             result_path = evaluate.evaluate(config, workdir, task)
             if jax.process_index() == 0:
                 print(evaluate.summary_table(result_path))

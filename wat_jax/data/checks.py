@@ -24,14 +24,6 @@ from wat_jax.errors import fail
 _CHUNK_BYTES = 64 << 20
 
 
-def expected_layout(config) -> dict | None:
-    """{"frames", "joints", "features", "classes", "why"} the config's task expects,
-    or None for a task without prepared files (toy): the task's layout()."""
-    from wat_jax import tasks
-
-    return tasks.get_task(config.task).layout(config)
-
-
 def _shape(shape) -> str:
     return "[" + ", ".join(str(s) for s in shape) + "]"
 
@@ -116,9 +108,12 @@ def check_split(config, workdir: str, split: str, layout: dict) -> int:
     return n
 
 
-def check_prepared(config, workdir: str, splits=prepared.SPLITS) -> None:
-    """Checks every split in `splits` against the config (see the module docstring)."""
-    layout = expected_layout(config)
+def check_prepared(config, workdir: str, layout: dict | None, splits=prepared.SPLITS) -> None:
+    """Checks every split in `splits` against the config (see the module docstring).
+
+    `layout`: {"frames", "joints", "features", "classes", "why"} the config's task expects
+    (its Task.layout), or None for a task without prepared files (toy): nothing to check.
+    """
     if layout is None:
         return
     counts = {split: check_split(config, workdir, split, layout) for split in splits}
