@@ -8,7 +8,6 @@ A zero-shot option (eval.zero_shot_classes) removes those classes' windows
 from training and reports them apart.
 """
 
-import jax
 import numpy as np
 from absl import logging
 
@@ -23,12 +22,6 @@ from wat_jax.text import bank as text_bank
 
 def _classes(workdir) -> list[str]:
     return prepared.read_split(workdir, "train").classes
-
-
-def _keys(workdir):
-    from wat_jax.text.describe import DescribeKey
-
-    return [DescribeKey(key=c, kind="action", phrase=c) for c in _classes(workdir)]
 
 
 def _held_out(config, classes) -> np.ndarray:
@@ -83,21 +76,16 @@ class Babel60Task(Task):
     name = "babel60"
     has_timeline = True
 
-    def prepare(self, config, workdir):
+    def data_module(self):
         from wat_jax.data import babel
 
-        report = babel.prepare(config.data, workdir, config.seed)
-        if jax.process_index() == 0:  # the short table; the full report is data/report.json
-            print(babel.report_table(report))
+        return babel
 
-    def describe(self, config, workdir):
-        if config.describe.backend == "names":
-            logging.info("describe.backend=names: class names are the only texts")
-            return
-        common.describe_keys(_keys(workdir), config, workdir)
+    def text_keys(self, config, workdir):
+        """One key per class, its name the phrase."""
+        from wat_jax.text.describe import DescribeKey
 
-    def embed(self, config, workdir):
-        text_bank.build(_keys(workdir), config, workdir)
+        return [DescribeKey(key=c, kind="action", phrase=c) for c in _classes(workdir)]
 
     def prototypes(self, config, workdir) -> dict:
         """The class texts classification ranks (eval.prototype), for checkpoint metadata."""
@@ -106,7 +94,7 @@ class Babel60Task(Task):
 
     def train_batcher(self, config, workdir, rows) -> Batcher:
         split = prepared.read_split(workdir, "train")
-        labels = np.asarray(split.labels) > 0.5
+        labels = np.asarray(split.labels) > config.data.threshold
         keep = ~(labels[:, _held_out(config, split.classes)].any(1))
         index = np.flatnonzero(keep)
         if len(index) < config.batch_size:
@@ -123,7 +111,7 @@ class Babel60Task(Task):
         if len(index) < len(labels):
             motion, mask = motion[index], mask[index]
         labels = labels[index]
-        keys = class_keys(labels)
+        keys = class_keys(labels, config.data.threshold)
         bank = text_bank.load(workdir)
         return Batcher(
             motion,
@@ -181,7 +169,7 @@ class Babel60Task(Task):
                 "text bank classes differ from the prepared data; run --mode=embed again",
             )
         texts = {"name": bank.names, "centroid": bank.centroids(normalize=True)}
-        labels = np.asarray(split.labels) > 0.5
+        labels = np.asarray(split.labels) > config.data.threshold
         return EvalInputs(split.motion, split.mask, labels, split.classes, texts, index=split.index)
 
     def score(self, config, inputs, motion_emb, text_emb) -> dict:

@@ -4,7 +4,8 @@ The library never asks which task it runs (no `config.task ==` outside
 wat_jax/tasks/); it asks the run's Task (tasks.get_task(config.task)):
 
   stages      prepare, describe, embed (raw data -> DIR/data/, descriptions, the
-              text bank) and train_batcher (the train split as batches)
+              text bank: by default over data_module() and text_keys()) and
+              train_batcher (the train split as batches)
   a run read  windows(split), bank(), key_phrases(keys), prototypes() (the class
   back        texts a checkpoint records), layout() (the prepared shape the config
               asks for), motion_file() (a raw file as windows, for wat_jax.load)
@@ -18,8 +19,11 @@ import dataclasses
 
 import numpy as np
 
+from absl import logging
+
 from wat_jax.data import prepared
 from wat_jax.errors import fail
+from wat_jax.text import bank as text_bank
 
 
 @dataclasses.dataclass
@@ -74,20 +78,40 @@ class Task:
     has_text_encoder = True  # False: text vectors are generated (the toy task)
     has_timeline = False  # True: evaluation adds the action timeline over whole sequences
     picture_caption = "by class"  # how the embedding picture is coloured
+    key_texts = "class names"  # the texts a key has with describe.backend=names
 
-    # ---- stages -------------------------------------------------------------------------
+    # ---- stages: over the task's data module and text keys, unless a task differs ------
+
+    def data_module(self):
+        """The data/ module whose prepare(config.data, workdir, seed) writes DIR/data/
+        and returns the report its report_table(report) prints."""
+        raise NotImplementedError
+
+    def text_keys(self, config, workdir: str) -> list:
+        """The keys (text.describe.DescribeKey) that describe and embed write texts for."""
+        raise NotImplementedError
 
     def prepare(self, config, workdir: str) -> None:
         """Raw data -> DIR/data/<split>/ (wat_jax/data/prepared.py format)."""
-        raise NotImplementedError
+        import jax
+
+        data = self.data_module()
+        report = data.prepare(config.data, workdir, config.seed)
+        if jax.process_index() == 0:  # the short table; the full report is data/report.json
+            print(data.report_table(report))
 
     def describe(self, config, workdir: str) -> None:
         """Keys -> DIR/descriptions.jsonl."""
-        raise NotImplementedError
+        if config.describe.backend == "names":
+            logging.info("describe.backend=names: %s are the only texts", self.key_texts)
+            return
+        from wat_jax.text import describe
+
+        describe.describe(self.text_keys(config, workdir), config.describe, workdir)
 
     def embed(self, config, workdir: str) -> None:
         """Texts -> DIR/text_bank.npz (wat_jax/text/bank.py)."""
-        raise NotImplementedError
+        text_bank.build(self.text_keys(config, workdir), config, workdir)
 
     def train_batcher(self, config, workdir: str, rows):
         """A data.pipeline.Batcher over the train split; `rows` is this process's slice."""
@@ -109,9 +133,7 @@ class Task:
 
     def bank(self, config, workdir: str):
         """The run's text bank."""
-        from wat_jax.text import bank
-
-        return bank.load(workdir)
+        return text_bank.load(workdir)
 
     def key_phrases(self, config, keys: list[str]) -> list[str]:
         """Readable text for each bank key (the key itself by default: a class name)."""

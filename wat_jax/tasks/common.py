@@ -1,4 +1,4 @@
-"""What both real tasks share: the describe stage, which text stands for a key, means."""
+"""What both real tasks share: which text stands for a key, means."""
 
 import numpy as np
 
@@ -6,13 +6,6 @@ from wat_jax.text.bank import TextBank
 from wat_jax.errors import fail
 
 PROTOTYPES = ("name", "centroid")  # a key's text: its name, or its descriptions' centroid
-
-
-def describe_keys(keys, config, workdir: str) -> str:
-    """Runs the description stage for `keys` (DescribeKey list); returns the store path."""
-    from wat_jax.text import describe
-
-    return describe.describe(keys, config.describe, workdir)
 
 
 def prototype_kind(config) -> str:

@@ -12,9 +12,7 @@ same gallery is scored by the same code.
 
 import os
 
-import jax
 import numpy as np
-from absl import logging
 
 from wat_jax import metrics
 from wat_jax.data import gait_attributes, prepared
@@ -30,20 +28,6 @@ PICTURE_GROUP = "viewpoint"  # the attribute group the embedding picture colours
 
 def _sets(labels: np.ndarray, threshold: float) -> list[tuple]:
     return [gait_attributes.attribute_set(row, threshold) for row in np.asarray(labels)]
-
-
-def _keys(config, workdir):
-    """One DescribeKey per distinct attribute set in train and val, in first-seen order."""
-    from wat_jax.text.describe import DescribeKey
-
-    seen = {}
-    for split in prepared.SPLITS:
-        for s in _sets(prepared.read_split(workdir, split).labels, config.data.threshold):
-            seen.setdefault(gait_attributes.attribute_set_key(s), s)
-    return [
-        DescribeKey(key=k, kind="appearance", phrase=gait_attributes.describe_attributes(s))
-        for k, s in seen.items()
-    ]
 
 
 def attribute_phrases() -> tuple[list[str], list[str]]:
@@ -261,22 +245,25 @@ class DenseGaitTask(Task):
 
     name = "densegait"
     picture_caption = f"by {PICTURE_GROUP}"
+    key_texts = "attribute phrases"
 
-    def prepare(self, config, workdir):
+    def data_module(self):
         from wat_jax.data import densegait
 
-        counts = densegait.prepare(config.data, workdir, config.seed)
-        if jax.process_index() == 0:  # the short table; the full report is data/report.json
-            print(densegait.report_table(counts))
+        return densegait
 
-    def describe(self, config, workdir):
-        if config.describe.backend == "names":
-            logging.info("describe.backend=names: attribute phrases are the only texts")
-            return
-        common.describe_keys(_keys(config, workdir), config, workdir)
+    def text_keys(self, config, workdir):
+        """One key per distinct attribute set in train and val, in first-seen order."""
+        from wat_jax.text.describe import DescribeKey
 
-    def embed(self, config, workdir):
-        text_bank.build(_keys(config, workdir), config, workdir)
+        seen = {}
+        for split in prepared.SPLITS:
+            for s in _sets(prepared.read_split(workdir, split).labels, config.data.threshold):
+                seen.setdefault(gait_attributes.attribute_set_key(s), s)
+        return [
+            DescribeKey(key=k, kind="appearance", phrase=gait_attributes.describe_attributes(s))
+            for k, s in seen.items()
+        ]
 
     def prototypes(self, config, workdir) -> dict:
         """The attributes' single-attribute query vectors: what classify ranks on a gait run."""
