@@ -77,7 +77,7 @@ def get_config(arg: str = "demo") -> ml_collections.ConfigDict:
     # margin 10 (loss.mining "all": every in-batch negative whose attribute set differs;
     # paper: "reference", the authors' one drawn negative).
     c.model.update(layers=12, max_len=64)
-    c.loss.update(name="triplet", margin=10.0, label_threshold=c.data.threshold)
+    c.loss.update(name="triplet", margin=10.0)
     c.text.targets = ("description",)
     c.optim.update(lr=1e-5, weight_decay=0.1, schedule="constant")
     c.batch_size = 128

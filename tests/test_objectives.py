@@ -16,7 +16,7 @@ def test_every_loss_name_has_one_function_and_unknown_names_fail():
     config = toy_config.get_config("smoke")
     config.loss.name = "cosine"
     with pytest.raises(ValueError, match="config.loss.name must be one of"):
-        objectives.objective_terms(None, {}, {}, None, config.loss)
+        objectives.objective_terms(None, {}, {}, None, config.loss, config.data.threshold)
 
 
 def _one_step(num_devices, text_mask):
@@ -32,7 +32,9 @@ def _one_step(num_devices, text_mask):
     model = train.create_model(config, host["text"].shape[-1], host["labels"].shape[-1])
     tx = train.make_optimizer(config.optim, config.total_steps)
     state = parallel.replicate(train.create_train_state(model, tx, config.seed, host), mesh)
-    step = train.make_train_step(model, tx, config.loss, mesh, config.batch_size)
+    step = train.make_train_step(
+        model, tx, config.loss, mesh, config.batch_size, threshold=config.data.threshold
+    )
     state, metrics = step(state, parallel.shard_batch(host, mesh, config.batch_size))
     return float(metrics["loss"]), jax.tree.leaves(jax.tree.map(np.asarray, state.params))
 
@@ -112,7 +114,9 @@ def test_reference_triplet_in_the_step_is_the_authors_rule(num_devices):
     step_key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), 0)
     expected, replaced = _reference_triplet_by_hand(model, state.params, host, step_key, 2.0)
     assert 0 < replaced < config.batch_size  # some anchors drew their own attribute set
-    step = train.make_train_step(model, tx, config.loss, mesh, config.batch_size)
+    step = train.make_train_step(
+        model, tx, config.loss, mesh, config.batch_size, threshold=config.data.threshold
+    )
     _, metrics = step(
         parallel.replicate(state, mesh), parallel.shard_batch(host, mesh, config.batch_size)
     )

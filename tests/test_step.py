@@ -28,7 +28,9 @@ def _setup(loss_name, num_devices, **loss_overrides):
     model = train.create_model(config, example["text"].shape[-1], example["labels"].shape[-1])
     tx = train.make_optimizer(config.optim, config.total_steps)
     state = parallel.replicate(train.create_train_state(model, tx, config.seed, example), mesh)
-    step = train.make_train_step(model, tx, config.loss, mesh, config.batch_size)
+    step = train.make_train_step(
+        model, tx, config.loss, mesh, config.batch_size, threshold=config.data.threshold
+    )
     return config, mesh, batcher, state, step
 
 

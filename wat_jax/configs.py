@@ -82,7 +82,6 @@ def base_config() -> ml_collections.ConfigDict:
             weight=1.0,  # weight of the named loss
             ce_weight=0.0,  # >0 adds a class head trained with cross-entropy
             targets="multi_positive",  # contrastive positives: identity | multi_positive | soft
-            label_threshold=0.5,
             margin=10.0,
             mining="all",
         )
@@ -146,7 +145,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.data = ml_collections.ConfigDict(
         dict(
             source="synthetic",
-            threshold=0.5,  # a label value above this counts as present
+            # A label value above this counts as present: in the losses' label sets, the
+            # attribute sets, evaluation and the pictures (the one threshold).
+            threshold=0.5,
             # The 6-D convention of rotation features: "rows" (the reference's) or
             # "columns" (data/rotations.py); BABEL's features use it, drawings read it.
             rot6d="rows",

@@ -42,10 +42,6 @@ INDEX_FILES = (
 )
 
 
-def _label_threshold(config) -> float:
-    return float(config.data.threshold)
-
-
 def _stat_listing(root: str) -> list:
     """(relative path, size, mtime) of every file under root: cheap and content-sensitive."""
     out = []
@@ -210,7 +206,7 @@ def build_index(
     motion_emb = metrics.unit_rows(towers.motion(gallery.motion, gallery.mask))  # [N, E]
     bank = task.bank(config, workdir)
     text_emb = metrics.unit_rows(towers.text(common.prototype_vectors(config, bank)))  # [K, E]
-    threshold = _label_threshold(config)
+    threshold = float(config.data.threshold)
     labels = np.asarray(gallery.labels, np.float32)
     rows = []
     for i, (row, present) in enumerate(zip(gallery.index, labels > threshold)):

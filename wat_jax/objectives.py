@@ -40,14 +40,11 @@ class Rows(NamedTuple):
     params: dict  # the model's parameters (log_scale, logit_bias)
     loss_cfg: ml_collections.ConfigDict
     step_key: jax.Array  # this step's key, the same on every device
+    threshold: float  # config.data.threshold: a label above it is in the set
 
 
 def _log_scale(rows):
     return jnp.minimum(rows.params["log_scale"], MAX_LOG_SCALE)
-
-
-def _threshold(rows):
-    return rows.loss_cfg.label_threshold
 
 
 def _global(rows):
@@ -71,7 +68,7 @@ def _mse(rows):
 def _infonce(rows):
     text_local, motion_all, text_all, labels_all, index = _global(rows)
     targets = losses.contrastive_targets(
-        rows.labels, labels_all, index, rows.loss_cfg.targets, _threshold(rows)
+        rows.labels, labels_all, index, rows.loss_cfg.targets, rows.threshold
     )
     return losses.info_nce_loss_terms(
         rows.motion, text_local, motion_all, text_all, targets, _log_scale(rows)
@@ -81,7 +78,7 @@ def _infonce(rows):
 def _siglip(rows):
     _, _, text_all, labels_all, index = _global(rows)
     targets = losses.contrastive_targets(
-        rows.labels, labels_all, index, rows.loss_cfg.targets, _threshold(rows)
+        rows.labels, labels_all, index, rows.loss_cfg.targets, rows.threshold
     )
     positives = (targets > 0).astype(jnp.float32)
     return losses.siglip_loss_terms(
@@ -118,7 +115,7 @@ def _triplet(rows):
         rows.labels,
         labels_all,
         rows.loss_cfg.margin,
-        _threshold(rows),
+        rows.threshold,
         rows.loss_cfg.mining,
         negative_index,
     )
@@ -130,7 +127,7 @@ LOSSES = {"mse": _mse, "infonce": _infonce, "siglip": _siglip, "triplet": _tripl
 _GLOBAL = ("infonce", "siglip", "triplet")
 
 
-def objective_terms(model, params, batch, step_key, loss_cfg, *, train=True):
+def objective_terms(model, params, batch, step_key, loss_cfg, threshold, *, train=True):
     """Computes each loss term's (sum, count) on this device's rows.
 
     Runs inside `jax.shard_map` over parallel.AXIS (it reads the axis index).
@@ -143,6 +140,7 @@ def objective_terms(model, params, batch, step_key, loss_cfg, *, train=True):
       step_key: this step's key, the same on every device; dropout gets
         `dropout_key(step_key)`, shared draws `shared_key(step_key)`.
       loss_cfg: config.loss.
+      threshold: config.data.threshold, which labels are in a window's set.
       train: dropout on or off.
 
     Returns:
@@ -161,7 +159,14 @@ def objective_terms(model, params, batch, step_key, loss_cfg, *, train=True):
         variables, batch["text"], train=train, rngs=rngs, method="embed_text"
     )  # [b, K, E]
     rows = Rows(
-        motion_emb, text_emb, batch["text_mask"], batch["labels"], params, loss_cfg, step_key
+        motion_emb,
+        text_emb,
+        batch["text_mask"],
+        batch["labels"],
+        params,
+        loss_cfg,
+        step_key,
+        threshold,
     )
     terms = {name: LOSSES[name](rows)}
     aux = {"temperature": jnp.exp(-_log_scale(rows))} if name in _GLOBAL else {}
@@ -176,14 +181,14 @@ def _weight(term, loss_cfg):
     return loss_cfg.ce_weight if term == "ce" else loss_cfg.weight
 
 
-def device_loss(model, params, batch, step_key, loss_cfg, *, train=True):
+def device_loss(model, params, batch, step_key, loss_cfg, threshold, *, train=True):
     """This device's share of the global mean loss, plus metrics to log.
 
     pmean over devices of the returned loss equals the global mean of every
     term, because each device's sum is divided by the mean count. step_key is
     the step's key, the same on every device (see objective_terms).
     """
-    terms, aux = objective_terms(model, params, batch, step_key, loss_cfg, train=train)
+    terms, aux = objective_terms(model, params, batch, step_key, loss_cfg, threshold, train=train)
     loss = 0.0
     metrics = dict(aux)
     for term, (total, count) in terms.items():

@@ -29,8 +29,10 @@ def _all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
-def make_train_step(model, tx, loss_cfg, mesh, global_batch: int):
+def make_train_step(model, tx, loss_cfg, mesh, global_batch: int, *, threshold: float):
     """The jitted data-parallel step: (state, batch) -> (state, metrics).
+
+    `threshold` is config.data.threshold: a label above it is in a window's set.
 
     Written the pmap way inside `jax.shard_map`: each device embeds its rows,
     gathers embeddings for global negatives, computes its share of the loss,
@@ -43,7 +45,8 @@ def make_train_step(model, tx, loss_cfg, mesh, global_batch: int):
         # for dropout and draws what must agree across devices from the key itself.
         key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
         grad_fn = jax.value_and_grad(
-            lambda p: objectives.device_loss(model, p, batch, key, loss_cfg), has_aux=True
+            lambda p: objectives.device_loss(model, p, batch, key, loss_cfg, threshold),
+            has_aux=True,
         )
         (loss, metrics), grads = grad_fn(state.params)
         grads = jax.lax.pmean(grads, parallel.AXIS)
@@ -263,7 +266,9 @@ def _train(config, workdir: str, task, evaluator=None, on_start=None) -> TrainSt
     )
 
     # Loop: one compiled step; host reads metrics only at log steps.
-    train_step = make_train_step(model, tx, config.loss, mesh, config.batch_size)
+    train_step = make_train_step(
+        model, tx, config.loss, mesh, config.batch_size, threshold=config.data.threshold
+    )
     start = int(state.step)
     writer = MetricWriter(workdir, resume_step=start)
     progress = Progress("train", config.total_steps, start)

@@ -18,8 +18,9 @@ from wat_jax.text.bank import TextBank
 TARGET_KINDS = ("name", "centroid", "description")
 
 
-def class_keys(labels: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    """[N, C] multi-hot -> [N, C] each row's class ids (descending), then -1 padding."""
+def class_keys(labels: np.ndarray, threshold: float) -> np.ndarray:
+    """[N, C] multi-hot -> [N, C] each row's class ids above `threshold` (config.data.threshold;
+    descending), then -1 padding."""
     keys = np.where(np.asarray(labels) > threshold, np.arange(labels.shape[1])[None], -1)
     return -np.sort(-keys, axis=1)
 

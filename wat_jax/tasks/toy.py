@@ -73,7 +73,7 @@ class ToyTask(Task):
             motion,
             mask,
             labels,
-            class_keys(labels),
+            class_keys(labels, config.data.threshold),
             make_bank(config, config.seed),
             tuple(config.text.targets),
             config.batch_size,
@@ -108,7 +108,7 @@ class ToyTask(Task):
     def score(self, config, inputs, motion_emb, text_emb) -> dict:
         """Top-1/Top-3 of val windows against the class texts, beside a random ranking."""
         scores = metrics.cosine(motion_emb, text_emb["name"])
-        gt = inputs.labels > 0.5
+        gt = inputs.labels > config.data.threshold
         rand = metrics.random_scores(scores.shape, config.seed)
         score = lambda s: {
             "top1": metrics.topk_accuracy(s, gt, 1),

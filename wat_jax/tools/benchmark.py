@@ -156,7 +156,9 @@ class JaxStep:
         tx = train.make_optimizer(config.optim, config.total_steps)
         self.state = parallel.replicate(train.create_train_state(model, tx, seed, batch), self.mesh)
         self.batch = parallel.shard_batch(batch, self.mesh, shape.batch_size)
-        jitted = train.make_train_step(model, tx, config.loss, self.mesh, shape.batch_size)
+        jitted = train.make_train_step(
+            model, tx, config.loss, self.mesh, shape.batch_size, threshold=config.data.threshold
+        )
         start = time.perf_counter()
         self.compiled = jitted.lower(self.state, self.batch).compile()
         self.compile_s = time.perf_counter() - start
@@ -300,9 +302,15 @@ def benchmark_step(
 
 
 def benchmark_data(
-    shape: Shape, windows: int = 2048, batches: int = 200, descriptions_per_class: int = 16
+    shape: Shape,
+    windows: int = 2048,
+    batches: int = 200,
+    descriptions_per_class: int = 16,
+    *,
+    threshold: float,
 ) -> dict:
-    """Windows/s of Batcher.batch over a synthetic prepared split of `shape`.
+    """Windows/s of Batcher.batch over a synthetic prepared split of `shape` (labels above
+    `threshold`, config.data.threshold, are a window's classes).
 
     The split is written with prepared.write_split into a temporary directory
     and read back memory-mapped, as training reads it.
@@ -329,7 +337,7 @@ def benchmark_data(
         np.arange(c + 1) * descriptions_per_class,
     )
     order = np.argsort(-labels, axis=1, kind="stable")  # each window's classes first
-    keys = np.where(np.take_along_axis(labels, order, 1) > 0.5, order, -1)
+    keys = np.where(np.take_along_axis(labels, order, 1) > threshold, order, -1)
     with tempfile.TemporaryDirectory(prefix="wat_jax_bench_") as workdir:
         prepared.write_split(workdir, "train", split)
         data = prepared.read_split(workdir, "train")
@@ -391,7 +399,9 @@ def precision_report(config, shape: Shape) -> dict:
     model = train.create_model(config, shape.text_dim, shape.num_classes)
     tx = train.make_optimizer(config.optim, config.total_steps)
     state = jax.eval_shape(lambda: train.create_train_state(model, tx, 0, batch))
-    step = train.make_train_step(model, tx, config.loss, mesh, shape.batch_size)
+    step = train.make_train_step(
+        model, tx, config.loss, mesh, shape.batch_size, threshold=config.data.threshold
+    )
     closed = jax.make_jaxpr(step)(state, batch)
     counts: dict[str, dict[str, int]] = {}
     _count_dtypes(closed.jaxpr, counts)
@@ -564,7 +574,9 @@ def main(argv):
             if record.get("impl") == "wat_jax":
                 step_rate = record["sequences_per_sec"]
     if "data" in what:
-        record = benchmark_data(shape, f.data_windows, f.data_batches)
+        record = benchmark_data(
+            shape, f.data_windows, f.data_batches, threshold=config.data.threshold
+        )
         if step_rate:
             record["times_faster_than_step"] = record["windows_per_sec"] / step_rate
         emit(record)
