@@ -190,18 +190,18 @@ def test_mining_without_a_triplet_is_said(caplog):
     from absl import logging as absl_logging
 
     from experiments import toy
-    from wat_jax import main
+    from wat_jax import cli as wat_cli
 
     config = toy.get_config("smoke")
     config.loss.mining = "reference"
     absl_logging.get_absl_logger().propagate = True
     with caplog.at_level("WARNING"):
-        main._check_values(config, ("train",))
+        wat_cli.check_values(config, ("train",))
     assert "shapes loss.name='triplet' only" in caplog.text
     caplog.clear()
     config.loss.name = "triplet"
     with caplog.at_level("WARNING"):
-        main._check_values(config, ("train",))
+        wat_cli.check_values(config, ("train",))
     assert "shapes" not in caplog.text
 
 
@@ -229,7 +229,7 @@ def test_mining_without_a_triplet_is_said(caplog):
 def test_every_model_value_is_checked_before_any_stage(key, value, message):
     """One place refuses a bad value before prepare, whichever stage is asked for."""
     from experiments import babel60
-    from wat_jax import main
+    from wat_jax import cli as wat_cli
     from wat_jax.errors import InputError
 
     config = babel60.get_config("smoke")
@@ -239,17 +239,17 @@ def test_every_model_value_is_checked_before_any_stage(key, value, message):
         node = node[name]
     node[leaf] = value
     with pytest.raises(InputError, match=message):
-        main._check_values(config, ("prepare",))
+        wat_cli.check_values(config, ("prepare",))
 
 
 def test_every_experiment_variant_passes_the_value_checks():
     from experiments import babel60, densegait, toy
-    from wat_jax import main
+    from wat_jax import cli as wat_cli
 
     for module, variants in ((babel60, ("smoke", "demo", "paper")),
                              (densegait, ("smoke", "demo", "paper")), (toy, ("smoke", "demo"))):  # fmt: skip
         for variant in variants:
-            main._check_values(module.get_config(variant), ("prepare", "train", "eval"))
+            wat_cli.check_values(module.get_config(variant), ("prepare", "train", "eval"))
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ import jax
 import numpy as np
 
 from wat_jax import errors
-from wat_jax.errors import exits_on_input_error, fail
+from wat_jax.errors import exits_on_input_error
 
 PLATFORMS = ("cpu", "cuda", "tpu")
 
@@ -215,15 +215,11 @@ def export_motion_tower(
 def main(argv):
     from absl import flags
 
-    from wat_jax import artifact, run_config
-    from wat_jax.reporting.run_log import quiet_library_logs
+    from wat_jax import cli
 
     FLAGS = flags.FLAGS
-    if len(argv) > 1:
-        raise fail("wat_jax.tools.export", f"unexpected arguments {argv[1:]}")
-    quiet_library_logs()
-    workdir, step = artifact.resolve(FLAGS.workdir, FLAGS.step if FLAGS.step >= 0 else None)
-    config = run_config.load(workdir)
+    cli.begin(argv, "wat_jax.tools.export")
+    workdir, step, config = cli.read_run(FLAGS.workdir, FLAGS.step if FLAGS.step >= 0 else None)
     with errors.keeping("the run is unchanged"):  # said by a Ctrl-C or a full disk
         path = export_motion_tower(config, workdir, step, FLAGS.output or None)
     with open(os.path.splitext(path)[0] + ".json") as f:

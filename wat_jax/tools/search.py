@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from wat_jax import artifact, errors, gallery, run_config, tasks
+from wat_jax import cli, errors, gallery, tasks
 from wat_jax.errors import exits_on_input_error, fail
 
 
@@ -111,8 +111,7 @@ def run_search(
             raise fail("--query", "empty query; give a sentence such as 'a person walking slowly'")
     if k < 1:
         raise fail("--top_k", f"must be at least 1, got {k}")
-    workdir, step = artifact.resolve(workdir, step)
-    config = run_config.load(workdir)
+    workdir, step, config = cli.read_run(workdir, step)
     if queries is not None:
         check_text_encoder(config)
     timings = {}
@@ -211,12 +210,8 @@ def _read_queries(path: str) -> list[str]:
 def main(argv):
     from absl import flags
 
-    from wat_jax.reporting.run_log import quiet_library_logs
-
     FLAGS = flags.FLAGS
-    quiet_library_logs()
-    if len(argv) > 1:
-        raise fail("wat_jax.tools.search", f"unexpected arguments {argv[1:]}")
+    cli.begin(argv, "wat_jax.tools.search")
     queries = None
     if FLAGS.queries:
         queries = _read_queries(FLAGS.queries)

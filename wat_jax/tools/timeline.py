@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from wat_jax import artifact, errors, io, metrics, run_config
+from wat_jax import artifact, cli, errors, io, metrics, run_config
 from wat_jax import timeline as tl
 from wat_jax.errors import exits_on_input_error, fail
 
@@ -265,12 +265,8 @@ def format_summary(answer: dict, paths, max_segments: int = tl.MAX_SUMMARY_SEGME
 def main(argv):
     from absl import flags
 
-    from wat_jax.reporting.run_log import quiet_library_logs
-
     FLAGS = flags.FLAGS
-    quiet_library_logs()
-    if len(argv) > 1:
-        raise fail("wat_jax.timeline", f"unexpected arguments {argv[1:]}")
+    cli.begin(argv, "wat_jax.timeline")
     if not FLAGS.workdir:
         raise fail("--workdir", "required: the trained BABEL run")
     if not FLAGS.motion:

@@ -19,9 +19,10 @@ from wat_jax.reporting import pictures
 def main(argv):
     from absl import flags
 
+    from wat_jax import cli
+
     FLAGS = flags.FLAGS
-    if len(argv) > 1:
-        raise fail("wat_jax.tools.visualize", f"unexpected arguments {argv[1:]}")
+    cli.begin(argv, "wat_jax.tools.visualize")
     if FLAGS.motion:
         if not os.path.exists(FLAGS.motion):
             raise fail(FLAGS.motion, "no such file")
@@ -31,10 +32,9 @@ def main(argv):
             motion, None, FLAGS.output, os.path.basename(FLAGS.motion), FLAGS.fps
         )
     elif FLAGS.workdir:
-        from wat_jax import artifact, run_config, tasks
+        from wat_jax import tasks
 
-        workdir, _ = artifact.resolve(FLAGS.workdir)  # what wat_jax.load accepts
-        config = run_config.load(workdir)
+        workdir, _, config = cli.read_run(FLAGS.workdir)  # what wat_jax.load accepts
         gallery = tasks.get_task(config.task).windows(config, workdir, FLAGS.split)
         path = pictures.window_gif(
             gallery,
