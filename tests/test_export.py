@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from wat_jax import checkpointing, evaluate, io, parallel, tasks, train
+from wat_jax import checkpointing, evaluate, fileio, parallel, tasks, train
 from wat_jax.tools import export
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,7 +33,7 @@ def exported(tmp_path_factory):
     """A toy checkpoint (initialised params; export needs no training), exported."""
     workdir = str(tmp_path_factory.mktemp("toy_export"))
     config = _toy_config()
-    io.write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
+    fileio.write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
     mesh = parallel.make_mesh(1)
     example = (
         tasks.get_task("toy")
@@ -135,7 +135,7 @@ def test_loader_rejects_the_wrong_window_shape(exported):
 
 
 def test_cli_without_checkpoint_is_one_line(tmp_path):
-    io.write_json(str(tmp_path / "config.json"), json.loads(_toy_config().to_json()))
+    fileio.write_json(str(tmp_path / "config.json"), json.loads(_toy_config().to_json()))
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     proc = subprocess.run(
         [sys.executable, "-m", "wat_jax.tools.export", f"--workdir={tmp_path}"],

@@ -310,7 +310,7 @@ def test_late_closed_loop_callbacks_print_nothing_under_a_cli(monkeypatch, capsy
 # A disk that fills at one given file cannot be arranged on a real file system, so the
 # CLI runs under a prelude that makes os.fsync fail with ENOSPC for the files whose path
 # holds a given part: every wat_jax writer syncs before it renames or returns
-# (io.atomic_write, the workdir lock, describe's appends), which is where a filling disk
+# (fileio.atomic_write, the workdir lock, describe's appends), which is where a filling disk
 # shows on network file systems. A write() refused outright is the in-process tests' part,
 # and a really full tmpfs (where root may mount one) the last test's.
 
@@ -486,7 +486,7 @@ def _exits(monkeypatch):
 
 
 def test_ctrl_c_and_a_full_disk_reaching_a_cli_are_one_line(monkeypatch, capsys, tmp_path):
-    from wat_jax import errors, io
+    from wat_jax import errors, fileio
 
     _exits(monkeypatch)
     monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)  # restored after the test
@@ -511,7 +511,7 @@ def test_ctrl_c_and_a_full_disk_reaching_a_cli_are_one_line(monkeypatch, capsys,
     err = capsys.readouterr().err.strip()
     assert err.startswith("interrupted (second SIGINT: stopping without a checkpoint): ")
 
-    # A writer outside wat_jax.io (a library's) whose disk filled: the same one line.
+    # A writer outside wat_jax.fileio (a library's) whose disk filled: the same one line.
     @errors.exits_on_input_error
     def library_write(argv):
         raise RuntimeError("orbax failed") from OSError(
@@ -526,13 +526,13 @@ def test_ctrl_c_and_a_full_disk_reaching_a_cli_are_one_line(monkeypatch, capsys,
         "(disk quota exceeded); free some space or raise the quota, then run again\n"
     )
 
-    # A read-only folder met by io's writers: the file, that nothing was written, the fix.
+    # A read-only folder met by fileio's writers: the file, that nothing was written, the fix.
     @errors.exits_on_input_error
     def read_only(argv):
         def refuse(f):
             raise OSError(errno.EROFS, os.strerror(errno.EROFS))
 
-        io.atomic_write(str(tmp_path / "out.json"), refuse)
+        fileio.atomic_write(str(tmp_path / "out.json"), refuse)
 
     with pytest.raises(SystemExit) as stop:
         read_only([])

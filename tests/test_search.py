@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests import cli
-from wat_jax import artifact, checkpointing, gallery, io, metrics, parallel, tasks, train
+from wat_jax import artifact, checkpointing, fileio, gallery, metrics, parallel, tasks, train
 from wat_jax.tools import search
 from wat_jax.data import gait_attributes
 from wat_jax.errors import InputError
@@ -34,7 +34,7 @@ def write_init_checkpoint(config, workdir: str, step: int = 3) -> None:
     Searching needs a checkpoint, not a trained one: a window's own embedding must
     come back first whatever the weights. Skipping training keeps the test fast.
     """
-    io.write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
+    fileio.write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
     mesh = parallel.make_mesh(1)
     task = tasks.get_task(config.task)
     example = task.train_batcher(
@@ -220,7 +220,7 @@ def test_bad_input_raises_input_error(babel_workdir, tmp_path):
     with pytest.raises(InputError, match="no checkpoint at step 7"):
         gallery.load_or_build_index(config, workdir, "val", step=7)
     toy = tmp_path / "toy"
-    io.write_json(str(toy / "config.json"), json.loads(load_experiment("toy").to_json()))
+    fileio.write_json(str(toy / "config.json"), json.loads(load_experiment("toy").to_json()))
     with pytest.raises(InputError, match="toy task has no text encoder"):
         search.run_search(str(toy), queries=["walk"])
 
@@ -247,7 +247,7 @@ def test_cli_errors_are_one_line(babel_workdir, tmp_path):
     assert bad in line and "[T, 25, 6]" in line and "[16, 4, 3]" in line
 
     empty = tmp_path / "untrained"
-    io.write_json(str(empty / "config.json"), json.loads(config.to_json()))
+    fileio.write_json(str(empty / "config.json"), json.loads(config.to_json()))
     line = _one_error_line(_cli(f"--workdir={empty}", "--query=a person walking"))
     assert "no checkpoint" in line and "checkpoints" in line
 
@@ -274,7 +274,7 @@ def _read_only(monkeypatch, root):
     """Every file or folder creation under `root` fails with EROFS, as on a read-only
     mount. Tests run as root, which chmod does not stop, and mounting needs privileges,
     so this refuses the calls every Python writer goes through: os.open with a write or
-    create flag (tempfile.mkstemp, io.atomic_write, the lock, describe's appends) and
+    create flag (tempfile.mkstemp, fileio.atomic_write, the lock, describe's appends) and
     os.mkdir (os.makedirs). Reading is untouched."""
     import errno
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from wat_jax import io, tasks
+from wat_jax import fileio, tasks
 from wat_jax.reporting import pictures, plots
 from wat_jax.data import gait_attributes, rotations, skeletons
 from wat_jax.data.skeletons import SMPL, OpenPose18
@@ -42,7 +42,7 @@ def prepared_workdir(request, tmp_path_factory):
 
     workdir = str(tmp_path_factory.mktemp(request.param))
     config = _experiment(request.param)
-    io.write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
+    fileio.write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
     tasks.get_task(request.param).prepare(config, workdir)
     return workdir, config
 
@@ -217,7 +217,7 @@ def test_embedding_png_and_eval_pictures(tmp_path):
 
 
 def test_cli_bad_index_is_one_line(tmp_path):
-    io.write_json(str(tmp_path / "config.json"), json.loads(_toy_config().to_json()))
+    fileio.write_json(str(tmp_path / "config.json"), json.loads(_toy_config().to_json()))
     out = tmp_path / "x.gif"
     proc = subprocess.run(
         [

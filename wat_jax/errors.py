@@ -9,7 +9,7 @@ Two faults are not the user's input but get the same treatment, one way for ever
 writer and every CLI:
 - A disk that is full, over quota or read-only (ENOSPC, EDQUOT, EROFS) is a
   `DiskError`: `<path>: could not write it: <problem>; <what was kept>; <what to do>`,
-  exit 2. wat_jax/io.py raises it for every file it writes; blocks wrapped in
+  exit 2. wat_jax/fileio.py raises it for every file it writes; blocks wrapped in
   `keeping(...)` add what they leave in place; an OSError of this kind from any other
   writer (a library's, say) becomes the same line at the CLI, naming its file when the
   error does.

@@ -13,7 +13,7 @@ import os
 import jax
 from absl import logging
 
-from wat_jax import artifact, checkpointing, errors, io, parallel
+from wat_jax import artifact, checkpointing, errors, fileio, parallel
 from wat_jax.data import prepared
 from wat_jax.reporting.run_log import MetricWriter
 from wat_jax.tasks.base import Confusion
@@ -90,7 +90,7 @@ def evaluate_step(config, workdir: str, task, towers: Towers, step: int, writer=
     results = dict(results, step=step, task=config.task)
     if jax.process_index() == 0:  # every process has the numbers; one writes and draws
         with errors.keeping(unchanged):
-            io.write_json(path, results)
+            fileio.write_json(path, results)
         redo = f"{path} is complete; evaluate again for the curves and pictures of step {step}"
         with errors.keeping(redo, where=os.path.join(workdir, "metrics.jsonl")):
             _write_headline(workdir, step, results, writer)

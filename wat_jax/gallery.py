@@ -29,7 +29,7 @@ import time
 import numpy as np
 from absl import logging
 
-from wat_jax import checkpointing, errors, io, metrics, tasks
+from wat_jax import checkpointing, errors, fileio, metrics, tasks
 from wat_jax.data import prepared
 
 INDEX_FILES = (
@@ -131,16 +131,16 @@ class Index:
     def save(self, path: str) -> None:
         from flax import serialization
 
-        io.write_npy(os.path.join(path, "embeddings.npy"), self.embeddings)
-        io.write_npy(os.path.join(path, "labels.npy"), np.asarray(self.labels, np.float32))
-        io.write_jsonl(os.path.join(path, "rows.jsonl"), self.rows)
-        io.write_npy(os.path.join(path, "texts.npy"), self.text_emb)
-        io.write_json(
+        fileio.write_npy(os.path.join(path, "embeddings.npy"), self.embeddings)
+        fileio.write_npy(os.path.join(path, "labels.npy"), np.asarray(self.labels, np.float32))
+        fileio.write_jsonl(os.path.join(path, "rows.jsonl"), self.rows)
+        fileio.write_npy(os.path.join(path, "texts.npy"), self.text_emb)
+        fileio.write_json(
             os.path.join(path, "texts.json"), {"keys": self.text_keys, "phrases": self.text_phrases}
         )
         blob = serialization.msgpack_serialize(self.text_params or {})
-        io.atomic_write(os.path.join(path, "text_proj.msgpack"), lambda f: f.write(blob))
-        io.write_json(os.path.join(path, "meta.json"), self.meta)  # last: marks it complete
+        fileio.atomic_write(os.path.join(path, "text_proj.msgpack"), lambda f: f.write(blob))
+        fileio.write_json(os.path.join(path, "meta.json"), self.meta)  # last: marks it complete
 
     @classmethod
     def load(cls, path: str) -> "Index":

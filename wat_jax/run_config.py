@@ -21,7 +21,7 @@ from typing import Any
 
 from absl import logging
 
-from wat_jax import io
+from wat_jax import fileio
 from wat_jax.errors import fail
 
 CONFIG_FILE = "config.json"
@@ -226,8 +226,8 @@ def record_train(config, workdir: str, mode: str, control: dict) -> None:
             for k, (a, b) in control.items()
         }
         logging.info("config: run-control keys changed: %s", describe_changes(control))
-    io.write_json(path, to_json(config))
-    io.append_jsonl(os.path.join(workdir, HISTORY_FILE), entry)
+    fileio.write_json(path, to_json(config))
+    fileio.append_jsonl(os.path.join(workdir, HISTORY_FILE), entry)
 
 
 def _as_field_value(current, value):

@@ -24,7 +24,7 @@ import socket
 
 import numpy as np
 
-from wat_jax import io
+from wat_jax import fileio
 from wat_jax.errors import fail
 
 SPLITS = ("train", "val")
@@ -87,11 +87,11 @@ def write_split_dir(out: str, data: PreparedSplit) -> str:
     marker = os.path.join(out, "classes.json")
     if os.path.exists(marker):
         os.unlink(marker)  # mark incomplete while the arrays are replaced
-    io.write_npy(os.path.join(out, "motion.npy"), np.asarray(data.motion, np.float32))
-    io.write_npy(os.path.join(out, "mask.npy"), np.asarray(data.mask, bool))
-    io.write_npy(os.path.join(out, "labels.npy"), np.asarray(data.labels, np.float32))
-    io.write_jsonl(os.path.join(out, "index.jsonl"), data.index)
-    io.write_json(marker, list(data.classes))
+    fileio.write_npy(os.path.join(out, "motion.npy"), np.asarray(data.motion, np.float32))
+    fileio.write_npy(os.path.join(out, "mask.npy"), np.asarray(data.mask, bool))
+    fileio.write_npy(os.path.join(out, "labels.npy"), np.asarray(data.labels, np.float32))
+    fileio.write_jsonl(os.path.join(out, "index.jsonl"), data.index)
+    fileio.write_json(marker, list(data.classes))
     return out
 
 
@@ -182,7 +182,7 @@ class Staging:
 
     def write_report(self, report: dict) -> str:
         path = os.path.join(self.root, REPORT_FILE)
-        io.write_json(path, report)
+        fileio.write_json(path, report)
         return path
 
     def commit(self) -> str:

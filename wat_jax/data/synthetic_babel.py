@@ -35,7 +35,7 @@ import time
 import numpy as np
 from absl import logging
 
-from wat_jax import io
+from wat_jax import fileio
 from wat_jax.data import rotations
 from wat_jax.data.skeletons import SMPL
 
@@ -388,7 +388,7 @@ def write_synthetic(out_dir: str, cfg, seed: int) -> tuple[str, str]:
         _motion(name, np.zeros(1), dict(amp=1, speed=1, side=1, phase=0))  # fail early on a typo
     amass_root, babel_dir = os.path.join(out_dir, "amass"), os.path.join(out_dir, "babel")
     model = standin_body_model()
-    io.atomic_write(standin_body_model_path(out_dir), lambda f: np.savez(f, **model))
+    fileio.atomic_write(standin_body_model_path(out_dir), lambda f: np.savez(f, **model))
     rng = np.random.default_rng([seed + sc.seed_offset])
     t0 = time.time()
     sid = 0
@@ -421,7 +421,7 @@ def write_synthetic(out_dir: str, cfg, seed: int) -> tuple[str, str]:
                 gender=np.array(rng.choice(["male", "female", "neutral"])),
                 **{rate_key: np.array(float(fps))},
             )
-            io.atomic_write(os.path.join(amass_root, rel), lambda f, a=arrays: np.savez(f, **a))
+            fileio.atomic_write(os.path.join(amass_root, rel), lambda f, a=arrays: np.savez(f, **a))
             bounds = np.concatenate([[0.0], np.cumsum(durations)])
             dur = round(len(poses) / fps, 3)
             seq_names = sorted(set(classes))
@@ -446,7 +446,7 @@ def write_synthetic(out_dir: str, cfg, seed: int) -> tuple[str, str]:
                 ),
             )
             sid += 1
-        io.write_json(os.path.join(babel_dir, f"{split}.json"), entries)
+        fileio.write_json(os.path.join(babel_dir, f"{split}.json"), entries)
     logging.info(
         "synthetic BABEL: %d train + %d val sequences written to %s in %.1f s",
         sc.num_train,

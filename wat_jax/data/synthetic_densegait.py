@@ -30,7 +30,7 @@ import tempfile
 import numpy as np
 from absl import logging
 
-from wat_jax import io
+from wat_jax import fileio
 from wat_jax.reporting import run_log
 from wat_jax.data import gait_attributes
 from wat_jax.data.skeletons import OpenPose18 as OP
@@ -112,8 +112,8 @@ def write_synthetic(out_dir: str, cfg, seed: int) -> tuple[str, str]:
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
-    io.write_json(stamp_path, stamp)
-    io.write_text(csv_path, table.getvalue())
+    fileio.write_json(stamp_path, stamp)
+    fileio.write_text(csv_path, table.getvalue())
     logging.info("synthetic densegait: %s tracklets in %s", s.num_tracks, out_dir)
     return csv_path, tracklets_dir
 

@@ -19,7 +19,7 @@ import os
 
 import numpy as np
 
-from wat_jax import io
+from wat_jax import fileio
 from wat_jax.data.skeletons import SMPL, OpenPose18, smpl_joints
 from wat_jax.errors import fail
 
@@ -145,7 +145,7 @@ def skeleton_gif(
         images.append(Image.fromarray(np.ascontiguousarray(rgb)))
     plt.close(fig)
     duration = int(round(1000 / fps))
-    io.atomic_write(
+    fileio.atomic_write(
         path,
         lambda f: images[0].save(
             f, format="GIF", save_all=True, append_images=images[1:], duration=duration, loop=0

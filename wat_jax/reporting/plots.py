@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from wat_jax import io, metrics
+from wat_jax import fileio, metrics
 
 
 def _pyplot():
@@ -18,7 +18,7 @@ def _pyplot():
 
 
 def _save(fig, path: str) -> str:
-    io.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100, bbox_inches="tight"))
+    fileio.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100, bbox_inches="tight"))
     _pyplot().close(fig)
     return path
 

@@ -24,7 +24,7 @@ import zlib
 import numpy as np
 from absl import logging
 
-from wat_jax import errors, io, metrics
+from wat_jax import errors, fileio, metrics
 from wat_jax.errors import fail
 
 BANK_FILE = "text_bank.npz"
@@ -75,7 +75,7 @@ class TextBank:
             descriptions=self.descriptions,
             offsets=self.offsets,
         )
-        io.atomic_write(path, lambda f: np.savez(f, **arrays))
+        fileio.atomic_write(path, lambda f: np.savez(f, **arrays))
 
     @classmethod
     def load(cls, path: str) -> "TextBank":
@@ -230,7 +230,7 @@ def build(keys, config, workdir: str) -> TextBank:
             )
     path = bank_path(workdir)
     # The bank is written whole at the end: a Ctrl-C or a full disk before then keeps
-    # the old file, which the one line says (io.atomic_write says the same when it fails).
+    # the old file, which the one line says (fileio.atomic_write says the same when it fails).
     kept = (
         f"the old {BANK_FILE} is unchanged"
         if os.path.exists(path)

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import ml_collections
 from absl import logging
 
-from wat_jax import errors, io, lock
+from wat_jax import errors, fileio, lock
 from wat_jax.reporting import run_log
 from wat_jax.errors import fail
 from wat_jax.text import backends, cleaning, prompts
@@ -64,7 +64,7 @@ def _read_store(path: str, repair: bool) -> list[dict]:
             "%s: dropping a torn last line (%d bytes) left by an interrupted run", path, len(torn)
         )
         if repair:
-            io.atomic_write(path, lambda f: f.write(complete + b"\n" if complete else b""))
+            fileio.atomic_write(path, lambda f: f.write(complete + b"\n" if complete else b""))
     records = []
     for number, line in enumerate(complete.split(b"\n"), 1):
         if not line.strip():

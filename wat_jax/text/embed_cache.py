@@ -21,7 +21,7 @@ import zipfile
 import numpy as np
 from absl import logging
 
-from wat_jax import io
+from wat_jax import fileio
 
 FORMAT_VERSION = 1
 # Merge when a settings directory holds more shards than this: reads list every shard.
@@ -107,7 +107,7 @@ class EmbeddingCache:
         keys = np.array([text_key(t) for t in texts], dtype="S64")
         settings_path = os.path.join(self.directory, "settings.json")
         if not os.path.exists(settings_path):  # for people browsing the cache
-            io.write_json(settings_path, {"format": FORMAT_VERSION, **self.settings})
+            fileio.write_json(settings_path, {"format": FORMAT_VERSION, **self.settings})
         self._write_shard(keys, vectors)
         shards = self._shards()
         if len(shards) > MAX_SHARDS:
@@ -115,7 +115,7 @@ class EmbeddingCache:
 
     def _write_shard(self, keys: np.ndarray, vectors: np.ndarray) -> None:
         name = f"shard-{os.getpid()}-{uuid.uuid4().hex}.npz"
-        io.atomic_write(
+        fileio.atomic_write(
             os.path.join(self.directory, name), lambda f: np.savez(f, keys=keys, vectors=vectors)
         )
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from wat_jax.errors import InputError, fail
-from wat_jax.io import atomic_write
+from wat_jax.fileio import atomic_write
 
 MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32

@@ -66,7 +66,7 @@ def main(argv) -> None:
     sentences = read_sentences(FLAGS.input)
     check_output(FLAGS.output)
     # Imported here so --help and bad input files answer without starting JAX.
-    from wat_jax import io
+    from wat_jax import fileio
     from wat_jax.text import encoder
 
     vectors = encoder.embed_texts(
@@ -80,7 +80,7 @@ def main(argv) -> None:
         dtype=FLAGS.dtype,
     )
     try:
-        io.write_npy(FLAGS.output, vectors)
+        fileio.write_npy(FLAGS.output, vectors)
     except OSError as e:  # e.g. the disk filled up while embedding
         raise fail(FLAGS.output, f"cannot write the output ({e.strerror or e})") from e
     print(f"wrote {FLAGS.output}: {vectors.shape[0]} x {vectors.shape[1]} float32")

@@ -93,7 +93,7 @@ def save(exported, leaves, names, path: str, meta: dict | None = None) -> str:
     replaced, all three are removed, since a .bin beside another export's params would
     load and compute garbage. The one line of the error says so.
     """
-    from wat_jax import errors, io
+    from wat_jax import errors, fileio
 
     arrays = {f"leaf_{i:04d}": leaf for i, leaf in enumerate(leaves)}
     arrays["names"] = np.asarray(names)
@@ -112,9 +112,9 @@ def save(exported, leaves, names, path: str, meta: dict | None = None) -> str:
         )
 
     with errors.keeping(removed):
-        io.atomic_write(files[0], lambda f: np.savez(f, **arrays))
+        fileio.atomic_write(files[0], lambda f: np.savez(f, **arrays))
         written.append(files[0])
-        io.atomic_write(files[1], lambda f: f.write(exported.serialize()))
+        fileio.atomic_write(files[1], lambda f: f.write(exported.serialize()))
         written.append(files[1])
         _write_description(exported, leaves, path, files[2], meta)
     return path
@@ -122,7 +122,7 @@ def save(exported, leaves, names, path: str, meta: dict | None = None) -> str:
 
 def _write_description(exported, leaves, path: str, json_path: str, meta: dict | None) -> None:
     """The export's JSON: window and output shapes, platforms, parameter count."""
-    from wat_jax import io
+    from wat_jax import fileio
 
     motion, mask = exported.in_avals[-2:]
     info = dict(
@@ -134,7 +134,7 @@ def _write_description(exported, leaves, path: str, json_path: str, meta: dict |
         num_params=int(sum(x.size for x in leaves)),
         params_file=os.path.basename(params_path(path)),
     )
-    io.write_json(json_path, info)
+    fileio.write_json(json_path, info)
 
 
 def load_motion_tower(path: str):
@@ -191,10 +191,10 @@ def export_motion_tower(
     """
     from absl import logging
 
-    from wat_jax import artifact, checkpointing, io
+    from wat_jax import artifact, checkpointing, fileio
 
     output = output or os.path.join(workdir, "export", "motion_tower.bin")
-    io.check_writable(output, "give --output=PATH in a writable folder")
+    fileio.check_writable(output, "give --output=PATH in a writable folder")
     # The same restore as wat_jax.load: config.json and the checkpoint are enough.
     restored = artifact.restore(config, checkpointing.checkpoint_dir(workdir), step)
     step, d = restored.step, restored.dims

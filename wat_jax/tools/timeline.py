@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from wat_jax import artifact, cli, errors, io, metrics, run_config
+from wat_jax import artifact, cli, errors, fileio, metrics, run_config
 from wat_jax import timeline as tl
 from wat_jax.errors import exits_on_input_error, fail
 
@@ -191,7 +191,7 @@ def write_outputs(
 
     json_path = os.path.join(out_dir, "timeline.json")
     png_path = os.path.join(out_dir, "timeline.png")
-    io.write_json(json_path, {k: v for k, v in answer.items() if not k.startswith("_")}, None)
+    fileio.write_json(json_path, {k: v for k, v in answer.items() if not k.startswith("_")}, None)
     fps, scores, curve = answer["fps"], answer["_scores"], answer["_curve"]
     k = tl.frame_every(len(scores), max_points)
     if k > 1:
@@ -279,7 +279,7 @@ def main(argv):
     workdir, step = artifact.resolve(FLAGS.workdir, FLAGS.step if FLAGS.step >= 0 else None)
     stem = os.path.splitext(os.path.basename(FLAGS.motion.replace(":", "_")))[0]
     out_dir = FLAGS.out or os.path.join(workdir, "timeline", stem)
-    io.check_writable(os.path.join(out_dir, "timeline.json"), "give --out=a writable folder")
+    fileio.check_writable(os.path.join(out_dir, "timeline.json"), "give --out=a writable folder")
     # The motion is read before the model is restored, so bad input fails fast.
     seq = read_motion(_babel_config(workdir), workdir, FLAGS.motion)
     with errors.keeping("nothing was written"):  # said by a Ctrl-C
