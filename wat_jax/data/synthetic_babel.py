@@ -89,6 +89,207 @@ def _gait(e, root, ph, amp, hip, knee, knee0, arm, elbow, lean, speed, bounce):
     root[:, 3] = bounce * np.abs(np.cos(ph))
 
 
+class _Body:
+    """What every class's motion reads of a body's style `st` at local times t."""
+
+    def __init__(self, t, st):
+        self.t, self.phase = t, st["phase"]
+        self.a, self.s, self.side = st["amp"], st["speed"], st["side"]
+        left = self.side > 0  # the leading side: the limbs that kick, wave and throw
+        self.lead_hip, self.lead_knee = (L_HIP, L_KNEE) if left else (R_HIP, R_KNEE)
+        self.lead_sh, self.lead_el = (L_SHOULDER, L_ELBOW) if left else (R_SHOULDER, R_ELBOW)
+
+    def cyc(self, hz):
+        """The phase of a cycle of `hz` (at speed 1) at each time."""
+        return 2 * np.pi * hz * self.s * self.t + self.phase
+
+    def cycle_fraction(self, period_s):
+        """Where each time falls in a cycle of `period_s` (at speed 1), in [0, 1)."""
+        return (self.s * self.t / period_s + self.phase / (2 * np.pi)) % 1.0
+
+
+# ---- gaits: walk, jog, run ------------------------------------------------------------
+
+
+def _walk(e, root, b):
+    _gait(e, root, b.cyc(0.9), b.a, 0.45, 0.55, 0.1, 0.35, 0.3, 0.03, 1.3 * b.s, 0.02)
+
+
+def _jog(e, root, b):
+    _gait(e, root, b.cyc(1.35), b.a, 0.65, 0.9, 0.3, 0.45, 1.3, 0.12, 2.6 * b.s, 0.05)
+
+
+def _run(e, root, b):
+    _gait(e, root, b.cyc(1.6), b.a, 0.9, 1.3, 0.4, 0.7, 1.6, 0.28, 4.0 * b.s, 0.08)
+
+
+# ---- standing in place, turning, stepping aside ---------------------------------------
+
+
+def _stand(e, root, b):
+    e[:, SPINE1, Z] = 0.04 * np.sin(b.cyc(0.25))
+    e[:, HEAD, X] = 0.06 * np.sin(b.cyc(0.15))
+    e[:, L_HIP, Z] = e[:, R_HIP, Z] = 0.04 * np.sin(b.cyc(0.2))
+
+
+def _t_pose(e, root, b):
+    e[:, HEAD, X] = 0.03 * np.sin(b.cyc(0.2))
+
+
+def _turn(e, root, b):
+    ph = b.cyc(1.2)
+    e[:, L_HIP, X], e[:, R_HIP, X] = -0.18 * b.a * np.sin(ph), 0.18 * b.a * np.sin(ph)
+    e[:, L_KNEE, X] = 0.25 * np.maximum(0, np.sin(ph))
+    e[:, R_KNEE, X] = 0.25 * np.maximum(0, -np.sin(ph))
+    e[:, HEAD, Y] = 0.35 * b.side
+    root[:, 2] = 1.6 * b.s * b.side
+
+
+def _step(e, root, b):  # sideways steps, feet apart and together
+    ph = b.cyc(0.7)
+    e[:, L_HIP, Z] = 0.35 * b.a * np.maximum(0, np.sin(ph))
+    e[:, R_HIP, Z] = -0.35 * b.a * np.maximum(0, -np.sin(ph))
+    e[:, L_KNEE, X] = e[:, R_KNEE, X] = 0.2
+    root[:, 1] = 0.5 * b.s * b.side * (0.6 + 0.4 * np.sin(2 * ph))
+
+
+# ---- leaving the ground: jump, hop ----------------------------------------------------
+
+
+def _jump(e, root, b):
+    ph = b.cycle_fraction(1.1)
+    crouch = _bump(ph, 0.2, 0.1) + 0.5 * _bump(ph, 0.85, 0.08)
+    air = np.where((ph > 0.32) & (ph < 0.72), np.sin(np.pi * (ph - 0.32) / 0.4), 0.0)
+    e[:, L_HIP, X] = e[:, R_HIP, X] = -1.0 * b.a * crouch
+    e[:, L_KNEE, X] = e[:, R_KNEE, X] = 1.6 * b.a * crouch
+    e[:, L_ANKLE, X] = e[:, R_ANKLE, X] = 0.4 * crouch
+    e[:, SPINE2, X] = 0.4 * crouch
+    e[:, L_SHOULDER, X] = e[:, R_SHOULDER, X] = 0.8 * crouch - 2.2 * air
+    root[:, 3] = -0.28 * b.a * crouch + 0.35 * b.a * air
+    root[:, 0] = 0.4 * b.s * air
+
+
+def _hop(e, root, b):
+    ph = b.cyc(2.0)
+    e[:, b.lead_hip, X], e[:, b.lead_knee, X] = -0.5, 1.4
+    support_hip, support_knee = (R_HIP, R_KNEE) if b.side > 0 else (L_HIP, L_KNEE)
+    bend = 0.5 + 0.5 * np.cos(ph)
+    e[:, support_hip, X], e[:, support_knee, X] = -0.35 * bend * b.a, 0.6 * bend * b.a
+    e[:, L_SHOULDER, Z] += 0.8
+    e[:, R_SHOULDER, Z] -= 0.8
+    root[:, 0] = 0.6 * b.s
+    root[:, 3] = 0.12 * b.a * np.abs(np.sin(ph / 2))
+
+
+# ---- one limb's action: kick, punch, wave, throw --------------------------------------
+
+
+def _kick(e, root, b):
+    ph = b.cycle_fraction(1.6)
+    e[:, b.lead_hip, X] = -1.5 * b.a * _bump(ph, 0.5, 0.1)
+    e[:, b.lead_knee, X] = 1.4 * _bump(ph, 0.4, 0.07) + 0.2
+    e[:, SPINE2, X] = -0.25 * _bump(ph, 0.5, 0.12)
+    e[:, L_SHOULDER, Z] += 0.6
+    e[:, R_SHOULDER, Z] -= 0.6
+
+
+def _punch(e, root, b):
+    ph = b.cyc(1.4)
+    hits = {
+        L_SHOULDER: np.maximum(0, np.sin(ph)) ** 4,
+        R_SHOULDER: np.maximum(0, -np.sin(ph)) ** 4,
+    }
+    for sh, el, sign in ((L_SHOULDER, L_ELBOW, 1), (R_SHOULDER, R_ELBOW, -1)):
+        e[:, sh, X] = -0.7 - 0.9 * b.a * hits[sh]
+        e[:, el, Y] -= sign * (2.0 - 1.8 * b.a * hits[sh])
+    e[:, SPINE2, Y] = 0.3 * (hits[L_SHOULDER] - hits[R_SHOULDER])
+    e[:, L_KNEE, X] = e[:, R_KNEE, X] = 0.3
+    e[:, L_HIP, X] = e[:, R_HIP, X] = -0.2
+
+
+def _wave(e, root, b):
+    e[:, b.lead_sh, Z] += b.side * (ARMS_DOWN + 0.9)  # arm raised above the shoulder
+    e[:, b.lead_el, Y] -= b.side * (1.1 + 0.5 * b.a * np.sin(b.cyc(2.0)))
+    e[:, HEAD, Y] = 0.2 * b.side
+
+
+def _throw(e, root, b):
+    ph = b.cycle_fraction(2.2)
+    wind = _bump(ph, 0.45, 0.15)
+    release = _bump(ph, 0.7, 0.06)
+    e[:, b.lead_sh, X] = 1.2 * b.a * wind - 1.6 * b.a * release
+    e[:, b.lead_sh, Z] += b.side * 0.6 * wind
+    e[:, b.lead_el, Y] -= b.side * (1.6 * wind + 0.2)
+    e[:, SPINE2, Y] = b.side * (0.5 * wind - 0.6 * release)
+    other_hip = R_HIP if b.side > 0 else L_HIP
+    e[:, other_hip, X] = -0.45 * (wind + release)
+
+
+# ---- bending the body: squat, sit, bend, stretch --------------------------------------
+
+
+def _squat(e, root, b):
+    d = 0.5 - 0.5 * np.cos(2 * np.pi * b.s * b.t / 2.6 + b.phase)
+    e[:, L_HIP, X] = e[:, R_HIP, X] = -1.7 * b.a * d
+    e[:, L_KNEE, X] = e[:, R_KNEE, X] = 2.2 * b.a * d
+    e[:, L_ANKLE, X] = e[:, R_ANKLE, X] = 0.5 * d
+    e[:, SPINE2, X] = 0.5 * d
+    e[:, L_SHOULDER, X] = e[:, R_SHOULDER, X] = -1.4 * d
+    root[:, 3] = -0.45 * b.a * d
+
+
+def _sit(e, root, b):  # sit down over the first second, then stay seated
+    d = np.clip(b.t / (1.0 / b.s), 0, 1)
+    d = d * d * (3 - 2 * d)
+    e[:, L_HIP, X] = e[:, R_HIP, X] = -1.55 * d
+    e[:, L_KNEE, X] = e[:, R_KNEE, X] = 1.6 * d
+    e[:, SPINE2, X] = 0.15 * d + 0.05 * np.sin(b.cyc(0.3))
+    e[:, L_SHOULDER, X] = e[:, R_SHOULDER, X] = -0.4 * d
+    _elbows(e, 0.9 * d, 0.9 * d)
+    root[:, 3] = -0.47 * d
+
+
+def _bend(e, root, b):
+    bent = 0.5 - 0.5 * np.cos(2 * np.pi * b.s * b.t / 3.2 + b.phase)
+    for joint in (SPINE1, SPINE2, SPINE3):
+        e[:, joint, X] = 0.4 * b.a * bent
+    e[:, PELVIS, X] = 0.5 * b.a * bent
+    e[:, L_HIP, X] = e[:, R_HIP, X] = -0.3 * bent
+    e[:, L_SHOULDER, X] = e[:, R_SHOULDER, X] = -0.9 * bent
+    root[:, 3] = -0.1 * bent
+
+
+def _stretch(e, root, b):
+    e[:, L_SHOULDER, Z] += ARMS_DOWN + 1.45
+    e[:, R_SHOULDER, Z] -= ARMS_DOWN + 1.45
+    for joint in (SPINE1, SPINE2, SPINE3):
+        e[:, joint, Z] = 0.12 * b.a * np.sin(b.cyc(0.25))
+        e[:, joint, X] = -0.06
+    root[:, 3] = 0.03 * (1 + np.sin(b.cyc(0.25)))
+
+
+# Each class's motion: (euler [T, 22, 3], root [T, 4], _Body) -> filled in place.
+CLASS_MOTIONS = {
+    "walk": _walk,
+    "jog": _jog,
+    "run": _run,
+    "stand": _stand,
+    "t pose": _t_pose,
+    "turn": _turn,
+    "step": _step,
+    "jump": _jump,
+    "hop": _hop,
+    "kick": _kick,
+    "punch": _punch,
+    "wave": _wave,
+    "throw": _throw,
+    "squat": _squat,
+    "sit": _sit,
+    "bend": _bend,
+    "stretch": _stretch,
+}
+
+
 def _motion(name, t, st):
     """One class's motion at local times t (s since the segment start).
 
@@ -96,128 +297,13 @@ def _motion(name, t, st):
       euler [T, 22, 3] joint angles and root [T, 4]: forward speed, sideways
       speed (m/s), yaw rate (rad/s), height offset (m, before body scaling).
     """
-    n = len(t)
-    e = np.zeros((n, NUM_BODY, 3))
-    root = np.zeros((n, 4))
-    a, s, side = st["amp"], st["speed"], st["side"]
-    lead_hip, lead_knee = (L_HIP, L_KNEE) if side > 0 else (R_HIP, R_KNEE)
-    lead_sh, lead_el = (L_SHOULDER, L_ELBOW) if side > 0 else (R_SHOULDER, R_ELBOW)
-    cyc = lambda hz: 2 * np.pi * hz * s * t + st["phase"]  # noqa: E731
+    if name not in CLASS_MOTIONS:
+        raise ValueError(f"no synthetic motion for class {name!r}")
+    e = np.zeros((len(t), NUM_BODY, 3))
+    root = np.zeros((len(t), 4))
     if name != "t pose":
         _arms_down(e, st)
-    if name == "walk":
-        _gait(e, root, cyc(0.9), a, 0.45, 0.55, 0.1, 0.35, 0.3, 0.03, 1.3 * s, 0.02)
-    elif name == "jog":
-        _gait(e, root, cyc(1.35), a, 0.65, 0.9, 0.3, 0.45, 1.3, 0.12, 2.6 * s, 0.05)
-    elif name == "run":
-        _gait(e, root, cyc(1.6), a, 0.9, 1.3, 0.4, 0.7, 1.6, 0.28, 4.0 * s, 0.08)
-    elif name == "stand":
-        e[:, SPINE1, Z] = 0.04 * np.sin(cyc(0.25))
-        e[:, HEAD, X] = 0.06 * np.sin(cyc(0.15))
-        e[:, L_HIP, Z] = e[:, R_HIP, Z] = 0.04 * np.sin(cyc(0.2))
-    elif name == "t pose":
-        e[:, HEAD, X] = 0.03 * np.sin(cyc(0.2))
-    elif name == "turn":
-        ph = cyc(1.2)
-        e[:, L_HIP, X], e[:, R_HIP, X] = -0.18 * a * np.sin(ph), 0.18 * a * np.sin(ph)
-        e[:, L_KNEE, X] = 0.25 * np.maximum(0, np.sin(ph))
-        e[:, R_KNEE, X] = 0.25 * np.maximum(0, -np.sin(ph))
-        e[:, HEAD, Y] = 0.35 * side
-        root[:, 2] = 1.6 * s * side
-    elif name == "step":  # sideways steps, feet apart and together
-        ph = cyc(0.7)
-        e[:, L_HIP, Z] = 0.35 * a * np.maximum(0, np.sin(ph))
-        e[:, R_HIP, Z] = -0.35 * a * np.maximum(0, -np.sin(ph))
-        e[:, L_KNEE, X] = e[:, R_KNEE, X] = 0.2
-        root[:, 1] = 0.5 * s * side * (0.6 + 0.4 * np.sin(2 * ph))
-    elif name == "jump":
-        ph = (s * t / 1.1 + st["phase"] / (2 * np.pi)) % 1.0
-        crouch = _bump(ph, 0.2, 0.1) + 0.5 * _bump(ph, 0.85, 0.08)
-        air = np.where((ph > 0.32) & (ph < 0.72), np.sin(np.pi * (ph - 0.32) / 0.4), 0.0)
-        e[:, L_HIP, X] = e[:, R_HIP, X] = -1.0 * a * crouch
-        e[:, L_KNEE, X] = e[:, R_KNEE, X] = 1.6 * a * crouch
-        e[:, L_ANKLE, X] = e[:, R_ANKLE, X] = 0.4 * crouch
-        e[:, SPINE2, X] = 0.4 * crouch
-        e[:, L_SHOULDER, X] = e[:, R_SHOULDER, X] = 0.8 * crouch - 2.2 * air
-        root[:, 3] = -0.28 * a * crouch + 0.35 * a * air
-        root[:, 0] = 0.4 * s * air
-    elif name == "hop":
-        ph = cyc(2.0)
-        e[:, lead_hip, X], e[:, lead_knee, X] = -0.5, 1.4
-        support_hip, support_knee = (R_HIP, R_KNEE) if side > 0 else (L_HIP, L_KNEE)
-        bend = 0.5 + 0.5 * np.cos(ph)
-        e[:, support_hip, X], e[:, support_knee, X] = -0.35 * bend * a, 0.6 * bend * a
-        e[:, L_SHOULDER, Z] += 0.8
-        e[:, R_SHOULDER, Z] -= 0.8
-        root[:, 0] = 0.6 * s
-        root[:, 3] = 0.12 * a * np.abs(np.sin(ph / 2))
-    elif name == "kick":
-        ph = (s * t / 1.6 + st["phase"] / (2 * np.pi)) % 1.0
-        e[:, lead_hip, X] = -1.5 * a * _bump(ph, 0.5, 0.1)
-        e[:, lead_knee, X] = 1.4 * _bump(ph, 0.4, 0.07) + 0.2
-        e[:, SPINE2, X] = -0.25 * _bump(ph, 0.5, 0.12)
-        e[:, L_SHOULDER, Z] += 0.6
-        e[:, R_SHOULDER, Z] -= 0.6
-    elif name == "punch":
-        ph = cyc(1.4)
-        hits = {
-            L_SHOULDER: np.maximum(0, np.sin(ph)) ** 4,
-            R_SHOULDER: np.maximum(0, -np.sin(ph)) ** 4,
-        }
-        for sh, el, sign in ((L_SHOULDER, L_ELBOW, 1), (R_SHOULDER, R_ELBOW, -1)):
-            e[:, sh, X] = -0.7 - 0.9 * a * hits[sh]
-            e[:, el, Y] -= sign * (2.0 - 1.8 * a * hits[sh])
-        e[:, SPINE2, Y] = 0.3 * (hits[L_SHOULDER] - hits[R_SHOULDER])
-        e[:, L_KNEE, X] = e[:, R_KNEE, X] = 0.3
-        e[:, L_HIP, X] = e[:, R_HIP, X] = -0.2
-    elif name == "wave":
-        e[:, lead_sh, Z] += side * (ARMS_DOWN + 0.9)  # arm raised above the shoulder
-        e[:, lead_el, Y] -= side * (1.1 + 0.5 * a * np.sin(cyc(2.0)))
-        e[:, HEAD, Y] = 0.2 * side
-    elif name == "throw":
-        ph = (s * t / 2.2 + st["phase"] / (2 * np.pi)) % 1.0
-        wind = _bump(ph, 0.45, 0.15)
-        release = _bump(ph, 0.7, 0.06)
-        e[:, lead_sh, X] = 1.2 * a * wind - 1.6 * a * release
-        e[:, lead_sh, Z] += side * 0.6 * wind
-        e[:, lead_el, Y] -= side * (1.6 * wind + 0.2)
-        e[:, SPINE2, Y] = side * (0.5 * wind - 0.6 * release)
-        other_hip = R_HIP if side > 0 else L_HIP
-        e[:, other_hip, X] = -0.45 * (wind + release)
-    elif name == "squat":
-        d = 0.5 - 0.5 * np.cos(2 * np.pi * s * t / 2.6 + st["phase"])
-        e[:, L_HIP, X] = e[:, R_HIP, X] = -1.7 * a * d
-        e[:, L_KNEE, X] = e[:, R_KNEE, X] = 2.2 * a * d
-        e[:, L_ANKLE, X] = e[:, R_ANKLE, X] = 0.5 * d
-        e[:, SPINE2, X] = 0.5 * d
-        e[:, L_SHOULDER, X] = e[:, R_SHOULDER, X] = -1.4 * d
-        root[:, 3] = -0.45 * a * d
-    elif name == "sit":  # sit down over the first second, then stay seated
-        d = np.clip(t / (1.0 / s), 0, 1)
-        d = d * d * (3 - 2 * d)
-        e[:, L_HIP, X] = e[:, R_HIP, X] = -1.55 * d
-        e[:, L_KNEE, X] = e[:, R_KNEE, X] = 1.6 * d
-        e[:, SPINE2, X] = 0.15 * d + 0.05 * np.sin(cyc(0.3))
-        e[:, L_SHOULDER, X] = e[:, R_SHOULDER, X] = -0.4 * d
-        _elbows(e, 0.9 * d, 0.9 * d)
-        root[:, 3] = -0.47 * d
-    elif name == "bend":
-        b = 0.5 - 0.5 * np.cos(2 * np.pi * s * t / 3.2 + st["phase"])
-        for joint in (SPINE1, SPINE2, SPINE3):
-            e[:, joint, X] = 0.4 * a * b
-        e[:, PELVIS, X] = 0.5 * a * b
-        e[:, L_HIP, X] = e[:, R_HIP, X] = -0.3 * b
-        e[:, L_SHOULDER, X] = e[:, R_SHOULDER, X] = -0.9 * b
-        root[:, 3] = -0.1 * b
-    elif name == "stretch":
-        e[:, L_SHOULDER, Z] += ARMS_DOWN + 1.45
-        e[:, R_SHOULDER, Z] -= ARMS_DOWN + 1.45
-        for joint in (SPINE1, SPINE2, SPINE3):
-            e[:, joint, Z] = 0.12 * a * np.sin(cyc(0.25))
-            e[:, joint, X] = -0.06
-        root[:, 3] = 0.03 * (1 + np.sin(cyc(0.25)))
-    else:
-        raise ValueError(f"no synthetic motion for class {name!r}")
+    CLASS_MOTIONS[name](e, root, _Body(t, st))
     return e, root
 
 
