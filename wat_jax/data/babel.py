@@ -647,14 +647,10 @@ def build_split(
       which the caller removes once the split is written.
     """
     t0 = time.time()
+    # Options and records: the config's classes and windows, the split's BABEL entries.
     classes = columns(data_cfg.classes)
-    col = {k: i for i, k in enumerate(classes)}
     null_mode, extra_mode = _options(data_cfg)
-    fps, chunk, window = (
-        float(data_cfg.fps),
-        int(data_cfg.chunk_frames),
-        int(data_cfg.window_frames),
-    )
+    chunk, window = int(data_cfg.chunk_frames), int(data_cfg.window_frames)
     if not 0 < window <= chunk:
         raise fail("data.window_frames", f"must be in 1..chunk_frames={chunk}, got {window}")
     names = tuple(data_cfg.babel_splits[split])
@@ -665,9 +661,49 @@ def build_split(
     if not records:
         raise fail(files[0], "has no entries")
     tally = Tally(classes)
-
     sids = sorted(records)
     tally.sequences["read"] = len(sids)
+
+    # Files: each sequence's AMASS .npz, too many absent ones refused before any is read.
+    paths = _motion_files(data_cfg, amass_root, split, records, sids, tally)
+
+    # Windows: cut from every sequence with a label, streamed to the scratch file. An
+    # error below drops `motion`, whose file CPython then closes; the staging folder
+    # holding it is removed by prepare.
+    motion, labels, index = _Windows(scratch_dir, split), [], []
+    cutter = _Cutter(data_cfg, split, seed, workdir, tally, null_mode, extra_mode)
+    todo = [sid for sid in sids if paths[sid] is not None]
+    progress = run_log.Progress(f"babel {split}", len(todo), unit="sequences", every_s=10.0)
+    for n, sid in enumerate(todo):
+        progress.update(n + 1)
+        cut = cutter.windows(sid, records[sid], paths[sid])
+        for feats, y, row in cut:
+            motion.append(feats)
+            labels.append(y)
+            index.append(row)
+        if cut:
+            tally.sequences["used"] += 1
+    _warn_totals(tally, split)
+    if not motion:
+        raise _no_window_error(split, names, files, tally)
+
+    # The split: the windows as the prepared format holds them, and its report.
+    motion = motion.array()  # [N, W, 25, 6]
+    data = prepared.PreparedSplit(
+        motion,
+        np.ones(motion.shape[:2], bool),
+        np.stack(labels).astype(np.float32),
+        list(classes),
+        index,
+    )
+    tally.windows["kept"] = len(motion)
+    tally.per_class = data.labels.sum(0).astype(np.int64)
+    return data, split_report(tally, files, time.time() - t0)
+
+
+def _motion_files(data_cfg, amass_root: str, split: str, records, sids, tally) -> dict:
+    """sid -> its AMASS .npz, or None when absent (a SMPL-X file, or none: tallied and
+    warned); more absent than data.max_missing_fraction is one error naming the first."""
     paths, absent = {}, []
     for sid in sids:
         feat_p = records[sid].feat_p
@@ -699,42 +735,58 @@ def build_split(
             f"no SMPL+H .npz under data.amass_root (max_missing_fraction="
             f"{data_cfg.max_missing_fraction}); {amass.missing_hint(amass_root, first)}",
         )
+    return paths
 
-    # An error below drops `motion`, whose file CPython then closes; the staging folder
-    # holding it is removed by prepare.
-    motion, labels, index = _Windows(scratch_dir, split), [], []
-    todo = [sid for sid in sids if paths[sid] is not None]
-    progress = run_log.Progress(f"babel {split}", len(todo), unit="sequences", every_s=10.0)
-    for n, sid in enumerate(todo):
-        progress.update(n + 1)
-        rec = records[sid]
-        anns, left_out = label_sources(rec, null_mode, extra_mode)
+
+@dataclasses.dataclass
+class _Cutter:
+    """Cuts one split's sequences into labelled windows (what `windows` reads beside the
+    sequence: the split's settings, and the tally it counts into)."""
+
+    data_cfg: object
+    split: str
+    seed: int
+    workdir: str | None
+    tally: Tally
+    null_mode: str
+    extra_mode: str
+
+    def windows(self, sid: str, rec: Record, path: str) -> list[tuple]:
+        """The sequence's windows as (features [W, 25, 6], labels [C] bool, index row), one
+        per window and label source (annotator, or their union) with a label in it."""
+        d, tally = self.data_cfg, self.tally
+        classes = self.tally.classes
+        col = {k: i for i, k in enumerate(classes)}
+        fps, chunk, window = float(d.fps), int(d.chunk_frames), int(d.window_frames)
+        anns, left_out = label_sources(rec, self.null_mode, self.extra_mode)
         tally.annotations.update(left_out)
         parsed = [(a, parse_segments(a, col, tally)) for a in anns]
         tally.annotations["main"] += sum(a.entry is rec.main for a in anns)
         tally.annotations["extra"] += sum(a.entry is not rec.main for a in anns)
         if not any(segs for _, segs in parsed):
             tally.sequences["no_label"] += 1
-            continue
-        rot6d, track = amass.sequence_features(amass.load_npz(paths[sid]), data_cfg, workdir)
+            return []
+        rot6d, track = amass.sequence_features(amass.load_npz(path), d, self.workdir)
         per_frame = [frame_labels(segs, len(rot6d), fps, len(classes), tally) for _, segs in parsed]
         sample_names = [a.name for a, _ in parsed]
-        if extra_mode == "union":
+        if self.extra_mode == "union":
             per_frame = [np.any(per_frame, axis=0)]
             sample_names = ["+".join(sample_names)]
-        rng = np.random.default_rng([seed, zlib.crc32(f"{split}/{sid}".encode())])
+        # Train draws its window starts from a generator of (seed, split/sid): the same
+        # windows whatever order or subset of sequences is read. Val takes chunk centres.
+        rng = np.random.default_rng([self.seed, zlib.crc32(f"{self.split}/{sid}".encode())])
         starts = window_starts(
             len(rot6d),
             chunk,
             window,
-            int(data_cfg.train_windows_per_chunk),
-            rng if split == "train" else None,
-            partial=bool(data_cfg.partial_chunks),
+            int(d.train_windows_per_chunk),
+            rng if self.split == "train" else None,
+            partial=bool(d.partial_chunks),
         )
         if not starts:
             tally.sequences["too_short"] += 1
-            continue
-        kept = 0
+            return []
+        out = []
         for s in starts:
             feats = None
             for frames, name in zip(per_frame, sample_names):
@@ -742,24 +794,24 @@ def build_split(
                 if not y.any():
                     tally.windows["no_label"] += 1
                     continue
-                if feats is None:
+                if feats is None:  # computed once, shared by the window's label sources
                     feats = amass.window_features(rot6d[s : s + window], track[s : s + window])
-                motion.append(feats)
-                labels.append(y)
-                index.append(
-                    dict(
-                        source=rec.feat_p,
-                        babel_sid=sid,
-                        start_frame=s,
-                        start_s=s / fps,
-                        annotation=name,
-                    )
+                row = dict(
+                    source=rec.feat_p,
+                    babel_sid=sid,
+                    start_frame=s,
+                    start_s=s / fps,
+                    annotation=name,
                 )
-                kept += 1
-        if not kept:
+                out.append((feats, y, row))
+        if not out:
             tally.sequences["no_label"] += 1
-        else:
-            tally.sequences["used"] += 1
+        return out
+
+
+def _warn_totals(tally: Tally, split: str) -> None:
+    """The warnings said once per split: reversed labels per file, and how many more of
+    each kind were counted than were logged."""
     for path, (count, sid, start_t, end_t) in tally.reversed_by_file.items():
         tally.warn(
             "end_before_start",
@@ -774,20 +826,6 @@ def build_split(
                 len(found) - _WARN_EACH,
                 kind,
             )
-    if not motion:
-        raise _no_window_error(split, names, files, tally)
-
-    motion = motion.array()  # [N, W, 25, 6]
-    data = prepared.PreparedSplit(
-        motion,
-        np.ones(motion.shape[:2], bool),
-        np.stack(labels).astype(np.float32),
-        list(classes),
-        index,
-    )
-    tally.windows["kept"] = len(motion)
-    tally.per_class = data.labels.sum(0).astype(np.int64)
-    return data, split_report(tally, files, time.time() - t0)
 
 
 def split_report(tally: Tally, files, seconds: float) -> dict:
