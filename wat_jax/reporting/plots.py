@@ -215,14 +215,15 @@ def timeline_png(
     plt = _pyplot()
     scores = np.asarray(scores, np.float64)
     t = np.arange(len(scores)) / fps
-    duration = len(scores) / fps
     colours = _palette(len(classes))
     col = {c: i for i, c in enumerate(classes)}
     pred = [(c, a / fps, b / fps) for c, a, b in m.label_runs(np.argmax(scores, 1))]
-    true = sorted(
-        ((col[s["class"]], s["start_s"], s["end_s"]) for s in true_segments or []),
-        key=lambda s: (s[1], s[2], s[0]),
-    )
+    true = None
+    if true_segments is not None:
+        true = sorted(
+            ((col[s["class"]], s["start_s"], s["end_s"]) for s in true_segments),
+            key=lambda s: (s[1], s[2], s[0]),
+        )
     rows = 3 if query is not None else 2
     fig, axes = plt.subplots(
         rows,
@@ -231,7 +232,26 @@ def timeline_png(
         sharex=True,
         gridspec_kw=dict(height_ratios=[1.3] + [2] * (rows - 1)),
     )
-    strip = axes[0]
+    _segment_strip(axes[0], pred, true, classes, colours, len(scores) / fps, title)
+    # The curves of the classes on the strips, the highest-peaking first.
+    shown = sorted({c for c, _, _ in pred} | {c for c, _, _ in true or []})
+    shown = sorted(shown, key=lambda c: -scores[:, c].max())[:max_curves]
+    ax = axes[1]
+    for c in shown:
+        ax.plot(t, scores[:, c], color=colours[c], lw=1.2, label=classes[c])
+    ax.set_ylabel("class score (cosine)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    if query is not None:
+        _query_panel(axes[2], t, *query)
+    axes[-1].set_xlabel("time (s)")
+    axes[-1].set_xlim(0, len(scores) / fps)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _segment_strip(strip, pred, true, classes, colours, duration: float, title: str) -> None:
+    """The top panel: predicted segments, and under them the true ones (when given) in as
+    many lanes as overlap; a segment wide enough carries its class name."""
 
     def bars(items, y, height):
         for c, start, stop in items:
@@ -244,7 +264,7 @@ def timeline_png(
 
     bars(pred, 1.1, 0.8)
     ticks, labels = [1.5], ["predicted"]
-    if true_segments is not None:
+    if true is not None:
         lanes = _lanes([(a, b) for _, a, b in true])
         n = max(lanes, default=0) + 1
         h = 0.8 / n
@@ -252,28 +272,17 @@ def timeline_png(
             bars([(c, a, b)], 0.1 + (n - 1 - lane) * h, h * 0.95)
         ticks, labels = [0.5, 1.5], ["BABEL labels", "predicted"]
     strip.set_yticks(ticks, labels, fontsize=8)
-    strip.set_ylim(0 if true_segments is not None else 1.0, 2.0)
+    strip.set_ylim(0 if true is not None else 1.0, 2.0)
     strip.set_title(title)
 
-    shown = sorted({c for c, _, _ in pred} | {c for c, _, _ in true})
-    shown = sorted(shown, key=lambda c: -scores[:, c].max())[:max_curves]
-    ax = axes[1]
-    for c in shown:
-        ax.plot(t, scores[:, c], color=colours[c], lw=1.2, label=classes[c])
-    ax.set_ylabel("class score (cosine)")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
-    if query is not None:
-        text, curve, intervals = query
-        ax = axes[2]
-        ax.plot(t, curve, color="black", lw=1.2)
-        for interval in intervals:
-            ax.axvspan(interval["start_s"], interval["end_s"], color="tab:orange", alpha=0.25)
-            if interval["rank"] <= 3:
-                ax.text(interval["start_s"], float(np.max(curve)), f"#{interval['rank']}",
-                        fontsize=7, va="top")  # fmt: skip
-        ax.set_ylabel("query score")
-        ax.set_title(f"query: {text!r}", fontsize=9)
-    axes[-1].set_xlabel("time (s)")
-    axes[-1].set_xlim(0, duration)
-    fig.tight_layout()
-    return _save(fig, path)
+
+def _query_panel(ax, t, text: str, curve, intervals) -> None:
+    """The bottom panel: the query's curve, its intervals shaded, the best three numbered."""
+    ax.plot(t, curve, color="black", lw=1.2)
+    for interval in intervals:
+        ax.axvspan(interval["start_s"], interval["end_s"], color="tab:orange", alpha=0.25)
+        if interval["rank"] <= 3:
+            ax.text(interval["start_s"], float(np.max(curve)), f"#{interval['rank']}",
+                    fontsize=7, va="top")  # fmt: skip
+    ax.set_ylabel("query score")
+    ax.set_title(f"query: {text!r}", fontsize=9)
