@@ -11,7 +11,9 @@
 #
 # torch is never installed into the project venv: with --compare=torch this
 # script makes (or reuses) a separate one, $BENCH_VENV (default /tmp/bench-venv),
-# with the project's requirements (launch/setup.sh) plus torch==2.13.0.
+# with the project's requirements (launch/setup.sh) plus torch==2.13.0. On Python 3.11
+# pip takes the CPU build of torch from this machine's disk; on 3.12 PyPI has only the
+# CUDA build (a venv of 5.9 GB against 2.2 GB; it runs on the CPU just the same).
 #
 # Settings that matter: on a GPU host launch/gpu.sh installs jax's CUDA backend
 # when missing and sets XLA_PYTHON_CLIENT_MEM_FRACTION and XLA_FLAGS (see its header).

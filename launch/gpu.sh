@@ -7,7 +7,8 @@
 #   WAT_JAX_JAX_EXTRA     jax extra installed when jax has no CUDA backend yet
 #                         (default cuda13, matching the pinned jax version; "none" skips)
 #   WAT_JAX_SKIP_SETUP=1  never install: use the current environment as it is
-#   WAT_JAX_PYTHON        the interpreter (default: python on PATH, the venv's)
+#   WAT_JAX_PYTHON        the interpreter (setup.sh sets it to the venv's python; default:
+#                         python on PATH)
 #   XLA_PYTHON_CLIENT_MEM_FRACTION  share of GPU memory JAX preallocates (JAX's
 #                         default .75; .90 unless set, the host runs nothing else)
 #   XLA_FLAGS             --xla_gpu_enable_latency_hiding_scheduler=true is added after

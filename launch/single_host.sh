@@ -13,7 +13,8 @@
 # XLA_PYTHON_CLIENT_MEM_FRACTION=.90 and the latency-hiding scheduler in XLA_FLAGS
 # (its header lists them all).
 #   WAT_JAX_SKIP_SETUP=1  use the current environment instead of launch/setup.sh
-#   WAT_JAX_PYTHON        the interpreter (default: python from the venv)
+#   WAT_JAX_PYTHON        the interpreter: the one the venv is made from (launch/setup.sh),
+#                         or with WAT_JAX_SKIP_SETUP=1 the one that runs (default: python)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 if [ $# -lt 2 ]; then
