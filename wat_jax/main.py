@@ -55,6 +55,8 @@ def run(config, workdir: str, mode: str, break_lock: bool = False) -> None:
     task = tasks.get_task(config.task)
     cli.check_resources(config, stages)
     if not any(s in WRITING_STAGES for s in stages):  # eval: reads the run, writes eval/
+        # The run's own model and data keys: a command line that differs cannot change
+        # what the checkpoints hold, only what is evaluated and how.
         _run_stages(run_config.config_for_eval(config, workdir), workdir, task, stages)
         return
     with lock.hold_for_processes(workdir, mode, break_lock):

@@ -151,6 +151,8 @@ def objective_terms(model, params, batch, step_key, loss_cfg, threshold, *, trai
     if name not in LOSSES:
         raise ValueError(f"config.loss.name must be one of {tuple(LOSSES)}, got {name!r}")
     variables = {"params": params}
+    # Folded with the axis index: each device's rows get their own masks (one shared key
+    # would drop the same positions on every device), reproducible from the step key.
     rngs = {"dropout": dropout_key(step_key)}
     motion_emb = model.apply(
         variables, batch["motion"], batch["mask"], train=train, rngs=rngs, method="embed_motion"

@@ -49,12 +49,16 @@ def make_train_step(model, tx, loss_cfg, mesh, global_batch: int, *, threshold: 
             has_aux=True,
         )
         (loss, metrics), grads = grad_fn(state.params)
+        # Each device's loss is its share of the global mean (objectives.device_loss), so
+        # the mean of the devices' gradients is the global gradient: one update everywhere.
         grads = jax.lax.pmean(grads, parallel.AXIS)
         loss = jax.lax.pmean(loss, parallel.AXIS)
         metrics = jax.lax.pmean(metrics, parallel.AXIS)
 
         updates, new_opt = tx.update(grads, state.opt_state, state.params)
         new_params = optax.apply_updates(state.params, updates)
+        # A non-finite loss or gradient keeps the old params and optimizer state: one bad
+        # batch is skipped, not written into the weights (max_consecutive_skips ends a run).
         ok = jnp.isfinite(loss) & _all_finite(grads)
         keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
         skipped = (~ok).astype(jnp.int32)
@@ -64,6 +68,8 @@ def make_train_step(model, tx, loss_cfg, mesh, global_batch: int, *, threshold: 
             opt_state=keep(new_opt, state.opt_state),
             skipped=state.skipped + skipped,
             consecutive_skips=jnp.where(ok, 0, state.consecutive_skips + 1),
+            # The device copy of the data position, saved with the state; the loop keeps
+            # a host copy in step, so the host never waits on the device to read it.
             position=state.position + global_batch,
         )
         metrics = dict(
@@ -278,9 +284,10 @@ def _train(config, workdir: str, task, evaluator=None, on_start=None) -> TrainSt
     try:
         for step in range(start + 1, config.total_steps + 1):
             batch = parallel.shard_batch(batcher.batch(position), mesh, config.batch_size)
-            position += config.batch_size
+            position += config.batch_size  # the host copy, as the step advances its own
             state, metrics = train_step(state, batch)
             last = step == config.total_steps
+            # Every process must stop at the same step, or the next collective hangs.
             stop = stop_agreed(step, config.log_every_steps)
             if step % config.log_every_steps == 0 or last or stop:
                 host = jax.tree.map(float, parallel.to_host(metrics))

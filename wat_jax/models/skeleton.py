@@ -54,6 +54,7 @@ def keep_mask(key, shape, rate: float):
         raise ValueError(f"dropout over {size} elements: the counter is 32-bit")
     index = jax.lax.iota(jnp.uint32, size).reshape(shape)
     bits = _mix32(_mix32(index ^ seeds[0]) + seeds[1])
+    # Uniform 32-bit words: P(bits < rate * 2**32) = rate is the drop probability.
     threshold = min(round(rate * 2**32), 2**32 - 1)
     return bits >= jnp.uint32(threshold)
 
