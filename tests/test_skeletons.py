@@ -158,14 +158,9 @@ def test_task_branch_finder_sees_the_forms():
 
 def test_only_the_tasks_branch_on_the_task():
     # What differs by experiment is asked of the run's Task (wat_jax/tasks/base.py).
+    from tests.test_imports import library_sources
+
     offenders = []
-    for folder, _, files in os.walk(os.path.join(ROOT, "wat_jax")):
-        if os.path.relpath(folder, ROOT).split(os.sep)[:2] == ["wat_jax", "tasks"]:
-            continue
-        for name in files:
-            if name.endswith(".py"):
-                path = os.path.join(folder, name)
-                with open(path, encoding="utf-8") as f:
-                    lines = task_branches(f.read())
-                offenders += [f"{os.path.relpath(path, ROOT)}:{line}" for line in lines]
+    for rel, source in library_sources("tasks"):
+        offenders += [f"{rel}:{line}" for line in task_branches(source)]
     assert offenders == []

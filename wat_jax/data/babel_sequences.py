@@ -117,7 +117,6 @@ def read_sequences(data_cfg, workdir: str, split: str, max_sequences: int = 0) -
     """
     amass_root, babel_dir = raw_dirs(data_cfg, workdir)
     entries = _entries(data_cfg, babel_dir, split)
-    fps = float(data_cfg.fps)
     out = []
     for sid in _pick(sorted(entries), int(max_sequences)):
         path = amass.resolve(amass_root, entries[sid].feat_p)
