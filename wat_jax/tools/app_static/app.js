@@ -50,30 +50,46 @@ function fmtTime(seconds) {
 
 // ---- skeletons ---------------------------------------------------------------------------
 
-function bounds(skel) {
-  let lo = [Infinity, Infinity], hi = [-Infinity, -Infinity];
-  skel.points.forEach((frame, t) => frame.forEach((p, j) => {
-    if (!skel.visible[t][j]) return;
-    lo = [Math.min(lo[0], p[0]), Math.min(lo[1], p[1])];
-    hi = [Math.max(hi[0], p[0]), Math.max(hi[1], p[1])];
-  }));
-  if (!isFinite(lo[0])) { lo = [0, 0]; hi = [1, 1]; }
-  return { lo, hi };
+// The drawing follows the body: each frame is centred on its joints' mean x, so a
+// window that runs or walks several metres keeps a large figure; ticks on the ground
+// line slide past instead, showing the travel. The scale fits the largest frame.
+function layout(skel) {
+  let lowY = Infinity, highY = -Infinity, halfWidth = 1e-3;
+  const centres = skel.points.map((frame, t) => {
+    const xs = frame.filter((_, j) => skel.visible[t][j]).map((p) => p[0]);
+    const centre = xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0;
+    frame.forEach((p, j) => {
+      if (!skel.visible[t][j]) return;
+      lowY = Math.min(lowY, p[1]);
+      highY = Math.max(highY, p[1]);
+      halfWidth = Math.max(halfWidth, Math.abs(p[0] - centre));
+    });
+    return centre;
+  });
+  if (!isFinite(lowY)) { lowY = 0; highY = 1; }
+  return { centres, lowY, highY, span: Math.max(2 * halfWidth, highY - lowY, 1e-3) };
 }
 
 function drawFrame(canvas, skel, t) {
   const ctx = canvas.getContext("2d");
   const w = canvas.width, h = canvas.height, margin = 10;
-  const box = skel._box || (skel._box = bounds(skel));
-  const span = Math.max(box.hi[0] - box.lo[0], box.hi[1] - box.lo[1], 1e-3);
-  const scale = (Math.min(w, h) - 2 * margin) / span;
-  const cx = (box.lo[0] + box.hi[0]) / 2, cy = (box.lo[1] + box.hi[1]) / 2;
+  const box = skel._layout || (skel._layout = layout(skel));
+  const scale = (Math.min(w, h) - 2 * margin) / box.span;
+  const cx = box.centres[t], cy = (box.lowY + box.highY) / 2;
   const at = (p) => [w / 2 + (p[0] - cx) * scale, h / 2 - (p[1] - cy) * scale]; // y up
   ctx.clearRect(0, 0, w, h);
-  ctx.strokeStyle = "#dddddd";  // the lowest point reached: a ground line
+  const ground = at([0, box.lowY])[1];
+  ctx.strokeStyle = "#d0d0d0";
+  ctx.lineWidth = 1;
   ctx.beginPath();
-  ctx.moveTo(0, at([0, box.lo[1]])[1]);
-  ctx.lineTo(w, at([0, box.lo[1]])[1]);
+  ctx.moveTo(0, ground);
+  ctx.lineTo(w, ground);
+  const tick = box.span / 4;  // ground ticks every quarter of the figure's size
+  for (let x = Math.floor((cx - box.span) / tick) * tick; x <= cx + box.span; x += tick) {
+    const sx = at([x, 0])[0];
+    ctx.moveTo(sx, ground);
+    ctx.lineTo(sx - 5, ground + 5);
+  }
   ctx.stroke();
   const frame = skel.points[t], visible = skel.visible[t];
   ctx.lineWidth = 2.5;
@@ -99,14 +115,16 @@ function animate(canvas, skel) {
 }
 
 function tick(now) {
+  requestAnimationFrame(tick);  // first: a failing drawing must not stop the others
   for (const a of state.animated) {
     const frames = a.skel.points.length;
-    if (frames > 1) {
-      const t = Math.floor(((now - a.start) / 1000) * a.skel.fps) % frames;
+    // rAF's `now` is when the frame began, which can precede `start`
+    const t = Math.floor((Math.max(0, now - a.start) / 1000) * a.skel.fps) % frames;
+    if (frames > 1 && t !== a.shown) {
+      a.shown = t;
       drawFrame(a.canvas, a.skel, t);
     }
   }
-  requestAnimationFrame(tick);
 }
 
 async function showSkeleton(canvas, row) {
@@ -273,7 +291,7 @@ async function showTimeline() {
   try {
     const answer = await api("/api/timeline", { source, query: query || null });
     drawTimeline(answer);
-    say(`timeline of ${answer.source} (${answer.duration_s.toFixed(1)} s, ` +
+    say(`timeline of ${answer.sequence} (${answer.duration_s.toFixed(1)} s, ` +
         `${answer.num_windows} windows, step ${answer.step})`);
   } catch (e) {
     say(e.message, true);
