@@ -162,6 +162,10 @@ def test_every_command_line_has_a_console_script_or_is_listed():
                     with_main.add(f"wat_jax.tools.{name[:-3]}")
     missing = with_main - scripts - WITHOUT_ENTRY_FUNCTION
     assert not missing, f"command lines without a console script: {sorted(missing)}"
+    stale = WITHOUT_ENTRY_FUNCTION & scripts
+    assert not stale, (
+        f"these have console scripts now: take them off WITHOUT_ENTRY_FUNCTION: {stale}"
+    )
     for module in WITHOUT_ENTRY_FUNCTION & with_main:  # gained a run(): add its script
         path = os.path.join(ROOT, *module.split(".")) + ".py"
         with open(path) as f:
