@@ -10,7 +10,7 @@ Screenshots go to pytest's tmp_path, and also to $WAT_JAX_SCREENSHOTS when set.
 
 Skipped, with the reason, only where chromium, chromium-driver or selenium is missing;
 .ci/run installs them (apt-get install chromium chromium-driver; selenium is in
-requirements.txt), so in CI these run."""
+requirements.txt), and under CI=true (as .ci/run runs) a missing one fails instead."""
 
 import json
 import os
@@ -43,6 +43,8 @@ def _missing() -> str | None:
 def browser(tmp_path_factory):
     """A headless chromium under chromedriver, with a fresh profile."""
     reason = _missing()
+    if reason and os.environ.get("CI") == "true":  # .ci/run installs them: never skip there
+        pytest.fail(f"CI must run the browser tests: {reason}")
     if reason:
         pytest.skip(reason)
     from selenium import webdriver
