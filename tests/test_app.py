@@ -82,7 +82,7 @@ def test_search_answers_what_the_search_cli_computes(served):
         ({"query": ""}, "empty query"),
         ({"query": "   \n\t "}, "empty query"),
         ({}, "empty query"),
-        ({"query": 12}, "empty query"),
+        ({"query": 12}, "query: must be text, got int"),
         ({"query": "x" * 10_000}, "10,000 characters is too long"),
         ({"query": "é" * 10_000}, "10,000 characters is too long"),
         ({"query": QUERY, "k": 0}, "k: must be between 1 and 100"),

@@ -219,7 +219,9 @@ class SearchApp:
 
 def check_query(query) -> str:
     """The query stripped; InputError for an empty, overlong or non-text one."""
-    if not isinstance(query, str) or not query.strip():
+    if query is not None and not isinstance(query, str):
+        raise fail("query", f"must be text, got {type(query).__name__}")
+    if query is None or not query.strip():
         raise fail("query", "empty query; type a sentence such as 'a person walking slowly'")
     query = query.strip()
     if len(query) > MAX_QUERY_CHARS:

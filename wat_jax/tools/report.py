@@ -20,7 +20,7 @@ import datetime
 import errno
 import glob
 import html
-import io as _bytes_io
+import io
 import json
 import os
 import re
@@ -197,9 +197,13 @@ def config_section(workdir: str) -> str:
         "describe.model",
         "describe.per_key",
         "text.encoder",
+        "model.width",
+        "model.layers",
+        "loss.name",
+        "loss.targets",
+        "optim.lr",
+        "optim.schedule",
         "eval.prototype",
-        "loss.kind",
-        "optim.learning_rate",
     )
     rows = [[k, lookup(tree, k)] for k in keys if lookup(tree, k) is not None]
     parts = [_table(["key", "value"], rows, numeric_from=1)]
@@ -267,7 +271,7 @@ def _pyplot():
 
 def _png(fig) -> str:
     """A matplotlib figure as a PNG data: URI (the figure is closed)."""
-    buffer = _bytes_io.BytesIO()
+    buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     _pyplot().close(fig)
     return _data_uri(buffer.getvalue(), "image/png")
