@@ -34,6 +34,7 @@ REPORT_FILE = "report.html"
 MAX_DESCRIBED_KEYS = 24  # keys (classes or attribute sets) shown with their texts
 TEXTS_PER_KEY = 3
 BREAKDOWN_MIN = 9  # a dict of this many numbers is a per-class table, not rows
+FOLD_ROWS = 12  # longer per-class tables of the data report are folded (<details>)
 
 
 # ---- reading the workdir -------------------------------------------------------------
@@ -254,8 +255,12 @@ def data_section(workdir: str) -> str:
             continue
         classes = list(dict.fromkeys(c for s in names for c in flat[s].get(key, {}) or {}))
         rows = [[c] + [(flat[s].get(key) or {}).get(c, 0) for s in names] for c in classes]
-        parts.append(f"<h3>{_esc(key)}</h3>")
-        parts.append(_table(["", *names], rows))
+        table = _table(["", *names], rows)
+        # a few classes stand open; forty attributes fold away
+        folded = len(rows) > FOLD_ROWS
+        parts.append(
+            _details(f"{key} ({len(rows)})", table) if folded else f"<h3>{_esc(key)}</h3>{table}"
+        )
     parts.append(_details("data/report.json", _pre_json(report)))
     return "".join(parts)
 
