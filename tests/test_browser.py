@@ -234,7 +234,7 @@ def test_search_page_lists_what_the_search_cli_ranks(request, browser, tmp_path,
             browser.find_element(By.ID, "go").click()
             wait_for(
                 browser,
-                lambda d: words in d.find_element(By.ID, "message").text,
+                lambda d, words=words: words in d.find_element(By.ID, "message").text,
                 f"the message {words!r}",
             )
             assert "error" in browser.find_element(By.ID, "message").get_attribute("class")

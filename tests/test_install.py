@@ -3,8 +3,8 @@ installed copy working from another folder.
 
 How "works from another directory" is proven, offline and in seconds: a throwaway
 virtual environment (`python -m venv --without-pip`) whose only view of the
-dependencies is a .pth file naming this interpreter's site-packages (so nothing is
-downloaded or copied); pip, run by that environment's python, installs the package
+dependencies is a .pth file naming the folders on this interpreter's path but the
+checkout (so nothing is downloaded or copied); pip, run by that environment's python, installs the package
 into it, built by the setuptools already installed (--no-build-isolation --no-index
 --no-deps) from a copy of the sources, so the repository gets no build/ or .egg-info.
 It is a regular, not an editable, install: the package must then carry everything it
@@ -18,10 +18,8 @@ import json
 import os
 import re
 import shutil
-import site
 import subprocess
 import sys
-import sysconfig
 import tomllib
 
 import pytest
@@ -142,6 +140,7 @@ def test_console_scripts_import_and_take_no_arguments():
     )
     proc = subprocess.run(
         [sys.executable, "-c", probe, json.dumps(scripts)],
+        check=False,
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -158,7 +157,7 @@ def test_every_command_line_has_a_console_script_or_is_listed():
     for name in sorted(os.listdir(tools)):
         if name.endswith(".py") and name != "__init__.py":
             with open(os.path.join(tools, name)) as f:
-                if re.search(r"^def main\(", f.read(), re.M):
+                if re.search(r"^def main\(", f.read(), re.MULTILINE):
                     with_main.add(f"wat_jax.tools.{name[:-3]}")
     missing = with_main - scripts - WITHOUT_ENTRY_FUNCTION
     assert not missing, f"command lines without a console script: {sorted(missing)}"
@@ -169,7 +168,7 @@ def test_every_command_line_has_a_console_script_or_is_listed():
     for module in WITHOUT_ENTRY_FUNCTION & with_main:  # gained a run(): add its script
         path = os.path.join(ROOT, *module.split(".")) + ".py"
         with open(path) as f:
-            assert not re.search(r"^def run\(\)", f.read(), re.M), (
+            assert not re.search(r"^def run\(\)", f.read(), re.MULTILINE), (
                 f"{module} has a run() now: add its console script to pyproject.toml and "
                 "take it off WITHOUT_ENTRY_FUNCTION"
             )
@@ -219,15 +218,24 @@ def installed(tmp_path_factory):
         capture_output=True,
         text=True,
     ).stdout.strip()
-    # This interpreter's site-packages hold the dependencies (and pip, setuptools); a
-    # .pth line puts them on the new environment's path after its own site-packages.
-    deps = [p for p in site.getsitepackages() + [sysconfig.get_paths()["purelib"]]]
-    deps = [p for p in dict.fromkeys(deps) if os.path.isdir(p) and os.path.realpath(p) != ROOT]
+    # This interpreter's path holds the dependencies (and pip, setuptools), including
+    # folders its own .pth files add; a .pth in the new environment appends them after
+    # its own site-packages. The checkout itself stays off: wat_jax must come from the
+    # install.
+    deps = [
+        p
+        for p in dict.fromkeys(sys.path)
+        if p
+        and os.path.isdir(p)
+        and os.path.realpath(p) != ROOT
+        and not os.path.realpath(p).startswith(os.path.join(ROOT, "tests"))
+    ]
     with open(os.path.join(purelib, "_wat_jax_test_deps.pth"), "w") as f:
         f.write("\n".join(deps) + "\n")
     proc = subprocess.run(
         [python, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index"]
         + ["--disable-pip-version-check", "--quiet", str(src)],
+        check=False,
         capture_output=True,
         text=True,
         timeout=600,
@@ -245,6 +253,7 @@ def installed(tmp_path_factory):
 def run_there(installed, args, timeout=300):
     return subprocess.run(
         args,
+        check=False,
         cwd=installed["cwd"],
         env=installed["env"],
         capture_output=True,
