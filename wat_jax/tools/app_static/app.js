@@ -204,11 +204,11 @@ async function showTexts(row) {
 
 // ---- timeline ----------------------------------------------------------------------------
 
+// Colours go to the classes one timeline shows, in order of appearance: BABEL has 60
+// classes and the palette 15, so colouring by class index would repeat within a picture.
 function colourOf(name) {
   if (!(name in state.classColour)) {
-    const index = state.info.classes.indexOf(name);
-    state.classColour[name] = PALETTE[(index >= 0 ? index : Object.keys(state.classColour).length)
-      % PALETTE.length];
+    state.classColour[name] = PALETTE[Object.keys(state.classColour).length % PALETTE.length];
   }
   return state.classColour[name];
 }
@@ -235,6 +235,7 @@ function drawTimeline(answer) {
   const ctx = canvas.getContext("2d");
   const w = canvas.width, h = canvas.height, left = 110, right = 15;
   const duration = answer.duration_s || 1;
+  state.classColour = {};
   const x = (s) => left + (s / duration) * (w - left - right);
   ctx.clearRect(0, 0, w, h);
   ctx.fillStyle = "#222";
