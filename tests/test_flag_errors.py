@@ -17,6 +17,8 @@ from wat_jax import cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOY = os.path.join(ROOT, "experiments", "toy.py") + ":smoke"
+# ml_collections 1.1.0 loads config files with importlib's deprecated load_module().
+pytestmark = pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")
 
 
 def _pinned_versions() -> set[str]:
