@@ -276,6 +276,66 @@ def test_evaluate_sequences_recovers_known_segments_and_beats_random():
     np.testing.assert_allclose([s["end_frame"] for s in segs[:3]], [100, 190, 300], atol=4)
 
 
+def test_grounding_and_not_found_with_an_oracle_and_with_random_scores():
+    # Four classes; class 3 never happens and c lacks class 2 too: 4 absent queries per
+    # kind. The oracle's curve for a class is the fraction of its frames in the windows
+    # around, so each present class's best interval is its segment, and an absent class
+    # scores 0 everywhere (cosine of a histogram without it).
+    seqs = [
+        _sequence(np.repeat([0, 1, 2], [90, 120, 100]), 4, "a"),
+        _sequence(np.repeat([2, 0, 1, 2], [100, 90, 110, 95]), 4, "b"),
+        _sequence(np.repeat([1, 0], [150, 150]), 4, "c"),
+    ]
+    vectors = {"centroid": np.eye(4), "name": np.eye(4)[[0, 1, 2, 3]] * 2.0}
+    results, _ = timeline.evaluate_sequences(
+        seqs, _histogram_embedder(4), np.eye(4), window=60, fps=30.0, seed=3, query_vectors=vectors
+    )
+    grounding, found = results["grounding"], results["not_found"]
+    assert set(grounding) == {"centroid", "name", "random"}
+    # present (sequence, class) queries: a 3 classes, b 3 (class 2 twice), c 2
+    for kind in ("centroid", "name"):
+        g = grounding[kind]
+        assert g["num_queries"] == 8
+        assert g["R@1@0.3"] == 1.0 and g["R@5@0.7"] == 1.0 and g["mIoU"] > 0.6
+        assert found[kind]["recall"] == 1.0 and found[kind]["false_alarm"] == 0.0
+        assert found[kind]["num_absent"] == 4 and found[kind]["cross_validated"] is True
+    r = grounding["random"]
+    assert r["num_queries"] == 8 and r["R@1@0.7"] < grounding["centroid"]["R@1@0.7"]
+    # the pooled threshold: just above the absent queries' peak score, 0
+    assert 0.0 < found["threshold"] < 1e-6 and found["false_alarm_target"] == 0.05
+    for kind in ("centroid", "name", "random"):
+        for m in ("R@1", "R@5"):
+            part = grounding[kind]
+            assert part[f"{m}@0.3"] >= part[f"{m}@0.5"] >= part[f"{m}@0.7"]
+        assert part["R@1@0.5"] <= part["R@5@0.5"]
+
+
+def test_a_query_below_the_not_found_threshold_gets_no_interval():
+    curve = np.repeat([0.0, 0.4, 0.0, 0.25, 0.0], 5)  # cut at half the range: 0.2
+    assert len(timeline.query_intervals(curve, fps=10)) == 2  # relative: two runs
+    assert len(timeline.query_intervals(curve, fps=10, found_at=0.3)) == 1  # only the peak's
+    assert timeline.query_intervals(curve, fps=10, found_at=0.41) == []  # not found
+    # Through run_timeline: "a person jumps" on a sequence with no jump (class 1).
+    run = _FakeRun()
+    seq = _sequence(np.repeat([0, 2], [150, 150]), 3, "nojump")
+    answer = timeline_cli.run_timeline(run, seq, "a person jumps", found_at=0.2, found_source="x")
+    query = answer["query"]
+    assert query["intervals"] == [] and query["found"] is False
+    assert query["peak_score"] < 0.2 and query["not_found_threshold"] == 0.2
+    summary = timeline_cli.format_summary(answer, [])
+    assert "not found: its best score, 0.0000" in summary and "threshold 0.2000 (x)" in summary
+    jump = _sequence(np.repeat([0, 1, 2], [90, 120, 100]), 3, "jump")
+    query = timeline_cli.run_timeline(run, jump, "a person jumps", found_at=0.2)["query"]
+    assert query["found"] is True and all(i["score"] >= 0.2 for i in query["intervals"])
+    assert 2.7 <= query["intervals"][0]["peak_s"] <= 7.0
+    from wat_jax.errors import InputError
+
+    assert timeline_cli.not_found_option("off") is None
+    assert timeline_cli.not_found_option("0.25") == 0.25
+    with pytest.raises(InputError, match="--not_found"):
+        timeline_cli.not_found_option("high")
+
+
 # ---- run_timeline on a fake run (no JAX) ------------------------------------------------
 
 
@@ -399,6 +459,39 @@ def test_eval_json_has_the_timeline_block_beside_random(trained_run):
     _assert_picture(os.path.join(trained_run, "eval", f"timeline_step_{result['step']}.png"))
 
 
+def test_eval_json_has_grounding_and_not_found_and_the_cli_uses_its_threshold(trained_run):
+    (name,) = [f for f in os.listdir(os.path.join(trained_run, "eval")) if f.endswith(".json")]
+    result = json.load(open(os.path.join(trained_run, "eval", name)))
+    grounding, found = result["timeline"]["grounding"], result["timeline"]["not_found"]
+    assert set(grounding) == {"centroid", "name", "random"}
+    for part in grounding.values():
+        keys = {f"R@{k}@{m}" for k in (1, 5) for m in (0.3, 0.5, 0.7)} | {"mIoU", "num_queries"}
+        assert set(part) == keys and part["num_queries"] > 6
+        assert all(0.0 <= part[k] <= 1.0 for k in keys - {"num_queries"})
+    for kind in ("centroid", "name", "random"):
+        assert 0.0 <= found[kind]["false_alarm"] <= 1.0 and 0.0 <= found[kind]["recall"] <= 1.0
+    cut = found["threshold"]
+    assert isinstance(cut, float)
+    # A query for a class the sequence lacks, answered with the calibrated threshold.
+    from wat_jax import run_config
+    from wat_jax.data import prepared
+
+    seq = babel_sequences.sequence_at(run_config.load(trained_run).data, trained_run, "val", 0)
+    classes = prepared.read_split(trained_run, "val").classes
+    absent = [c for i, c in enumerate(classes) if not seq.labels[:, i].any()]
+    out = os.path.join(trained_run, "timeline", "absent")
+    proc = _timeline_cli(
+        f"--workdir={trained_run}", "--motion=val:0", f"--query={absent[0]}", f"--out={out}"
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    query = json.load(open(os.path.join(out, "timeline.json")))["query"]
+    assert query["not_found_threshold"] == cut and query["not_found_source"].endswith(name)
+    if query["peak_score"] < cut:
+        assert query["intervals"] == [] and "not found" in proc.stdout
+    else:
+        assert query["intervals"] and all(i["score"] >= cut for i in query["intervals"])
+
+
 def test_read_sequences_match_the_prepared_windows(trained_run):
     from wat_jax import run_config
     from wat_jax.data import prepared
@@ -426,6 +519,7 @@ def test_cli_writes_timeline_json_and_png(trained_run, tmp_path):
         f"--motion={npz}",
         "--query=a person jumps",
         "--stride_s=0.5",
+        "--not_found=off",  # every interval: this test checks their ranking
         f"--out={out}",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -491,6 +585,32 @@ def test_summary_table_shows_the_timeline_beside_random(tmp_path):
     assert rows["timeline f1@0.5"][-2:] == ["0.7000", "0.0500"]
     assert rows["timeline frame_acc"][-2:] == ["0.9000", "0.1000"]
     assert not any(k.startswith("timeline num_") for k in rows)
+
+    grounding = {"centroid": {"R@1@0.5": 0.6, "mIoU": 0.5, "num_queries": 9}}
+    grounding["random"] = {"R@1@0.5": 0.1, "mIoU": 0.2, "num_queries": 9}
+    found = {"threshold": 0.31, "centroid": {"recall": 0.8, "false_alarm": 0.04}}
+    found["random"] = {"recall": 0.05, "false_alarm": 0.05}
+    path.write_text(
+        json.dumps(
+            {
+                "step": 3,
+                "num_windows": 1304,
+                "top1": 0.5,
+                "gait_to_text": {"R@1": 0.26},
+                "random": {"top1": 0.07, "gait_to_text": {"R@1": 0.04}},
+                "timeline": dict(block, random=random, grounding=grounding, not_found=found),
+            }
+        )
+    )
+    table = evaluate.summary_table(str(path))
+    rows = {line.split("  ")[0].strip(): line.split() for line in table.splitlines()[3:]}
+    assert rows["num_windows"][-1] == "1304"  # a count, not 1304.0000
+    assert rows["gait-to-text R@1"][-2:] == ["0.2600", "0.0400"]
+    assert rows["timeline grounding centroid R@1@0.5"][-2:] == ["0.6000", "0.1000"]
+    assert rows["timeline grounding centroid mIoU"][-2:] == ["0.5000", "0.2000"]
+    assert rows["timeline not-found threshold"][-1] == "0.3100"
+    assert rows["timeline not-found centroid false_alarm"][-2:] == ["0.0400", "0.0500"]
+    assert not any("num_queries" in k or "grounding random" in k for k in rows)
 
 
 def test_timeline_keys_are_declared_so_overrides_work():

@@ -21,6 +21,7 @@ from wat_jax.towers import Towers
 
 
 TIMELINE_HEADLINE = ("frame_acc", "frame_mAP", "f1@0.1", "f1@0.25", "f1@0.5")
+GROUNDING_HEADLINE = ("R@1@0.5", "mIoU")
 
 
 def eval_towers(config, model, params, mesh) -> Towers:
@@ -84,8 +85,9 @@ def evaluate_step(config, workdir: str, task, towers: Towers, step: int, writer=
             from wat_jax import timeline
 
             class_vectors = text_emb[task.timeline_texts(config)]
+            queries = {kind: text_emb[kind] for kind in task.timeline_queries(config)}
             results["timeline"], example = timeline.eval_block(
-                config, workdir, towers, class_vectors
+                config, workdir, towers, class_vectors, queries or None
             )
     results = dict(results, step=step, task=config.task)
     if jax.process_index() == 0:  # every process has the numbers; one writes and draws
@@ -110,6 +112,10 @@ def _write_headline(workdir: str, step: int, results: dict, writer=None) -> None
     for k, v in results.get("timeline", {}).items():  # the action timeline's curves
         if k in TIMELINE_HEADLINE:
             headline[f"eval/timeline/{k}"] = v
+    for kind, part in results.get("timeline", {}).get("grounding", {}).items():
+        if kind != "random":  # text-to-interval queries, per kind of class text
+            for k in GROUNDING_HEADLINE:
+                headline[f"eval/timeline/grounding_{kind}/{k}"] = part[k]
     if writer is None:
         with contextlib.closing(MetricWriter(workdir)) as own:
             own.write(step, headline)
@@ -176,35 +182,85 @@ def evaluate(config, workdir: str, task) -> str:
     return evaluate_step(config, workdir, task, towers, step)
 
 
-def summary_table(path: str) -> str:
-    """The headline numbers of an eval JSON as a small text table (zero-shot rows too)."""
-    with open(path) as f:
-        results = json.load(f)
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
-    def numbers(part: dict, prefix: str = "") -> list:
+
+def _cell(v) -> str:
+    """A table cell: counts as integers, rates with four decimals, blank for none."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:8d}"
+    return f"{v:8.4f}" if _is_number(v) else f"{'':8}"
+
+
+def summary_rows(results: dict) -> list[tuple[str, object, object]]:
+    """(metric, model value, random value or None) for an eval JSON's headline numbers:
+    the task's own, gait-to-text (DenseGait), zero-shot with its ZSL/GZSL protocol, and
+    the timeline with its grounding and "not found" blocks."""
+
+    def numbers(part: dict, prefix: str = "", random: dict | None = None, skip=()) -> list:
+        random = part.get("random", {}) if random is None else random
+        random = random if isinstance(random, dict) else {}
         return [
-            (prefix + k, v, part.get("random", {}).get(k))
+            (prefix + k, v, random.get(k))
             for k, v in part.items()
-            if isinstance(v, (int, float)) and k != "step"
+            if _is_number(v) and k != "step" and not k.startswith(skip)
         ]
 
     rows = numbers(results)
+    rand = results.get("random", {})
+    if isinstance(results.get("gait_to_text"), dict):
+        rows += numbers(results["gait_to_text"], "gait-to-text ", rand.get("gait_to_text", {}))
     zero_shot = results.get("zero_shot")
     if zero_shot:
+        zs_rand = zero_shot.get("random", {})
         rows += numbers(zero_shot, "zero-shot ")
-        unseen = dict(zero_shot.get("unseen_only", {}))
-        unseen["random"] = zero_shot.get("random", {}).get("unseen_only", {})
-        rows += numbers(unseen, "zero-shot unseen-only ")
+        rows += numbers(
+            zero_shot.get("unseen_only", {}), "zero-shot unseen-only ", zs_rand.get("unseen_only")
+        )
+        kinds = {"": zero_shot, **zero_shot.get("by_prototype", {})}
+        for kind, part in kinds.items():
+            label = f" ({kind})" if kind else ""
+            for block, name in (("zsl", "ZSL"), ("gzsl", "GZSL")):
+                if isinstance(part.get(block), dict):
+                    rows += [
+                        (f"zero-shot {name} {k}{label}", v, r)
+                        for k, v, r in numbers(part[block], "", zs_rand.get(block), ("num_",))
+                    ]
     timeline = results.get("timeline")
     if timeline:
-        rows += [
-            r
-            for r in numbers(timeline, "timeline ")
-            if not r[0].split(" ", 1)[1].startswith(("num_", "stride", "smooth", "seconds"))
-        ]
+        rows += numbers(timeline, "timeline ", skip=("num_", "stride", "smooth", "seconds"))
+        grounding = timeline.get("grounding", {})
+        for kind, part in grounding.items():
+            if kind != "random":
+                rows += numbers(
+                    part, f"timeline grounding {kind} ", grounding.get("random"), skip=("num_",)
+                )
+        not_found = timeline.get("not_found", {})
+        if _is_number(not_found.get("threshold")):
+            rows.append(("timeline not-found threshold", not_found["threshold"], None))
+        for kind, part in not_found.items():
+            if isinstance(part, dict) and kind != "random":
+                rows += [
+                    (
+                        f"timeline not-found {kind} {k}",
+                        part.get(k),
+                        not_found.get("random", {}).get(k),
+                    )
+                    for k in ("recall", "false_alarm")
+                    if _is_number(part.get(k))
+                ]
+    return rows
+
+
+def summary_table(path: str) -> str:
+    """The headline numbers of an eval JSON as a small text table, model beside random
+    (zero-shot, timeline, grounding and gait-to-text rows too; counts as integers)."""
+    with open(path) as f:
+        results = json.load(f)
+    rows = summary_rows(results)
     width = max((len(k) for k, _, _ in rows), default=4)
     lines = [f"{'metric':<{width}}  {'model':>8}  {'random':>8}", "-" * (width + 20)]
     for key, value, base in rows:
-        base_s = f"{base:8.4f}" if isinstance(base, (int, float)) else f"{'':8}"
-        lines.append(f"{key:<{width}}  {value:8.4f}  {base_s}")
+        lines.append(f"{key:<{width}}  {_cell(value)}  {_cell(base)}")
     return f"{path} (step {results.get('step')})\n" + "\n".join(lines)

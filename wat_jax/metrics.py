@@ -466,3 +466,113 @@ def frame_map(scores, labels) -> float:
     labels = np.asarray(labels, bool)
     keep = labels.any(1)
     return mean_average_precision(np.asarray(scores)[keep].T, labels[keep].T)
+
+
+# ---- grounding: text queries answered with time intervals -----------------------------
+#
+# A query (a class's text, asked of one sequence) is answered with intervals ranked best
+# first; its truth is the set of true segments of that class in the sequence (a class can
+# happen more than once). As in temporal sentence grounding (TALL/Charades-STA's
+# "R@n, IoU=m"), the query is a hit at (n, m) when one of its n best intervals overlaps one
+# of its true segments with IoU >= m; its IoU for mIoU is that of its best-ranked interval
+# against the true segment it overlaps most (0 when it has no interval).
+
+
+def interval_iou(pred, true) -> np.ndarray:
+    """IoU of half-open intervals [start, stop): pred [P, 2] against true [G, 2] -> [P, G].
+
+    Intersection over union (the union counts the overlap once; disjoint intervals give
+    0); an empty pair (both of zero length) gives 0.
+    """
+    pred = np.asarray(pred, np.float64).reshape(-1, 2)
+    true = np.asarray(true, np.float64).reshape(-1, 2)
+    inter = np.minimum(pred[:, None, 1], true[None, :, 1]) - np.maximum(
+        pred[:, None, 0], true[None, :, 0]
+    )
+    inter = np.maximum(inter, 0.0)
+    union = (pred[:, 1] - pred[:, 0])[:, None] + (true[:, 1] - true[:, 0])[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def grounding_scores(ranked, truths, ks=(1, 5), ious=(0.3, 0.5, 0.7)) -> dict:
+    """Recall of ranked intervals at IoU thresholds, and mIoU, over queries.
+
+    Args:
+      ranked: per query, its predicted intervals [(start, stop), ...] best first (may be
+        empty: the query was answered with nothing).
+      truths: per query, its true segments [(start, stop), ...] (at least one each).
+      ks: the n of R@n; ious: the m of IoU=m.
+
+    Returns:
+      {"R@<n>@<m>": the fraction of queries with one of their n best intervals at IoU >= m
+      with a true segment, "mIoU": the mean of each query's best-ranked interval's highest
+      IoU with a true segment, "num_queries"}; NaN rates when there is no query.
+    """
+    if len(ranked) != len(truths):
+        raise ValueError(f"{len(ranked)} ranked answers for {len(truths)} queries")
+    best = []  # per query: [P] each interval's highest IoU with a true segment
+    for pred, true in zip(ranked, truths):
+        if not len(true):
+            raise ValueError("every query needs at least one true segment")
+        iou = interval_iou(pred, true)
+        best.append(iou.max(1) if iou.size else np.zeros(len(iou)))
+    out = {}
+    for k in ks:
+        for m in ious:
+            hits = [bool((b[:k] >= m - 1e-12).any()) for b in best]
+            out[f"R@{k}@{m:g}"] = float(np.mean(hits)) if hits else float("nan")
+    first = [float(b[0]) if len(b) else 0.0 for b in best]
+    out["mIoU"] = float(np.mean(first)) if first else float("nan")
+    out["num_queries"] = len(best)
+    return out
+
+
+# ---- "not found": a threshold on a query's peak score, set by false alarms -------------
+
+
+def threshold_at_false_alarm(absent_scores, rate: float) -> float:
+    """The lowest threshold that at most `rate` of the absent queries' scores reach.
+
+    With the absent scores sorted high to low, s_1 >= s_2 >= ..., and m = floor(rate * n)
+    false alarms allowed, the threshold is the float just above s_(m+1): the m highest
+    scores may reach it (fewer when scores tie with s_(m+1)), the rest do not. A query
+    whose score is at least the threshold is answered, one below it is "not found".
+
+    Args:
+      absent_scores: [n] scores of queries whose class is absent (n >= 1).
+      rate: the false-alarm rate allowed, in [0, 1).
+
+    Returns:
+      The threshold (float64).
+    """
+    scores = np.sort(np.asarray(absent_scores, np.float64).reshape(-1))[::-1]
+    if not len(scores):
+        raise ValueError("no absent score to calibrate a threshold on")
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"rate must be in [0, 1), got {rate}")
+    allowed = int(np.floor(rate * len(scores) + 1e-9))
+    return float(np.nextafter(scores[allowed], np.inf))
+
+
+def detection_rates(present_scores, absent_scores, threshold: float) -> dict:
+    """{"recall": present scores >= threshold, "false_alarm": absent scores >= threshold}
+    as fractions (NaN for an empty side), with their counts."""
+    present = np.asarray(present_scores, np.float64).reshape(-1)
+    absent = np.asarray(absent_scores, np.float64).reshape(-1)
+
+    def rate(x):
+        return float((x >= threshold).mean()) if len(x) else float("nan")
+
+    return {
+        "recall": rate(present),
+        "false_alarm": rate(absent),
+        "num_present": int(len(present)),
+        "num_absent": int(len(absent)),
+    }
+
+
+def harmonic_mean(a: float, b: float) -> float:
+    """2ab / (a + b), the generalised zero-shot H of seen and unseen accuracy; 0 when both
+    are 0."""
+    a, b = float(a), float(b)
+    return 0.0 if a + b <= 0 else 2 * a * b / (a + b)

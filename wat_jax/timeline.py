@@ -32,10 +32,24 @@ per-frame scores:
   absolute `threshold`, ranked by their peak score. Cosines are not calibrated across
   texts, hence a threshold relative to the sequence's own range.
 
-Evaluation (`evaluate_sequences`, called by tasks/babel60.py's evaluate) runs the same
-code over whole val sequences against BABEL's frame labels: frame accuracy, frame mAP
-and MS-TCN's segmental F1@{0.1, 0.25, 0.5} (wat_jax/metrics.py), beside random window
-scores aggregated the same way.
+Evaluation (`evaluate_sequences`, called by evaluate.py) runs the same code over whole
+val sequences against BABEL's frame labels: frame accuracy, frame mAP and MS-TCN's
+segmental F1@{0.1, 0.25, 0.5} (wat_jax/metrics.py), beside random window scores
+aggregated the same way. It also asks every class of every sequence as a text query,
+once with the class's description centroid and once with its name:
+
+- Grounding (`grounding`): for each class a sequence holds, the query's intervals
+  (the runs above, best first) against that class's true segments: R@1 and R@5 at IoU
+  0.3, 0.5 and 0.7 (a hit when one of the n best intervals reaches IoU m with one of
+  the class's segments) and mIoU (the best-ranked interval's IoU with the segment it
+  overlaps most), beside random window scores.
+- Not found (`not_found`): a query's score is its curve's peak. The threshold is the
+  lowest peak that only FALSE_ALARM (5 %) of the queries for classes a sequence does
+  NOT hold reach (metrics.threshold_at_false_alarm), over both kinds of class text
+  pooled; the CLI answers a query whose intervals all peak below it with no interval.
+  Per kind, recall (present queries that reach the threshold) and false alarms (absent
+  ones that do) are measured out of sample: the even sequences' threshold judges the odd
+  ones and the other way round.
 
 The CLI reads a run through `wat_jax.load` (config.json and a checkpoint suffice; the
 class texts come from the checkpoint's metadata).
@@ -63,6 +77,9 @@ TOP_K = 3
 QUERY_RELATIVE = 0.5
 MAX_SEQUENCES = 64  # eval.timeline_max_sequences: bounds the eval's cost
 OVERLAPS = (0.1, 0.25, 0.5)
+GROUNDING_KS = (1, 5)  # R@n of the grounding metrics
+GROUNDING_IOUS = (0.3, 0.5, 0.7)  # IoU=m of the grounding metrics (TM-Mamba's, MLP's)
+FALSE_ALARM = 0.05  # the "not found" threshold: this rate of absent-class queries answered
 _EMBED_CHUNK = 2048  # windows embedded per call during evaluation (bounds memory)
 MAX_JSON_FRAMES = 18_000  # per-frame rows in timeline.json (10 min at 30 fps); then sampled
 MAX_SUMMARY_SEGMENTS = 30  # segments the CLI prints (the longest ones)
@@ -167,8 +184,35 @@ def segments(scores, fps: float, classes=None) -> list[dict]:
     return out
 
 
+def interval_frames(
+    curve, relative: float = QUERY_RELATIVE, threshold: float | None = None
+) -> list[tuple[int, int, int]]:
+    """The runs where a query's curve is high, best first: (start, stop, peak) frames.
+
+    A run is a maximal stretch where the curve is at least lo + relative * (hi - lo) (lo,
+    hi: the curve's minimum and maximum) or the absolute `threshold` when given; runs are
+    ranked by their peak score, earlier first among ties. A flat curve is one run.
+    """
+    curve = np.asarray(curve, np.float64).reshape(-1)
+    if not len(curve):
+        return []
+    lo, hi = float(curve.min()), float(curve.max())
+    cut = threshold if threshold is not None else lo + relative * (hi - lo)
+    above = (curve >= cut - 1e-12) if hi - lo > 1e-9 else np.ones(len(curve), bool)
+    found = [
+        (start, stop, start + int(np.argmax(curve[start:stop])))
+        for _, start, stop in metrics.label_runs(np.where(above, 0, -1))
+    ]
+    found.sort(key=lambda r: (-curve[r[2]], r[0]))
+    return found
+
+
 def query_intervals(
-    curve, fps: float, relative: float = QUERY_RELATIVE, threshold: float | None = None
+    curve,
+    fps: float,
+    relative: float = QUERY_RELATIVE,
+    threshold: float | None = None,
+    found_at: float | None = None,
 ) -> list[dict]:
     """Ranked time intervals where a query's per-frame curve is high.
 
@@ -177,31 +221,26 @@ def query_intervals(
       fps: frames per second.
       relative: the threshold as a fraction of the curve's range, lo + relative * (hi - lo).
       threshold: an absolute threshold instead (cosine), when given.
+      found_at: the "not found" threshold (cosine; e.g. the eval's calibrated
+        `timeline.not_found.threshold`): intervals whose peak is below it are left out,
+        so a query nothing in the sequence reaches gets no interval. None: every run.
 
     Returns:
       [{"rank", "start_s", "end_s", "peak_s", "score", "mean_score"}] with score the
       interval's peak, best first (ties: earlier first). A flat curve is one interval.
     """
     curve = np.asarray(curve, np.float64).reshape(-1)
-    if not len(curve):
-        return []
-    lo, hi = float(curve.min()), float(curve.max())
-    cut = threshold if threshold is not None else lo + relative * (hi - lo)
-    above = (curve >= cut - 1e-12) if hi - lo > 1e-9 else np.ones(len(curve), bool)
-    runs = metrics.label_runs(np.where(above, 0, -1))
-    found = []
-    for _, start, stop in runs:
-        peak = start + int(np.argmax(curve[start:stop]))
-        found.append(
-            dict(
-                start_s=round(start / fps, 4),
-                end_s=round(stop / fps, 4),
-                peak_s=round(peak / fps, 4),
-                score=float(curve[peak]),
-                mean_score=float(curve[start:stop].mean()),
-            )
+    found = [
+        dict(
+            start_s=round(start / fps, 4),
+            end_s=round(stop / fps, 4),
+            peak_s=round(peak / fps, 4),
+            score=float(curve[peak]),
+            mean_score=float(curve[start:stop].mean()),
         )
-    found.sort(key=lambda d: (-d["score"], d["start_s"]))
+        for start, stop, peak in interval_frames(curve, relative, threshold)
+        if found_at is None or curve[peak] >= found_at
+    ]
     return [dict(rank=i + 1, **d) for i, d in enumerate(found)]
 
 
@@ -271,6 +310,63 @@ class _Tally:
         return out
 
 
+class _Queries:
+    """One kind of query text asked of every sequence: text-to-interval answers.
+
+    Every class is asked of every sequence (its column of the per-frame scores is the
+    query's curve). A class the sequence holds is a present query: its ranked intervals
+    (interval_frames) against its true segments make the grounding metrics. Every query's
+    peak (the curve's maximum) is kept, present or absent, by fold (even and odd
+    sequences), for the "not found" threshold and its false alarms.
+    """
+
+    def __init__(self):
+        self.ranked, self.truths = [], []
+        self.peaks = {True: ([], []), False: ([], [])}  # present? -> (fold 0, fold 1)
+
+    def add(self, scores, labels, fold: int):
+        true = metrics.multilabel_runs(labels)
+        peaks = scores.max(0)  # [C]
+        for c in range(scores.shape[1]):
+            segs = [(a, b) for k, a, b in true if k == c]
+            self.peaks[bool(segs)][fold].append(float(peaks[c]))
+            if segs:
+                self.ranked.append([(a, b) for a, b, _ in interval_frames(scores[:, c])])
+                self.truths.append(segs)
+
+    def grounding(self, ks=GROUNDING_KS, ious=GROUNDING_IOUS) -> dict:
+        return metrics.grounding_scores(self.ranked, self.truths, ks, ious)
+
+    def absent(self) -> list[float]:
+        return self.peaks[False][0] + self.peaks[False][1]
+
+    def not_found(self, rate: float) -> dict:
+        """The threshold over all absent queries, and its recall and false-alarm rate
+        measured out of sample: each fold's queries against the other fold's threshold
+        (in sample, said by cross_validated=False, when a fold has no absent query)."""
+        absent, present = self.absent(), self.peaks[True][0] + self.peaks[True][1]
+        if not absent:
+            return {"threshold": None, "cross_validated": False}
+        out = {"threshold": metrics.threshold_at_false_alarm(absent, rate)}
+        if all(self.peaks[False]):
+            hits = {True: 0, False: 0}
+            for fold in (0, 1):
+                cut = metrics.threshold_at_false_alarm(self.peaks[False][1 - fold], rate)
+                for present_side in (True, False):
+                    hits[present_side] += sum(p >= cut for p in self.peaks[present_side][fold])
+            out.update(
+                recall=hits[True] / len(present) if present else float("nan"),
+                false_alarm=hits[False] / len(absent),
+                num_present=len(present),
+                num_absent=len(absent),
+                cross_validated=True,
+            )
+        else:
+            out.update(metrics.detection_rates(present, absent, out["threshold"]))
+            out["cross_validated"] = False
+        return out
+
+
 def evaluate_sequences(
     sequences,
     embed_motion,
@@ -281,51 +377,74 @@ def evaluate_sequences(
     smooth_s: float = SMOOTH_S,
     seed: int = 0,
     overlaps=OVERLAPS,
+    query_vectors: dict | None = None,
+    false_alarm: float = FALSE_ALARM,
 ):
     """The timeline metrics over whole labelled sequences, model beside random.
 
     Args:
       sequences: data.babel_sequences.Sequence list, each with labels [T, C].
       embed_motion: (motion [N, W, J, F], mask [N, W]) -> [N, E] embeddings.
-      class_vectors: [C, E] class text vectors in the joint space.
+      class_vectors: [C, E] class text vectors in the joint space (the per-frame classes).
       window: frames per window; fps: frames per second.
       stride_s, smooth_s: window stride and smoothing, in seconds.
       seed: seeds the random baseline's window scores (uniform, one row per window,
         drawn in sequence order).
       overlaps: IoU thresholds of the segmental F1.
+      query_vectors: kind -> [C, E] the class texts asked as text-to-interval queries
+        (e.g. "centroid" and "name"); None: class_vectors, as kind "class".
+      false_alarm: the rate of absent-class queries the "not found" threshold lets through.
 
     Returns:
       (results, example): results holds frame_acc, frame_mAP, f1@<o> per overlap,
       num_sequences, num_frames (labelled frames scored), num_windows, stride_s,
-      smooth_s and `random` with the same metrics; example is the sequence with the
-      most true segments (first of ties) as {"sequence", "scores"} for a picture.
+      smooth_s and `random` with the same metrics; `grounding` (per query kind and for
+      random: R@n@m and mIoU over the (sequence, class) queries whose class the sequence
+      holds, metrics.grounding_scores) and `not_found` (the threshold on a query's peak
+      that `false_alarm` of the absent-class queries reach, over the kinds pooled and per
+      kind, with each kind's recall and false-alarm rate out of sample: _Queries). example
+      is the sequence with the most true segments (first of ties) as {"sequence",
+      "scores"} for a picture.
     """
     from wat_jax.data import babel_sequences
 
     if not sequences:
         raise fail("timeline", "no labelled val sequence to evaluate")
+    if query_vectors is None:
+        query_vectors = {"class": class_vectors}
+    if "random" in query_vectors:
+        raise ValueError("'random' names the baseline; give the query kinds other names")
     stride, smooth_n = frames_of(stride_s, fps), smooth_frames_of(smooth_s, fps)
     rng = np.random.default_rng([seed, 18])
     model, rand = _Tally(overlaps), _Tally(overlaps)
+    queries = {kind: _Queries() for kind in [*query_vectors, "random"]}
     example, example_segments = None, -1
-    num_windows = 0
+    num_windows, num_done = 0, 0
     t0 = time.time()
     group: list = []
 
     def flush():
-        nonlocal example, example_segments
+        nonlocal example, example_segments, num_done
         batches = [babel_sequences.window_batch(s.rot6d, s.trans, st, window) for s, st in group]
         motion, mask = zip(*batches)
         emb = embed_motion(np.concatenate(motion), np.concatenate(mask))
         cos = metrics.cosine(emb, class_vectors)
+        kind_cos = {kind: metrics.cosine(emb, v) for kind, v in query_vectors.items()}
         offset = 0
         for seq, starts in group:
-            win = cos[offset : offset + len(starts)]
+            rows = slice(offset, offset + len(starts))
             offset += len(starts)
-            scores = sequence_scores(win, starts, window, seq.num_frames, smooth_n)
+            fold = num_done % 2  # even and odd sequences calibrate each other's threshold
+            num_done += 1
+
+            args = (starts, window, seq.num_frames, smooth_n)
+            scores = sequence_scores(cos[rows], *args)
             model.add(scores, seq.labels)
-            noise = rng.random(win.shape)
-            rand.add(sequence_scores(noise, starts, window, seq.num_frames, smooth_n), seq.labels)
+            noise = sequence_scores(rng.random(cos[rows].shape), *args)
+            rand.add(noise, seq.labels)
+            queries["random"].add(noise, seq.labels, fold)
+            for kind, c in kind_cos.items():
+                queries[kind].add(sequence_scores(c[rows], *args), seq.labels, fold)
             n_true = len(metrics.multilabel_runs(seq.labels))
             if n_true > example_segments:
                 example, example_segments = {"sequence": seq, "scores": scores}, n_true
@@ -342,6 +461,8 @@ def evaluate_sequences(
             pending = 0
     if group:
         flush()
+    kinds = list(query_vectors)
+    pooled = [p for kind in kinds for p in queries[kind].absent()]
     results = dict(
         model.result(),
         num_sequences=len(sequences),
@@ -350,6 +471,13 @@ def evaluate_sequences(
         stride_s=float(stride_s),
         smooth_s=float(smooth_s),
         random=rand.result(),
+        grounding={kind: q.grounding() for kind, q in queries.items()},
+        not_found=dict(
+            false_alarm_target=float(false_alarm),
+            # one threshold for any text (the CLI's free-text queries): the kinds pooled
+            threshold=metrics.threshold_at_false_alarm(pooled, false_alarm) if pooled else None,
+            **{kind: q.not_found(false_alarm) for kind, q in queries.items()},
+        ),
     )
     logging.info(
         "timeline: %d sequences, %d windows in %.1f s",
@@ -360,9 +488,12 @@ def evaluate_sequences(
     return results, example
 
 
-def eval_block(config, workdir: str, towers, class_vectors) -> tuple[dict, dict]:
+def eval_block(
+    config, workdir: str, towers, class_vectors, query_vectors: dict | None = None
+) -> tuple[dict, dict]:
     """The eval JSON's `timeline` block for a BABEL run (see evaluate_sequences), the
-    windows embedded by `towers` (towers.Towers).
+    windows embedded by `towers` (towers.Towers); query_vectors: the class texts asked as
+    text-to-interval queries, by kind (e.g. {"centroid": [C, E], "name": [C, E]}).
 
     Reads at most eval.timeline_max_sequences val sequences (evenly spaced over the
     sorted sids; default MAX_SEQUENCES) from the run's raw data, strides
@@ -386,6 +517,7 @@ def eval_block(config, workdir: str, towers, class_vectors) -> tuple[dict, dict]
         float(ev.timeline_stride_s),
         float(ev.timeline_smooth_s),
         int(config.seed),
+        query_vectors=query_vectors,
     )
     results["seconds"] = round(time.time() - t0, 2)
     logging.info("timeline: read %d val sequences in %.1f s", len(sequences), read_s)

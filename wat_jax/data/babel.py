@@ -901,6 +901,8 @@ def report_table(report: dict) -> str:
     rows.append(row("  kept", lambda p: p["segments"]["kept"]))
     rows.append(row("windows kept", lambda p: p["windows"]["kept"]))
     rows.append(row("  dropped: no label", lambda p: p["windows"]["dropped_no_label"]))
+    if "zero_shot" in report:  # training leaves these out; val scores them as unseen
+        rows.append(row("  with a held-out class", lambda p: p["windows"].get("with_held_out", 0)))
     rows.append(("windows per class", [None] * len(parts)))
     for k in parts[0]["windows"]["per_class"]:
         rows.append(row(f"  {k}", lambda p, k=k: p["windows"]["per_class"].get(k, 0)))
@@ -918,10 +920,27 @@ def report_table(report: dict) -> str:
         f"BABEL build report (null_frame_labels={o['null_frame_labels']}, "
         f"extra_annotators={o['extra_annotators']}); details in data/report.json"
     )
+    if "zero_shot" in report:
+        z = report["zero_shot"]
+        title += (
+            f"\nzero-shot: {', '.join(z['classes'])} held out; training leaves out the "
+            f"{z['train_windows_removed']} train windows that carry one and keeps "
+            f"{z['train_windows_left']}"
+        )
     return prepared.format_table(title, splits, rows)
 
 
-def prepare(data_cfg, workdir: str, seed: int) -> dict:
+def held_out_columns(data_cfg, held_out) -> np.ndarray:
+    """Boolean [C] over data.classes' columns: the zero-shot classes `held_out` (names);
+    an InputError names any that is not one of the classes."""
+    classes = columns(data_cfg.classes)
+    unknown = [n for n in held_out if n not in classes]
+    if unknown:
+        raise fail("config.eval.zero_shot_classes", f"unknown classes {unknown}")
+    return np.isin(np.asarray(classes), list(held_out))
+
+
+def prepare(data_cfg, workdir: str, seed: int, held_out=()) -> dict:
     """Writes workdir/data/{train,val} and report.json from AMASS + BABEL (or synthetic files).
 
     Every split is built in a staging folder that replaces workdir/data only when all
@@ -937,8 +956,13 @@ def prepare(data_cfg, workdir: str, seed: int) -> dict:
       split the files read, sequences read/used/skipped by reason, annotations used and
       left out, segments read/kept/dropped by reason, act_cat values outside the classes,
       windows kept, dropped for want of a label, and per class; and the babel_sids
-      read more than once, by reason (`duplicates`, see check_duplicates).
+      read more than once, by reason (`duplicates`, see check_duplicates). With
+      `held_out` (zero-shot class names, config.eval.zero_shot_classes) each split counts
+      its windows that carry one of them (`windows.with_held_out`), and `zero_shot` says
+      how many training windows training leaves out for them (the windows stay on disk:
+      training drops them, tasks/babel60.py) and how many it keeps.
     """
+    held = held_out_columns(data_cfg, held_out)
     null_mode, extra_mode = _options(data_cfg)
     _duplicates_mode(data_cfg)
     amass.check_feature_config(data_cfg)
@@ -1002,6 +1026,9 @@ def prepare(data_cfg, workdir: str, seed: int) -> dict:
                 workdir=workdir,
                 records=records.pop(split),
             )
+            if held.any():
+                carry = (np.asarray(data.labels)[:, held] > data_cfg.threshold).any(1)
+                report["splits"][split]["windows"]["with_held_out"] = int(carry.sum())
             stage.write_split(split, data)
             del data  # the memory map of the scratch file, now copied into the split
             os.unlink(os.path.join(stage.root, f".{split}-motion.raw"))
@@ -1014,6 +1041,13 @@ def prepare(data_cfg, workdir: str, seed: int) -> dict:
                 s["sequences"]["read"],
                 s["seconds"],
             )
+        if held.any():
+            train = report["splits"]["train"]["windows"]
+            report["zero_shot"] = {
+                "classes": [c for c, h in zip(columns(data_cfg.classes), held) if h],
+                "train_windows_removed": train["with_held_out"],
+                "train_windows_left": train["kept"] - train["with_held_out"],
+            }
         stage.write_report(report)
         stage.commit()
     return report

@@ -11,7 +11,7 @@ wat_jax/tasks/); it asks the run's Task (tasks.get_task(config.task)):
               asks for), motion_file() (a raw file as windows, for wat_jax.load)
   evaluation  eval_inputs() reads, evaluate.py embeds, score() is pure,
               evaluate.py writes eval/step_<N>.json and draws what picture_texts(),
-              picture_columns(), timeline_texts() and charts() say
+              picture_columns(), timeline_texts(), timeline_queries() and charts() say
   facts       has_text_encoder (False: text vectors are generated), has_timeline
 """
 
@@ -173,6 +173,11 @@ class Task:
     def timeline_texts(self, config) -> str | None:
         """The EvalInputs.texts entry whose rows the timeline ranks (with has_timeline)."""
         return None
+
+    def timeline_queries(self, config) -> tuple[str, ...]:
+        """The EvalInputs.texts entries the timeline asks as text-to-interval queries, one
+        per class (its grounding and "not found" metrics); (): the timeline_texts one."""
+        return ()
 
     def picture_columns(self, class_names: list[str]) -> list[int]:
         """The label columns whose classes colour the embedding picture."""

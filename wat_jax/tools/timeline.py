@@ -2,9 +2,13 @@
 
     python -m wat_jax.timeline --workdir=RUN --motion=FILE.npz [--query="a person jumps"]
         [--stride_s=0.5] [--smooth_s=0.5] [--top_k=3] [--out=DIR] [--step=N]
+        [--not_found=auto|off|COSINE]
     python -m wat_jax.timeline --workdir=RUN --motion=val:3     # the run's 4th val sequence
 
-(`python -m wat_jax.tools.timeline` is the same command; the contract names the
+A query is answered "not found" (no interval) when no interval's peak reaches the
+threshold the run's evaluation calibrated on val (--not_found=auto, the default: the
+eval JSON of the same checkpoint; without one every interval is shown and the summary
+says why). (`python -m wat_jax.tools.timeline` is the same command; the contract names the
 first.) What the numbers mean, and the functions that compute them, are
 wat_jax/timeline.py. The run is read through `wat_jax.load` (config.json and a
 checkpoint suffice; the class texts come from the checkpoint's metadata), and
@@ -14,6 +18,7 @@ a compact timeline.json (per-frame rows sampled past --max_frames), a summary of
 longest segments and a binned picture (see wat_jax/timeline.py).
 """
 
+import json
 import os
 
 import numpy as np
@@ -88,6 +93,36 @@ def check_options(query, stride_s, smooth_s, k, window_s=None) -> None:
         raise fail("--query", "empty query; give a sentence such as 'a person jumps'")
 
 
+def calibrated_threshold(workdir: str, step: int) -> tuple[float | None, str]:
+    """The run's "not found" threshold for checkpoint `step`, calibrated by evaluation
+    (eval/step_<step>.json, timeline.not_found.threshold: wat_jax/timeline.py), and where
+    it came from; (None, why not) when that evaluation has none."""
+    path = os.path.join(workdir, "eval", f"step_{step}.json")
+    if not os.path.isfile(path):
+        return None, f"no {path}; evaluate step {step} (--mode=eval) to calibrate one"
+    try:
+        with open(path) as f:
+            value = json.load(f)["timeline"]["not_found"]["threshold"]
+    except (OSError, ValueError, KeyError, TypeError):
+        value = None
+    if value is None:
+        return None, f"{path} has no timeline.not_found.threshold; evaluate step {step} again"
+    return float(value), path
+
+
+def not_found_option(option: str) -> float | str | None:
+    """--not_found: "auto" (the run's calibrated threshold), "off" (None) or a cosine."""
+    if option in ("auto", "off"):
+        return None if option == "off" else option
+    try:
+        value = float(option)
+    except ValueError:
+        raise fail("--not_found", f"auto, off or a cosine score, got {option!r}") from None
+    if not np.isfinite(value):
+        raise fail("--not_found", f"must be a finite cosine score, got {option!r}")
+    return value
+
+
 def run_timeline(
     run,
     seq,
@@ -97,12 +132,17 @@ def run_timeline(
     k: int = tl.TOP_K,
     relative: float = tl.QUERY_RELATIVE,
     max_frames: int = tl.MAX_JSON_FRAMES,
+    found_at: float | None = None,
+    found_source: str = "",
 ) -> dict:
     """The timeline of one sequence: per-frame top-k, segments, ground truth, a query.
 
     The per-frame arrays (frames.*, ground_truth.labels, query.curve) hold every
     `frames.every`-th frame, so at most `max_frames` rows (0: every frame); segments and
-    intervals are computed at full resolution.
+    intervals are computed at full resolution. `found_at`: the "not found" threshold
+    (cosine): the query keeps only intervals whose peak reaches it, so a query nothing
+    in the sequence matches is answered with none (`query.found` false); None keeps every
+    interval. `found_source` says where the threshold came from (or why there is none).
 
     Returns:
       The timeline.json object; "_scores" and "_curve" hold the arrays for the picture.
@@ -167,11 +207,18 @@ def run_timeline(
     if query is not None:
         qvec = run.embed_text([query])  # [1, E]
         curve = tl.sequence_scores(emb @ qvec.T, starts, window, seq.num_frames, smooth_n)[:, 0]
+        intervals = tl.query_intervals(curve, fps, relative, found_at=found_at)
+        peak = int(np.argmax(curve))
         out["query"] = dict(
             text=query,
             relative_threshold=relative,
+            not_found_threshold=found_at,
+            not_found_source=found_source or None,
+            found=bool(intervals),
+            peak_s=round(peak / fps, 4),
+            peak_score=float(curve[peak]),
             curve=np.round(curve[rows], 5).tolist(),
-            intervals=tl.query_intervals(curve, fps, relative),
+            intervals=intervals,
         )
         out["_curve"] = curve
     return out
@@ -250,6 +297,16 @@ def format_summary(answer: dict, paths, max_segments: int = tl.MAX_SUMMARY_SEGME
     if answer["query"]:
         q = answer["query"]
         lines.append(f"query {q['text']!r}:")
+        cut = q.get("not_found_threshold")
+        if not q["intervals"]:
+            lines.append(
+                f"  not found: its best score, {q['peak_score']:.4f} at {q['peak_s']:.2f} s, is "
+                f"below the not-found threshold {cut:.4f} ({q['not_found_source']})"
+            )
+        elif cut is None and q.get("not_found_source"):
+            lines.append(
+                f"  (every interval shown: no not-found threshold, {q['not_found_source']})"
+            )
         for i in q["intervals"][:10]:
             lines.append(
                 f"{i['rank']:>4}  {i['start_s']:7.2f} - {i['end_s']:7.2f} s  peak "
@@ -272,6 +329,7 @@ def main(argv):
     if not FLAGS.motion:
         raise fail("--motion", "required: an AMASS .npz, or val:K for a val sequence")
     check_options(FLAGS.query, FLAGS.stride_s, FLAGS.smooth_s, FLAGS.top_k)
+    found = not_found_option(FLAGS.not_found)
     if FLAGS.max_frames < 0:
         raise fail("--max_frames", f"must be 0 (every frame) or more, got {FLAGS.max_frames}")
     if not _split_index(FLAGS.motion) and not os.path.isfile(FLAGS.motion):
@@ -284,6 +342,11 @@ def main(argv):
     seq = read_motion(_babel_config(workdir), workdir, FLAGS.motion)
     with errors.keeping("nothing was written"):  # said by a Ctrl-C
         run = _open_run(workdir, step)
+        found_at, found_source = found, "--not_found"
+        if found == "auto":
+            found_at, found_source = calibrated_threshold(workdir, run.step)
+        elif found is None:
+            found_source = "--not_found=off"
         answer = run_timeline(
             run,
             seq,
@@ -293,6 +356,8 @@ def main(argv):
             FLAGS.top_k,
             FLAGS.relative,
             FLAGS.max_frames,
+            found_at,
+            found_source,
         )
     title = f"{os.path.basename(seq.feat_p)} (step {run.step})"
     paths = write_outputs(answer, out_dir, title)
@@ -313,6 +378,13 @@ def define_flags() -> None:
     flags.DEFINE_float("smooth_s", tl.SMOOTH_S, "Moving-average length of the per-frame scores.")
     flags.DEFINE_integer("top_k", tl.TOP_K, "Classes per frame in timeline.json.")
     flags.DEFINE_float("relative", tl.QUERY_RELATIVE, "Query threshold within the curve's range.")
+    flags.DEFINE_string(
+        "not_found",
+        "auto",
+        "A query's intervals must peak at this cosine or the answer is 'not found': auto "
+        "(the threshold the run's evaluation calibrated on val, eval/step_N.json), off, or "
+        "a number.",
+    )
     flags.DEFINE_string("out", "", "Output folder (default WORKDIR/timeline/<motion name>).")
     flags.DEFINE_integer("step", -1, "Checkpoint step; -1: latest.")
     flags.DEFINE_integer(
