@@ -4,6 +4,10 @@ Every file the project writes into a workdir goes through here: the bytes land
 in a temporary file in the same directory and are renamed over the target, so
 an interrupted run leaves either the old file or the new one.
 
+A file gets the mode `open()` would give a new file (0o666 less the user's umask), not
+mkstemp's 0o600, so a run's files on a shared cluster folder are as readable as the
+user's other files (and a run written before this fix mends as its files are rewritten).
+
 A disk that is full, over quota or read-only is one `errors.DiskError` line naming
 the file and what is kept (the old file, or that none was written); callers add
 what else they keep with `errors.keeping`. `check_writable` asks the question before
@@ -25,8 +29,30 @@ def _kept(path: str, existed: bool) -> str:
     return f"the old {name} is unchanged" if existed else f"no {name} was written"
 
 
+def umask() -> int:
+    """The process's umask, read without changing it where Linux says it (os.umask can
+    only be read by setting it, which for a moment would apply to other threads' files)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
+def new_file_mode() -> int:
+    """What open() gives a new file: 0o666 less the umask."""
+    return 0o666 & ~umask()
+
+
 def atomic_write(path: str, write_fn, mode: str = "wb") -> None:
     """Calls write_fn(file) on a temporary file, then renames it over `path`.
+
+    The file gets `new_file_mode()`, not the temporary file's 0o600.
 
     Raises:
       errors.DiskError: the disk is full, over quota or read-only; `path` is as it was
@@ -38,6 +64,7 @@ def atomic_write(path: str, write_fn, mode: str = "wb") -> None:
     try:
         os.makedirs(directory, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+        os.fchmod(fd, new_file_mode())
         with os.fdopen(fd, mode) as f:
             write_fn(f)
             f.flush()
