@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from tests import cli
-from wat_jax.tools import report
+from wat_jax.reporting import report
 
 
 class Page(html.parser.HTMLParser):

@@ -1,6 +1,6 @@
-"""A run's report: one self-contained HTML page to open in a browser or send along.
-
-    python -m wat_jax.tools.report --workdir=W [--out=W/report.html] [--examples=4] [--step=N]
+"""A run's report: one self-contained HTML page to open in a browser or send along,
+written by its command line (tools/report.py: --workdir=W [--out=W/report.html]
+[--examples=4] [--step=N]) and by the eval stage (main.py).
 
 W/report.html holds, with every picture inlined as a data: URI (no other file, no
 network): the config and its history, the data build report, the training curves of
@@ -28,7 +28,7 @@ import tempfile
 
 import numpy as np
 
-from wat_jax.errors import InputError, exits_on_input_error, fail
+from wat_jax.errors import InputError, fail
 
 REPORT_FILE = "report.html"
 MAX_DESCRIBED_KEYS = 24  # keys (classes or attribute sets) shown with their texts
@@ -695,49 +695,3 @@ def write_report(
             raise fail(out, f"cannot write it ({e.strerror}); give --out=a writable file") from None
         raise
     return out
-
-
-@exits_on_input_error
-def main(argv):
-    from absl import flags
-
-    FLAGS = flags.FLAGS
-    if len(argv) > 1:
-        raise fail("wat_jax.tools.report", f"unexpected arguments {argv[1:]}")
-    if not FLAGS.workdir:
-        raise fail("--workdir", "required: the run's workdir")
-    if FLAGS.examples < 0:
-        raise fail("--examples", f"must be 0 or more, got {FLAGS.examples}")
-    from wat_jax.reporting.run_log import quiet_library_logs
-
-    quiet_library_logs()
-    path = write_report(
-        FLAGS.workdir,
-        FLAGS.out or None,
-        FLAGS.step if FLAGS.step >= 0 else None,
-        FLAGS.examples,
-    )
-    print(f"wrote {path} ({os.path.getsize(path) / 1e6:.1f} MB)")
-
-
-def define_flags() -> None:
-    from absl import flags
-
-    flags.DEFINE_string("workdir", "", "The run's workdir (config.json, metrics, eval/).")
-    flags.DEFINE_string("out", "", "The page to write; default WORKDIR/report.html.")
-    flags.DEFINE_integer("step", -1, "The evaluated step to show; -1: the latest.")
-    flags.DEFINE_integer(
-        "examples", 4, "Val windows animated with the model's answer (0: none, no model load)."
-    )
-
-
-def run() -> None:
-    """The command line (also the `wat-jax-report` console script)."""
-    from absl import app
-
-    define_flags()
-    app.run(main)
-
-
-if __name__ == "__main__":
-    run()

@@ -61,7 +61,8 @@ class SearchApp:
     """
 
     def __init__(self, workdir: str, split: str = "val", step: int | None = None):
-        from wat_jax.tools import report, search
+        from wat_jax.reporting import report
+        from wat_jax.tools import search
 
         workdir = os.path.abspath(workdir)
         if not os.path.isdir(workdir):
@@ -143,8 +144,7 @@ class SearchApp:
 
     def skeleton(self, row) -> dict:
         """Window `row` as 2-D points per real frame (at most SKELETON_FRAMES), for a canvas."""
-        from wat_jax.reporting import pictures
-        from wat_jax.tools import report
+        from wat_jax.reporting import pictures, report
 
         row = self._row(row)
         if row not in self._skeletons:
