@@ -222,3 +222,70 @@ def test_classify_refuses_top_k_below_one(babel_run):
         ):
             run.classify(motion, top_k=bad)
     assert [len(t) for t in run.classify(motion, top_k=100)] == [len(run.classes)] * 2
+
+
+def _read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def _top1(run, split) -> float:
+    """The eval stage's top-1 through run.classify: a window is right when its first
+    class is in its label set."""
+    top = run.classify(np.asarray(split.motion), np.asarray(split.mask), top_k=1)
+    labels = np.asarray(split.labels) > run.config.data.threshold
+    return float(np.mean([labels[i, run.classes.index(t[0][0])] for i, t in enumerate(top)]))
+
+
+def test_a_saved_folder_loads_back_with_evals_top1(babel_run, tmp_path):
+    """run.save(DIR) writes config.json, model.safetensors and a README.md model card, and
+    wat_jax.load(DIR) scores as the checkpoint did (issue 26, item 6)."""
+    yaml = pytest.importorskip("yaml")
+    from wat_jax import model_card
+
+    run = wat_jax.load(str(babel_run))
+    folder = run.save(str(tmp_path / "saved"))
+    assert sorted(os.listdir(folder)) == ["README.md", "config.json", "model.safetensors"]
+    again = wat_jax.load(folder)
+    assert (again.step, again.classes, again.phrases) == (run.step, run.classes, run.phrases)
+    val = prepared.read_split(str(babel_run), "val")
+    evaluated = _read_json(babel_run / "eval" / f"step_{run.step}.json")
+    assert _top1(again, val) == pytest.approx(evaluated["top1"], abs=1e-9)
+    motion, mask = np.asarray(val.motion[:16]), np.asarray(val.mask[:16])
+    np.testing.assert_array_equal(again.class_scores(motion, mask), run.class_scores(motion, mask))
+
+    with open(os.path.join(folder, "README.md")) as f:
+        text = f.read()
+    front = yaml.safe_load(model_card.front_matter(text))
+    assert front["task"] == "babel60" and front["library_name"] == "wat-jax"
+    assert front["data"]["synthetic"] is True and front["license"] == "apache-2.0"
+    assert front["describe"]["backend"] == "template"
+    assert front["text_encoder"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert front["parameters"]["motion_tower"] > 0 and front["step"] == run.step
+    assert front["eval"]["metrics"]["top1"] == pytest.approx(evaluated["top1"], abs=1e-4)
+    assert front["eval"]["random"]["top1"] == pytest.approx(evaluated["random"]["top1"], abs=1e-4)
+    assert "## Intended use and limits" in text and "synthetic data" in text
+
+    # Saved again from the folder (no eval/ beside it), the card keeps the headline.
+    resaved = again.save(str(tmp_path / "resaved"))
+    with open(os.path.join(resaved, "README.md")) as f:
+        assert yaml.safe_load(model_card.front_matter(f.read()))["eval"] == front["eval"]
+
+
+def test_saving_never_overwrites_a_workdir_and_a_folder_is_one_model(babel_run, tmp_path):
+    run = wat_jax.load(str(babel_run))
+    before = (babel_run / "config.json").read_bytes()
+    with pytest.raises(InputError, match="holds other files .*a run's workdir is never"):
+        run.save(str(babel_run))
+    assert (babel_run / "config.json").read_bytes() == before
+    folder = run.save(str(tmp_path / "saved"))
+    with pytest.raises(InputError, match=f"holds the model of step {run.step}, not 99"):
+        wat_jax.load(folder, step=99)
+    # Weights beside another model's config.json: one line naming the tensor.
+    config = _read_json(os.path.join(folder, "config.json"))
+    config["model"]["width"] *= 2
+    config["model"]["mlp_dim"] *= 2
+    with open(os.path.join(folder, "config.json"), "w") as f:
+        json.dump(config, f)
+    with pytest.raises(InputError, match=r"model.safetensors: tensor '.*' has shape"):
+        wat_jax.load(folder)

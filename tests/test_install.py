@@ -34,7 +34,6 @@ SOURCES = ("pyproject.toml", "README.md", "LICENSE", "wat_jax", "experiments")
 WITHOUT_ENTRY_FUNCTION = {
     "wat_jax.main",
     "wat_jax.tools.search",
-    "wat_jax.tools.export",
     "wat_jax.tools.visualize",
     "wat_jax.tools.benchmark",
     "wat_jax.tools.llm_bench",

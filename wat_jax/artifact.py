@@ -3,6 +3,8 @@
     import wat_jax
     run = wat_jax.load("runs/babel60")            # the newest checkpoint that restores
     run.classify(motion, mask)                     # per window: [(class, score), ...]
+    run.save("my_model")                           # config.json, model.safetensors, README.md
+    wat_jax.load("my_model")                       # the same model, the same scores
 
 Nothing here imports the training code, the prepared data or the text bank:
 each checkpoint's metadata carries the model's dimensions and the class texts'
@@ -16,6 +18,7 @@ import numbers
 import os
 import re
 
+import jax
 import numpy as np
 from absl import logging
 
@@ -200,7 +203,7 @@ class Run:
         self.classes: list[str] = list(texts.get("keys", []))
         self.phrases: list[str] = list(texts.get("phrases", []))
         self.prototype: str = texts.get("prototype", "")
-        self._prototype_vectors = np.asarray(texts.get("vectors", []), np.float32)
+        self.prototype_vectors = np.asarray(texts.get("vectors", []), np.float32)  # [C, D]
         self.towers = Towers(restored.model, restored.params, batch_size=batch_size)
         self._class_vectors = None
 
@@ -265,9 +268,9 @@ class Run:
     def class_vectors(self) -> np.ndarray:
         """[C, E] unit rows: the class (or attribute) texts classification ranks."""
         if self._class_vectors is None:
-            if not len(self._prototype_vectors):
+            if not len(self.prototype_vectors):
                 raise fail(self.directory, "checkpoint metadata has no class texts")
-            self._class_vectors = self.project_text(self._prototype_vectors)
+            self._class_vectors = self.project_text(self.prototype_vectors)
         return self._class_vectors
 
     def class_scores(self, motion, mask=None) -> np.ndarray:
@@ -286,9 +289,45 @@ class Run:
             [(self.classes[c], float(row[c])) for c in ids[:k]] for row, ids in zip(scores, order)
         ]
 
+    def save(self, directory: str) -> str:
+        """Writes this run as a folder anyone can pick up (wat_jax/model_folder.py):
+        config.json, model.safetensors and a README.md model card. `wat_jax.load(DIR)`
+        reads it back with the same scores. Returns `directory`."""
+        from wat_jax import model_card, model_folder
+
+        total = int(sum(np.size(x) for x in jax.tree.leaves(self.params)))
+        facts = model_card.facts(self, total, motion_tower_size(self.params))
+        meta = {
+            "format_version": model_folder.FORMAT_VERSION,
+            "task": self.meta.get("task", self.config.task),
+            "step": int(self.step),
+            "dims": self.dims.to_json(),
+            "texts": {"keys": self.classes, "phrases": self.phrases, "prototype": self.prototype},
+            "card": {k: facts[k] for k in ("prompts", "eval")},
+        }
+        model_folder.save(self, directory, model_card.card(facts), meta)
+        logging.info("saved step %d of %s to %s", self.step, self.directory, directory)
+        return directory
+
+
+def _restore_folder(config, directory: str) -> Restored:
+    """A saved folder (model_folder.py) -> Restored: the model its header's dimensions
+    describe, checked against its config.json as a checkpoint is."""
+    from wat_jax import model_folder
+
+    meta = model_folder.read_meta(directory)
+    dims = ModelDims.from_json(meta["dims"])
+    weights = os.path.join(directory, model_folder.WEIGHTS)
+    check_meta(config, meta, dims, weights, run_config.config_path(directory))
+    model = create_model(config, dims.text_dim, dims.num_classes)
+    params, vectors = model_folder.read_params(directory, abstract_params(model, dims))
+    meta["texts"]["vectors"] = vectors
+    return Restored(model, params, meta, int(meta["step"]), dims)
+
 
 def load(path: str, step: int | None = None) -> Run:
-    """Reads a trained run: a workdir, or one checkpoints/<step>/ folder beside a config.json.
+    """Reads a trained run: a workdir, one checkpoints/<step>/ folder beside a config.json,
+    or a folder `Run.save` wrote.
 
     Args:
       path: the folder.
@@ -299,6 +338,14 @@ def load(path: str, step: int | None = None) -> Run:
       A Run: embed_motion, embed_text, classes, classify (see the class).
     """
     step = _step(step)
+    from wat_jax import model_folder
+
+    if model_folder.is_folder(path):
+        config = run_config.load(path)
+        restored = _restore_folder(config, path)
+        if step is not None and step != restored.step:
+            raise fail(path, f"holds the model of step {restored.step}, not {step}")
+        return Run(config, restored, os.path.abspath(path), workdir=os.path.abspath(path))
     config_path, ckpt_root, folder_step = locate(path)
     if step is not None and folder_step is not None and step != folder_step:
         raise fail(path, f"is the checkpoint of step {folder_step}, not {step}")

@@ -1,11 +1,16 @@
-"""The motion tower as a portable artefact: jax.export (StableHLO) plus a numpy params file.
+"""A trained run as files to hand on: the motion tower as jax.export (StableHLO) plus a
+numpy params file, or the whole run as a Hugging Face-style folder.
 
     python -m wat_jax.tools.export --workdir=W [--step=N] [--output=W/export/motion_tower.bin]
+    python -m wat_jax.tools.export --workdir=W --format=folder [--output=W/export/model]
 
 (--workdir also takes W/checkpoints or W/checkpoints/N, as `wat_jax.load` does; an
 --output that cannot be written is refused before anything is restored.)
 
-writes two files:
+--format=folder writes what `run.save(DIR)` writes (wat_jax/model_folder.py):
+config.json, model.safetensors and a README.md model card; `wat_jax.load(DIR)` reads it.
+
+--format=stablehlo (the default) writes two files:
   motion_tower.bin         jax.export.Exported.serialize() of
                            f(params_leaves, motion [b, T, J, F], mask [b, T]) -> [b, E],
                            with a symbolic batch dimension `b`, lowered for CPU, CUDA and TPU.
@@ -211,6 +216,20 @@ def export_motion_tower(
     return output
 
 
+def save_folder(workdir: str, step: int | None = None, output: str | None = None) -> str:
+    """The run's checkpoint `step` (latest when None) saved as a folder (`run.save`).
+
+    Returns:
+      The folder written: `output`, or WORKDIR/export/model when None.
+    """
+    from wat_jax import artifact, model_folder
+
+    output = output or os.path.join(workdir, "export", "model")
+    model_folder.check_destination(output)  # before the checkpoint is read
+    run = artifact.load(workdir, step)
+    return run.save(output)
+
+
 @exits_on_input_error
 def main(argv):
     from absl import flags
@@ -220,6 +239,14 @@ def main(argv):
     FLAGS = flags.FLAGS
     cli.begin(argv, "wat_jax.tools.export")
     workdir, step, config = cli.read_run(FLAGS.workdir, FLAGS.step if FLAGS.step >= 0 else None)
+    if FLAGS.format == "folder":
+        with errors.keeping("the run is unchanged"):
+            folder = save_folder(workdir, step, FLAGS.output or None)
+        from wat_jax import model_folder
+
+        sizes = sum(os.path.getsize(os.path.join(folder, n)) for n in model_folder.FILES)
+        print(f"{folder}: {', '.join(model_folder.FILES)} ({sizes / 1e6:.1f} MB)")
+        return
     with errors.keeping("the run is unchanged"):  # said by a Ctrl-C or a full disk
         path = export_motion_tower(config, workdir, step, FLAGS.output or None)
     with open(os.path.splitext(path)[0] + ".json") as f:
@@ -230,13 +257,36 @@ def main(argv):
     )
 
 
-if __name__ == "__main__":
-    from absl import app, flags
+def define_flags() -> None:
+    from absl import flags
 
     flags.DEFINE_string(
         "workdir", None, "Run directory with checkpoints and config.json, or its checkpoints[/N]."
     )
     flags.DEFINE_integer("step", -1, "Checkpoint step; -1: latest.")
-    flags.DEFINE_string("output", "", "Output .bin; default WORKDIR/export/motion_tower.bin.")
+    flags.DEFINE_enum(
+        "format",
+        "stablehlo",
+        ["stablehlo", "folder"],
+        "stablehlo: the motion tower for jax.export; folder: config.json, model.safetensors "
+        "and a README.md model card, which wat_jax.load reads.",
+    )
+    flags.DEFINE_string(
+        "output",
+        "",
+        "Output .bin (stablehlo; default WORKDIR/export/motion_tower.bin) or folder "
+        "(folder; default WORKDIR/export/model).",
+    )
     flags.mark_flag_as_required("workdir")
+
+
+def run() -> None:
+    """The command line (also the `wat-jax-export` console script)."""
+    from absl import app
+
+    define_flags()
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()
