@@ -18,12 +18,13 @@ from wat_jax.errors import InputError, fail
 
 
 def begin(argv, program: str) -> None:
-    """A tool's first lines: no stray positional arguments, library logs quietened."""
-    from wat_jax.reporting.run_log import quiet_library_logs
+    """A tool's first lines: no stray positional arguments, the console's log lines plain
+    (run_log.console_logs)."""
+    from wat_jax.reporting.run_log import console_logs
 
     if len(argv) > 1:
         raise fail(program, f"unexpected arguments {argv[1:]}")
-    quiet_library_logs()
+    console_logs()
 
 
 def read_run(path: str, step: int | None = None):

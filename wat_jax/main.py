@@ -103,9 +103,9 @@ def _run_stages(config, workdir: str, task, stages, on_train=None) -> None:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from wat_jax.reporting.run_log import quiet_library_logs
+    from wat_jax.reporting.run_log import console_logs
 
-    quiet_library_logs()
+    console_logs()
     run(FLAGS.config, FLAGS.workdir, FLAGS.mode, FLAGS.break_lock)
 
 

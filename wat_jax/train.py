@@ -1,6 +1,7 @@
 """The data-parallel step and the training loop with auto-resume (the state: state.py)."""
 
 import signal
+import time
 
 import jax
 import jax.numpy as jnp
@@ -281,6 +282,9 @@ def _train(config, workdir: str, task, evaluator=None, on_start=None) -> TrainSt
     max_skips = config.optim.max_consecutive_skips
     eval_every = int(config.eval.every_steps)
     position = int(state.position)  # host copy; the step advances the device copy alike
+    if start < config.total_steps:
+        logging.info("train: initial compilation, this may take a few minutes")
+    began = time.perf_counter()
     try:
         for step in range(start + 1, config.total_steps + 1):
             batch = parallel.shard_batch(batcher.batch(position), mesh, config.batch_size)
@@ -301,6 +305,13 @@ def _train(config, workdir: str, task, evaluator=None, on_start=None) -> TrainSt
                         f"loss or gradient (limit config.optim.max_consecutive_skips="
                         f"{max_skips}); lower optim.lr or check the data"
                     )
+            if step == start + 1:  # the one host sync outside log steps: says compile time
+                jax.block_until_ready(metrics)
+                logging.info(
+                    "train: first step took %.1f s (compilation included)",
+                    time.perf_counter() - began,
+                )
+                progress.restart(step)  # later rates and ETAs leave compilation out
             if ckpt.should_save(step, config.total_steps) or stop:
                 ckpt.save(step, state, dict(meta, position=position, step=step))
             if stop:

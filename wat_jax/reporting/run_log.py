@@ -1,7 +1,8 @@
-"""Run logging: metrics.jsonl and TensorBoard scalars (process 0 only), and the
-progress line with rate and ETA."""
+"""Run logging: metrics.jsonl and TensorBoard scalars (process 0 only), the progress
+line with rate and ETA, and how the command lines' log lines look on the console."""
 
 import json
+import logging as std_logging
 import os
 import time
 
@@ -116,6 +117,12 @@ class Progress:
         if self.count != self._last_count:
             self.update(self.count, force=True)
 
+    def restart(self, count: int) -> None:
+        """Measures the next rate from `count`, now, without a line: training calls it
+        after the first step, so compilation stays out of the rate and ETA."""
+        self.count = self._last_count = count
+        self._last_time = time.perf_counter()
+
 
 class _QuietLibraries:
     """Drops orbax's INFO lines (several per save) and its notes on read-only restores."""
@@ -130,3 +137,32 @@ class _QuietLibraries:
 
 def quiet_library_logs() -> None:
     logging.get_absl_handler().addFilter(_QuietLibraries())
+
+
+# `WAT_JAX_LOG_PREFIX=absl` keeps absl's prefixes (as does an explicit --showprefixforinfo).
+PREFIX_ENV = "WAT_JAX_LOG_PREFIX"
+
+
+class ConsoleFormatter(std_logging.Formatter):
+    """`I 20:11:50 message`: absl's level letter and the time, without its date,
+    microseconds, thread id and source line (the tests and scripts that read a log
+    by its level letter still can)."""
+
+    def format(self, record) -> str:
+        when = time.strftime("%H:%M:%S", time.localtime(record.created))
+        return f"{record.levelname[:1]} {when} {super().format(record)}"
+
+
+def console_logs() -> None:
+    """A command line's log as a person reads it: orbax's chatter dropped, and each line
+    `I 20:11:50 message` unless absl's prefixes are asked for (WAT_JAX_LOG_PREFIX=absl,
+    or --showprefixforinfo / --noshowprefixforinfo given, which absl's formatter reads)."""
+    from absl import flags
+
+    quiet_library_logs()
+    asked = os.environ.get(PREFIX_ENV, "").lower() in ("absl", "1", "true", "yes")
+    names = flags.FLAGS  # FlagValues has no .get(); `in` asks whether absl defined it
+    flag = names["showprefixforinfo"] if "showprefixforinfo" in names else None
+    if asked or (flag is not None and flag.present):
+        return
+    logging.get_absl_handler().setFormatter(ConsoleFormatter())

@@ -359,10 +359,10 @@ def make_server(app: "SearchApp | None", host: str = "127.0.0.1", port: int = 0)
 def main(argv):
     from absl import flags
 
-    from wat_jax.reporting.run_log import quiet_library_logs
+    from wat_jax.reporting.run_log import console_logs
 
     FLAGS = flags.FLAGS
-    quiet_library_logs()
+    console_logs()
     if len(argv) > 1:
         raise fail("wat_jax.tools.app", f"unexpected arguments {argv[1:]}")
     if not FLAGS.workdir:

@@ -62,6 +62,9 @@ def check_output(path: str) -> None:
 @exits_on_input_error
 def main(argv) -> None:
     del argv
+    from wat_jax.reporting.run_log import console_logs
+
+    console_logs()
     FLAGS = flags.FLAGS
     sentences = read_sentences(FLAGS.input)
     check_output(FLAGS.output)

@@ -21,9 +21,9 @@ def main(argv):
         raise fail("--workdir", "required: the run's workdir")
     if FLAGS.examples < 0:
         raise fail("--examples", f"must be 0 or more, got {FLAGS.examples}")
-    from wat_jax.reporting.run_log import quiet_library_logs
+    from wat_jax.reporting.run_log import console_logs
 
-    quiet_library_logs()
+    console_logs()
     path = write_report(
         FLAGS.workdir,
         FLAGS.out or None,
