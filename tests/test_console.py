@@ -1,6 +1,6 @@
 """What a person sees on the console (issue 26): log lines without absl's thread and
-source prefixes unless asked, and training's compile note and first step's time. Read
-from the session's smoke run's own output."""
+source prefixes unless asked, training's compile note and first step's time, and the
+report written at the end of eval. Read from the session's smoke run's own output."""
 
 import logging
 import os
@@ -21,7 +21,7 @@ def test_console_lines_are_level_time_message():
     assert re.fullmatch(r"W \d\d:\d\d:\d\d saved 3", line), line
 
 
-def test_a_smoke_run_logs_plainly_and_says_compilation(babel_smoke):
+def test_a_smoke_run_logs_plainly_says_compilation_and_writes_the_report(babel_smoke):
     lines = babel_smoke.proc.stderr.splitlines()
     assert not [ln for ln in lines if ABSL_PREFIX.match(ln)], lines[:5]
     logged = [ln for ln in lines if re.match(r"^[IWE] \d\d:\d\d:\d\d ", ln)]
@@ -30,6 +30,8 @@ def test_a_smoke_run_logs_plainly_and_says_compilation(babel_smoke):
     note = text.index("train: initial compilation, this may take a few minutes")
     first = re.search(r"train: first step took \d+\.\d s \(compilation included\)", text)
     assert first and first.start() > note
+    report = os.path.join(babel_smoke.workdir, "report.html")
+    assert f"report: wrote {report}" in text and os.path.getsize(report) > 10_000
 
 
 _PROGRAM = (

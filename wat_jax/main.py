@@ -6,6 +6,9 @@ a key is an error, not a silently ignored flag. The checks, the header and the
 one-line flag errors are wat_jax/cli.py's, which the tools share.
 """
 
+import os
+import re
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -91,12 +94,29 @@ def _run_stages(config, workdir: str, task, stages, on_train=None) -> None:
             result_path = evaluate.evaluate(config, workdir, task)
             if jax.process_index() == 0:
                 print(evaluate.summary_table(result_path))
+                _write_report(workdir, result_path)
         elif stage == "prepare":
             # prepare stages every split and swaps data/ in whole (prepared.Staging).
             with errors.keeping("the old data/ is unchanged"):
                 task.prepare(config, workdir)
         else:
             getattr(task, stage)(config, workdir)
+
+
+def _write_report(workdir: str, result_path: str) -> None:
+    """W/report.html of the evaluation just written. Its example windows (a model load
+    and a GIF each) are left to the report's command line (tools/report.py): the page shows
+    the example GIF evaluation drew. The eval JSON stands if the page cannot be written."""
+    from wat_jax.errors import InputError
+    from wat_jax.reporting import report
+
+    step = int(re.fullmatch(r"step_(\d+)\.json", os.path.basename(result_path)).group(1))
+    try:
+        path = report.write_report(workdir, step=step, examples=0)
+    except (InputError, OSError) as e:
+        logging.warning("report: not written (%s); the eval JSON is complete", e)
+        return
+    logging.info("report: wrote %s (open it in a browser)", path)
 
 
 @exits_on_input_error
