@@ -32,8 +32,6 @@ SOURCES = ("pyproject.toml", "README.md", "LICENSE", "wat_jax", "experiments")
 # flags, then app.run(main)), as tools/timeline.py and tools/embed_text.py have, and then
 # a [project.scripts] line; this list then shrinks (test_every_command_line_...).
 WITHOUT_ENTRY_FUNCTION = {
-    "wat_jax.main",
-    "wat_jax.tools.search",
     "wat_jax.tools.visualize",
     "wat_jax.tools.benchmark",
     "wat_jax.tools.llm_bench",

@@ -129,5 +129,15 @@ def main(argv):
     run(FLAGS.config, FLAGS.workdir, FLAGS.mode, FLAGS.break_lock)
 
 
-if __name__ == "__main__":
+def command_line() -> None:
+    """`python -m wat_jax.main`, and the `wat-jax` console script."""
+    from wat_jax import heap
+
+    # `python -m` did this in wat_jax/__init__.py; a console script's argv[0] is its own
+    # path, so it happens here, still before numpy or jax start threads.
+    heap.keep_freed_memory()
     app.run(main, flags_parser=cli.parse_flags)
+
+
+if __name__ == "__main__":
+    command_line()

@@ -230,8 +230,8 @@ def main(argv):
     print(json.dumps(answer, indent=1) if FLAGS.json else format_table(answer))
 
 
-if __name__ == "__main__":
-    from absl import app, flags
+def define_flags() -> None:
+    from absl import flags
 
     flags.DEFINE_string(
         "workdir", None, "Run directory (config.json, checkpoints, data), or its checkpoints[/N]."
@@ -245,4 +245,15 @@ if __name__ == "__main__":
     flags.DEFINE_bool("json", False, "Print machine-readable JSON.")
     flags.DEFINE_bool("rebuild", False, "Rebuild the index even when it is up to date.")
     flags.mark_flag_as_required("workdir")
+
+
+def run() -> None:
+    """The command line (also the `wat-jax-search` console script)."""
+    from absl import app
+
+    define_flags()
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()
