@@ -74,6 +74,15 @@ def skeleton_frames(motion: np.ndarray, rot6d: str = "rows"):
     return motion[..., :2], np.ones((frames, joints), bool), (), ["centre"] * joints, "points"
 
 
+def title_lines(title: str, size: int) -> list[str]:
+    """The title's lines wrapped to a `size`-pixel-wide picture (7-point text: ~5.6 px a
+    character), so that long sources and label lists are never cut at the edges."""
+    import textwrap
+
+    width = max(20, int(size / 5.6))
+    return [part for line in title.split("\n") for part in (textwrap.wrap(line, width) or [""])]
+
+
 def skeleton_gif(
     motion: np.ndarray,
     mask: np.ndarray | None,
@@ -117,8 +126,10 @@ def skeleton_gif(
     plt = _pyplot()
     from matplotlib.collections import LineCollection
 
+    heading = title_lines(title, size)
+    top = max(0.5, 1 - (len(heading) * 11 + 6) / size)  # 7-point lines, ~11 px each
     fig = plt.figure(figsize=(size / 100, size / 100), dpi=100)
-    ax = fig.add_axes((0.05, 0.05, 0.9, 0.85))
+    ax = fig.add_axes((0.05, 0.04, 0.9, top - 0.05))
     shown = points[visible] if visible.any() else np.zeros((1, 2))
     lo, hi = shown.min(0), shown.max(0)
     centre, half = (lo + hi) / 2, max(float((hi - lo).max()) / 2, 1e-3) * 1.1
@@ -128,7 +139,7 @@ def skeleton_gif(
     ax.set_xticks([])
     ax.set_yticks([])
     ax.axhline(lo[1], color="0.8", lw=1)  # the lowest point reached: a ground line
-    fig.suptitle(title, fontsize=7)
+    fig.text(0.5, 1 - 3 / size, "\n".join(heading), fontsize=7, ha="center", va="top")
     bone_colours = [SIDE_COLOURS[sides[j]] for _, j in bones]
     lines = ax.add_collection(LineCollection([], linewidths=2.5))
     dots = ax.scatter([], [], s=12, zorder=3)
@@ -202,8 +213,9 @@ def eval_pictures(
 
     class_names = list(windows.classes)
     ids, names, columns = _groups(config, windows.labels, class_names, columns)
-    proto_groups = proto_names = None
+    proto_groups = proto_names = answer = None
     if prototypes is not None and len(prototypes) == len(class_names):
+        answer = model_answer(motion_emb[0], prototypes, class_names)
         lookup = {c: g for g, c in enumerate(columns)}
         proto_groups = np.array([lookup.get(c, -1) for c in range(len(class_names))])
         shown = proto_groups >= 0
@@ -228,20 +240,45 @@ def eval_pictures(
             os.path.join(out_dir, f"example_step_{step}.gif"),
             float(config.data.threshold),
             rot6d=config.data.rot6d,
+            answer=answer,
         )
     )
     return paths
 
 
+def model_answer(
+    motion_emb: np.ndarray, prototypes: np.ndarray, class_names: list[str], top_k: int = 3
+) -> list[tuple[str, float]]:
+    """One window's top_k (class, cosine) against the class prototypes, best first: what
+    classification answers for it (ties: the lower column first, as Run.classify)."""
+    from wat_jax import metrics
+
+    scores = metrics.cosine(np.asarray(motion_emb)[None], np.asarray(prototypes))[0]  # [C]
+    order = np.argsort(-scores, kind="stable")[:top_k]
+    return [(class_names[c], float(scores[c])) for c in order]
+
+
 def window_gif(
-    gallery, index: int, path: str, threshold: float = 0.5, fps: float = 15.0, rot6d: str = "rows"
+    gallery,
+    index: int,
+    path: str,
+    threshold: float = 0.5,
+    fps: float = 15.0,
+    rot6d: str = "rows",
+    answer: list[tuple[str, float]] | None = None,
 ) -> str:
-    """Animates window `index` of a prepared split, titled with its source and labels."""
+    """Animates window `index` of a prepared split, titled with its source and true labels
+    and, given the model's `answer` (model_answer), the model's top classes beside them:
+    a tick when the first is one of the true labels."""
     if not 0 <= index < len(gallery):
         raise fail("--index", f"must be in 0..{len(gallery) - 1}, got {index}")
     row = gallery.index[index]
     names = [c for c, v in zip(gallery.classes, np.asarray(gallery.labels[index])) if v > threshold]
-    title = f"{row.get('source')} @ {row.get('start_s', 0):.1f}s: {', '.join(names[:4]) or '-'}"
+    shown = ", ".join(names[:8]) + (f" +{len(names) - 8} more" if len(names) > 8 else "")
+    title = f"{row.get('source')} @ {row.get('start_s', 0):.1f}s\ntrue: {shown or '-'}"
+    if answer:
+        mark = "\u2713" if answer[0][0] in names else "\u2717"
+        title += "\nmodel: " + ", ".join(f"{c} {s:.2f}" for c, s in answer) + f" {mark}"
     motion = np.asarray(gallery.motion[index])
     if "origin" in row:  # DenseGait's reference transform: back to pixels, then y up
         motion = (motion + np.asarray(row["origin"], motion.dtype)) * np.array([1, -1, 1])

@@ -23,25 +23,59 @@ def _save(fig, path: str) -> str:
     return path
 
 
-def confusion_png(matrix: np.ndarray, names: list[str], path: str, title: str) -> str:
-    """Row-normalised confusion matrix (rows: ground truth, columns: top-1)."""
+# What a cell of metrics.confusion_matrix counts, said under the picture: with windows of
+# several labels its diagonal is stricter than the per-class top-1 (a window labelled
+# stand and walk whose top-1 is walk is right for both classes there, off-diagonal here).
+CONFUSION_NOTE = (
+    "Row: the windows whose labels include that class (a window with several labels is in "
+    "each of their rows). Cell: the share of them whose top-1 is the column's class, so the "
+    "diagonal is the windows whose top-1 is exactly that class. Per-class top-1 counts a "
+    "window right when its top-1 is any of its labels, so a class that shares windows with "
+    "another (stand within walk) reads lower on this diagonal than in per-class top-1."
+)
+
+
+def confusion_png(
+    matrix: np.ndarray, names: list[str], path: str, title: str, note: str = CONFUSION_NOTE
+) -> str:
+    """Row-normalised confusion matrix (rows: ground truth, columns: top-1), with `note`
+    (what the cells count) under it; each diagonal cell is written as a number."""
+    import textwrap
+
     plt = _pyplot()
     rows = matrix.sum(1, keepdims=True)
     norm = np.divide(matrix, rows, out=np.zeros_like(matrix, float), where=rows > 0)
     size = max(4.0, 0.28 * len(names) + 2)
     fig, ax = plt.subplots(figsize=(size, size))
     im = ax.imshow(norm, cmap="viridis", vmin=0, vmax=1)
+    if len(names) <= 30:  # the diagonal's values: the number a reader compares
+        for i in range(len(names)):
+            if rows[i, 0] > 0:
+                colour = "black" if norm[i, i] > 0.6 else "white"
+                ax.text(i, i, f"{norm[i, i]:.2f}", ha="center", va="center", fontsize=5,
+                        color=colour)  # fmt: skip
     ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
     ax.set_yticks(range(len(names)), names, fontsize=7)
     ax.set_xlabel("predicted (top-1)")
-    ax.set_ylabel("ground truth")
+    ax.set_ylabel("ground truth (every label of a window)")
     ax.set_title(title)
     fig.colorbar(im, ax=ax, fraction=0.046)
+    if note:
+        width = max(60, int(size * 13))  # characters a line, about the figure's width
+        fig.text(0.02, -0.01, textwrap.fill(note, width), fontsize=7, va="top", wrap=False)
     return _save(fig, path)
 
 
-def bars_png(values: dict, path: str, title: str, xlabel: str, baseline: dict | None = None) -> str:
-    """Horizontal bars, one per name, optionally beside a baseline (e.g. random)."""
+def bars_png(
+    values: dict,
+    path: str,
+    title: str,
+    xlabel: str,
+    baseline: dict | None = None,
+    note: str = "",
+) -> str:
+    """Horizontal bars, one per name, optionally beside a baseline (e.g. random), and a
+    `note` under them (what a bar counts)."""
     plt = _pyplot()
     names = [k for k, v in values.items() if np.isfinite(v)]
     y = np.arange(len(names))
@@ -61,6 +95,10 @@ def bars_png(values: dict, path: str, title: str, xlabel: str, baseline: dict | 
     ax.set_xlim(0, 1)
     ax.set_xlabel(xlabel)
     ax.set_title(title)
+    if note:
+        import textwrap
+
+        fig.text(0.02, -0.01, textwrap.fill(note, 95), fontsize=7, va="top")
     return _save(fig, path)
 
 
@@ -125,7 +163,7 @@ def embedding_png(
         motion_emb, groups = motion_emb[keep], groups[keep]
     xy = pca_2d(motion_emb)
     colours = _palette(max(len(group_names), 1))
-    fig, ax = plt.subplots(figsize=(7, 6))
+    fig, ax = plt.subplots(figsize=(8, 7))
     ungrouped = groups < 0
     if ungrouped.any():
         ax.scatter(*xy[ungrouped].T, s=8, c="0.75", label="none", alpha=0.6)
@@ -154,14 +192,51 @@ def embedding_png(
             label="text prototypes",
         )
         if prototype_names is not None and len(prototype_names) <= 60:
-            for (x, y), name in zip(pxy, prototype_names):
-                ax.annotate(name, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+            _ring_labels(ax, pxy, prototype_names, face, xy)
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")
     ax.set_title(title)
     if len(group_names) <= 20 or prototypes is not None:
-        ax.legend(fontsize=6, loc="best", markerscale=0.8)
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), markerscale=0.8)
     return _save(fig, path)
+
+
+def ring_positions(points: np.ndarray, radius: float, centre: np.ndarray) -> np.ndarray:
+    """[K, 2] label positions on a circle of `radius` around `centre`, evenly spaced and in
+    the angular order of `points`, turned so that each label sits near its point's angle."""
+    count = len(points)
+    angles = np.arctan2(*(points - centre)[:, ::-1].T)  # [K], each point's direction
+    order = np.argsort(angles, kind="stable")
+    slots = 2 * np.pi * np.arange(count) / count
+    # The turn of the evenly spaced slots that moves the labels least (circular mean).
+    offset = np.angle(np.exp(1j * (angles[order] - slots)).mean())
+    placed = np.empty(count)
+    placed[order] = offset + slots
+    return centre + radius * np.stack([np.cos(placed), np.sin(placed)], 1)
+
+
+def _ring_labels(ax, pxy: np.ndarray, names: list[str], colours, cloud: np.ndarray) -> None:
+    """Prototype names around the plot, each joined to its star by a thin line.
+
+    The text prototypes sit close together (the modality gap puts every text near the
+    middle of the motion cloud), so names written beside the stars pile up unreadably;
+    evenly spaced on a circle just outside the windows, in the stars' angular order, none
+    overlaps, and each line shows which star it names.
+    """
+    centre = pxy.mean(0)
+    everything = np.concatenate([cloud, pxy])
+    radius = 1.08 * float(np.linalg.norm(everything - centre, axis=1).max() or 1.0)
+    spots = ring_positions(pxy, radius, centre)
+    for (x, y), (tx, ty), name, colour in zip(pxy, spots, names, colours):
+        ax.plot([x, tx], [y, ty], color=colour, lw=0.6, alpha=0.7, zorder=2)
+        ax.text(
+            tx, ty, name, fontsize=7, ha="left" if tx >= centre[0] else "right", va="center",
+            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": colour, "alpha": 0.9},
+            zorder=4,
+        )  # fmt: skip
+    reach = radius * 1.3  # room for the names outside the ring
+    ax.set_xlim(centre[0] - reach, centre[0] + reach)
+    ax.set_ylim(centre[1] - radius * 1.08, centre[1] + radius * 1.08)
 
 
 def eval_dir(workdir: str) -> str:
