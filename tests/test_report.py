@@ -177,3 +177,26 @@ def test_pick_examples_shows_different_labels_first():
     assert report.pick_examples(labels, 3, 0.5) == [0, 3, 4]
     assert report.pick_examples(labels, 5, 0.5) == [0, 1, 3, 4, 5]
     assert report.pick_examples(labels[:2], 4, 0.5) == [0, 1]
+
+
+def test_every_kind_of_class_text_is_beside_its_random():
+    """A random block beside several kinds (the timeline's grounding: centroid, name,
+    random) fills the random column of each kind; before, only the kinds' own (absent)
+    entries were looked up and the column stayed empty."""
+    block = {
+        "f1@0.5": 0.9,
+        "grounding": {
+            "centroid": {"R@1@0.5": 0.7, "mIoU": 0.5},
+            "name": {"R@1@0.5": 0.6, "mIoU": 0.4},
+            "random": {"R@1@0.5": 0.1, "mIoU": 0.05},
+        },
+        "random": {"f1@0.5": 0.2},
+    }
+    rows, _ = report.metric_rows(block, block["random"])
+    assert rows == [
+        ["f1@0.5", 0.9, 0.2],
+        ["grounding centroid R@1@0.5", 0.7, 0.1],
+        ["grounding centroid mIoU", 0.5, 0.05],
+        ["grounding name R@1@0.5", 0.6, 0.1],
+        ["grounding name mIoU", 0.4, 0.05],
+    ]

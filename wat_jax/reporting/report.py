@@ -335,7 +335,9 @@ def curves_section(workdir: str) -> str:
 
 def metric_rows(results: dict, random: dict | None = None, prefix: str = ""):
     """(metric rows [name, model, random], breakdowns {name: (values, random values)}) of
-    an eval JSON block; a nested block's `random` is its own or the parent's entry."""
+    an eval JSON block; a nested block's `random` is its own, the parent's entry for it,
+    or else the parent's random itself: one random block beside several kinds of text
+    (timeline grounding: centroid, name, random; by_prototype: centroid, name)."""
     random = random or {}
     rows, breakdowns = [], {}
     for key, value in results.items():
@@ -351,7 +353,9 @@ def metric_rows(results: dict, random: dict | None = None, prefix: str = ""):
         elif isinstance(value, dict):
             inner_random = value.get("random")
             if not isinstance(inner_random, dict):
-                inner_random = random.get(key, {}) if isinstance(random, dict) else {}
+                inner_random = random.get(key) if isinstance(random, dict) else None
+            if not isinstance(inner_random, dict):
+                inner_random = random
             sub_rows, sub_breakdowns = metric_rows(value, inner_random, name + " ")
             rows += sub_rows
             breakdowns.update(sub_breakdowns)
@@ -381,8 +385,10 @@ def eval_section(workdir: str, step: int) -> str:
         elif _is_breakdown(key, value):
             breakdowns[key] = (value, random.get(key) or {})
         elif isinstance(value, dict):
+            # Its own random, the top level's entry for it, or (by_prototype: the same
+            # windows ranked by other class texts) the top level's random.
             inner = value.get("random")
-            inner = inner if isinstance(inner, dict) else random.get(key) or {}
+            inner = inner if isinstance(inner, dict) else random.get(key) or random
             blocks[key], more = metric_rows(value, inner)
             breakdowns.update({f"{key} {name}": v for name, v in more.items()})
     parts = [
