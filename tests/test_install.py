@@ -27,17 +27,10 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # What the installed package needs beside wat_jax/ (pyproject's readme and license-files).
 SOURCES = ("pyproject.toml", "README.md", "LICENSE", "wat_jax", "experiments")
-# Tools with a main() but no zero-argument function to point a console script at: their
-# flags are defined under `if __name__ == "__main__":`. Each needs a `run()` (define the
-# flags, then app.run(main)), as tools/timeline.py and tools/embed_text.py have, and then
-# a [project.scripts] line; this list then shrinks (test_every_command_line_...).
-WITHOUT_ENTRY_FUNCTION = {
-    "wat_jax.tools.visualize",
-    "wat_jax.tools.benchmark",
-    "wat_jax.tools.llm_bench",
-    "wat_jax.tools.scale",
-    "wat_jax.tools.text_bench",
-}
+# Tools with a main() but no zero-argument function to point a console script at (flags
+# defined under `if __name__ == "__main__":`). Each needs a `run()` (define the flags, then
+# app.run(main)) and a [project.scripts] line; today every tool has both.
+WITHOUT_ENTRY_FUNCTION: set[str] = set()
 # Commands of ours that README does not (yet) show, run from outside the checkout too.
 ALSO_RUN = ("wat_jax.tools.report", "wat_jax.tools.app")
 

@@ -612,8 +612,13 @@ def _define_flags():
     flags.DEFINE_integer("text_sentences", 256, "Sentences per timed text encoder run.")
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The command line (also the `wat-jax-benchmark` console script)."""
     from absl import app
 
     _define_flags()
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -135,5 +135,10 @@ def main(argv):
         )
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The command line (also the `wat-jax-llm-bench` console script)."""
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -413,5 +413,10 @@ def main(argv):
     print(table(records))
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The command line (also the `wat-jax-scale` console script)."""
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -186,7 +186,8 @@ def main(argv) -> None:
         print(json.dumps({"impl": "sentence-transformers", "skipped": result["torch_skipped"]}))
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The command line (also the `wat-jax-text-bench` console script)."""
     from absl import app, flags
 
     flags.DEFINE_string("encoder", "minilm", "`minilm`, a model folder, or hf:ORG/NAME.")
@@ -201,3 +202,7 @@ if __name__ == "__main__":
         "A site-packages with torch and sentence-transformers, appended to sys.path.",
     )
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -49,7 +49,8 @@ def main(argv):
     print(path)
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The command line (also the `wat-jax-visualize` console script)."""
     from absl import app, flags
 
     flags.DEFINE_string("workdir", "", "Run directory with prepared data (or the toy config).")
@@ -59,3 +60,7 @@ if __name__ == "__main__":
     flags.DEFINE_string("output", "window.gif", "The GIF to write.")
     flags.DEFINE_float("fps", 15.0, "Playback frames per second.")
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()
