@@ -211,7 +211,7 @@ def run_aggregate(paths: list[str], out: str = "", match: str = "") -> tuple[str
 
 
 @exits_on_input_error
-def cli_main(argv):
+def main(argv):
     from absl import flags
 
     FLAGS = flags.FLAGS
@@ -233,7 +233,7 @@ def run() -> None:
     from absl import app
 
     define_flags()
-    app.run(cli_main)
+    app.run(main)
 
 
 if __name__ == "__main__":

@@ -113,7 +113,7 @@ def run_protocol(config, class_set, protocols, seeds, root, overrides=(), dry_ru
 
 
 @exits_on_input_error
-def cli_main(argv):
+def main(argv):
     from absl import flags
 
     from wat_jax import cli
@@ -154,7 +154,7 @@ def run() -> None:
     from absl import app
 
     define_flags()
-    app.run(cli_main)
+    app.run(main)
 
 
 if __name__ == "__main__":
