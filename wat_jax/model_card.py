@@ -185,14 +185,18 @@ def card(f: dict) -> str:
     return "---\n" + _yaml(front) + "\n---\n\n" + _prose(f, what, terms, synthetic)
 
 
-def _eval_table(ev: dict | None) -> str:
-    if not ev or not ev.get("metrics"):
+def _eval_table(headline: dict | None) -> str:
+    if not headline or not headline.get("metrics"):
         return "No evaluation of this step was beside the run when it was saved.\n"
     rows = ["| metric | this model | random ranking |", "|---|---|---|"]
-    rows += [f"| {k} | {v:.3f} | {ev['random'][k]:.3f} |" for k, v in ev["metrics"].items()]
-    windows = f" on {ev['num_windows']:,} validation windows" if "num_windows" in ev else ""
+    rows += [
+        f"| {k} | {v:.3f} | {headline['random'][k]:.3f} |" for k, v in headline["metrics"].items()
+    ]
+    windows = (
+        f" on {headline['num_windows']:,} validation windows" if "num_windows" in headline else ""
+    )
     return (
-        f"Evaluation of step {ev['step']}{windows}, beside a random ranking of the same "
+        f"Evaluation of step {headline['step']}{windows}, beside a random ranking of the same "
         "windows scored by the same code:\n\n" + "\n".join(rows) + "\n"
     )
 
