@@ -157,7 +157,9 @@ def test_babel_timeline_with_the_query_intervals(served):
     assert status == 200, answer
     assert answer["sequence"] == source and answer["segments"]
     assert answer["ground_truth"]["segments"]
-    assert answer["query"]["text"] == QUERY and answer["query"]["intervals"]
+    assert answer["query"]["text"] == QUERY
+    # intervals, or "not found" below the run's calibrated threshold (the next test)
+    assert answer["query"]["intervals"] or answer["query"]["found"] is False
     assert len(answer["query"]["curve"]) == len(answer["frames"]["time_s"])
     status, answer = call(base, "/api/timeline", {"source": source, "query": None})
     assert status == 200 and answer["query"] is None
@@ -165,6 +167,24 @@ def test_babel_timeline_with_the_query_intervals(served):
     assert status == 400 and "is not one of this run's val sequences" in answer["error"]
     status, answer = call(base, "/api/timeline", {"source": source, "query": "q" * 5000})
     assert status == 400 and "too long" in answer["error"]
+
+
+def test_timeline_answers_not_found_as_the_timeline_cli_does(served):
+    """The page's timeline keeps only intervals that reach the not-found threshold the
+    run's evaluation calibrated (eval/step_<N>.json), as `python -m wat_jax.timeline` does."""
+    from wat_jax.tools import timeline as timeline_cli
+
+    app, base = served
+    threshold, where = timeline_cli.calibrated_threshold(app.workdir, app.run.step)
+    assert threshold is not None, where
+    for seq in app.sequences()[:3]:
+        status, answer = call(base, "/api/timeline", {"source": seq["source"], "query": QUERY})
+        assert status == 200, answer
+        query = answer["query"]
+        assert query["not_found_threshold"] == threshold
+        assert query["found"] == bool(query["intervals"])
+        assert query["found"] == (query["peak_score"] >= threshold)
+        assert all(i["score"] >= threshold for i in query["intervals"])
 
 
 def test_info_offers_example_queries_from_the_run(served):

@@ -213,7 +213,16 @@ class SearchApp:
             raise fail(source, f"not found under {amass_root} (the run's raw data)")
         with self._lock:
             seq = timeline_cli.read_motion(config, self.workdir, path)
-            answer = timeline_cli.run_timeline(self.run, seq, query, max_frames=TIMELINE_FRAMES)
+            # "not found" as the timeline CLI answers it: the threshold evaluation calibrated
+            found_at, found_source = timeline_cli.calibrated_threshold(self.workdir, self.run.step)
+            answer = timeline_cli.run_timeline(
+                self.run,
+                seq,
+                query,
+                max_frames=TIMELINE_FRAMES,
+                found_at=found_at,
+                found_source=found_source,
+            )
         return dict({k: v for k, v in answer.items() if not k.startswith("_")}, sequence=source)
 
 

@@ -280,7 +280,13 @@ function drawTimeline(answer) {
     swatch.style.background = colourOf(c);
     return el("span", {}, swatch, c);
   }));
-  $("intervals").replaceChildren(...(answer.query ? answer.query.intervals.slice(0, 10) : [])
+  const q = answer.query;
+  const notFound = q && q.found === false && q.not_found_threshold != null
+    ? [el("li", {class: "not-found"}, `not found: the best score, ${q.peak_score.toFixed(4)} ` +
+      `at ${q.peak_s.toFixed(2)} s, is below the run's not-found threshold ` +
+      `${q.not_found_threshold.toFixed(4)}`)]
+    : [];
+  $("intervals").replaceChildren(...notFound, ...(q ? q.intervals.slice(0, 10) : [])
     .map((i) => el("li", {}, `${i.start_s.toFixed(2)} - ${i.end_s.toFixed(2)} s, ` +
       `peak ${i.peak_s.toFixed(2)} s, score ${i.score.toFixed(4)}`)));
 }
