@@ -232,14 +232,9 @@ def test_cli_reads_the_run_from_a_checkpoint_folder(exported, tmp_path):
     assert json.load(open(tmp_path / "tower.json"))["step"] == 5
 
 
-def test_cli_folder_format_writes_what_load_reads(exported, tmp_path):
-    """--format=folder: config.json, model.safetensors and README.md, the same model as
-    the checkpoint (issue 26, item 6)."""
-    import wat_jax
-
-    workdir, config, _ = exported
-    out = tmp_path / "model"
-    proc = subprocess.run(
+def _export_folder(workdir, out) -> subprocess.CompletedProcess:
+    """`python -m wat_jax.tools.export --format=folder` of `workdir` into `out`."""
+    return subprocess.run(
         [sys.executable, "-m", "wat_jax.tools.export", f"--workdir={workdir}", "--format=folder"]
         + [f"--output={out}"],
         cwd=ROOT,
@@ -249,6 +244,16 @@ def test_cli_folder_format_writes_what_load_reads(exported, tmp_path):
         timeout=300,
         check=False,
     )
+
+
+def test_cli_folder_format_writes_what_load_reads(exported, tmp_path):
+    """--format=folder: config.json, model.safetensors and README.md, the same model as
+    the checkpoint (issue 26, item 6)."""
+    import wat_jax
+
+    workdir, config, _ = exported
+    out = tmp_path / "model"
+    proc = _export_folder(workdir, out)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.startswith(f"{out}: config.json, model.safetensors, README.md (")
     assert sorted(os.listdir(out)) == ["README.md", "config.json", "model.safetensors"]
@@ -260,16 +265,7 @@ def test_cli_folder_format_writes_what_load_reads(exported, tmp_path):
         saved.embed_motion(motion, mask), checkpoint.embed_motion(motion, mask)
     )
     # A folder that is a run's workdir is refused before anything is read or written.
-    proc = subprocess.run(
-        [sys.executable, "-m", "wat_jax.tools.export", f"--workdir={workdir}", "--format=folder"]
-        + [f"--output={workdir}"],
-        cwd=ROOT,
-        env=dict(os.environ, JAX_PLATFORMS="cpu"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    proc = _export_folder(workdir, workdir)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith(
         f"error: {workdir}: holds other files"
     )
