@@ -472,6 +472,10 @@ def test_every_cli_main_has_the_one_handler():
         "wat_jax.tools.timeline",
         "wat_jax.tools.visualize",
         "wat_jax.tools.embed_text",
+        "wat_jax.tools.report",
+        "wat_jax.tools.app",
+        "wat_jax.tools.aggregate",
+        "wat_jax.tools.protocol",
     ):
         assert importlib.import_module(name).main.__code__ is wrapper, name
 

@@ -522,9 +522,3 @@ def eval_block(
     results["seconds"] = round(time.time() - t0, 2)
     logging.info("timeline: read %d val sequences in %.1f s", len(sequences), read_s)
     return results, example
-
-
-if __name__ == "__main__":  # `python -m wat_jax.timeline`: the contract's name for the CLI
-    from wat_jax.tools import timeline as timeline_cli
-
-    timeline_cli.run()
