@@ -81,3 +81,22 @@ def test_example_gif_shows_the_models_answer_beside_the_truth(tmp_path, monkeypa
     wrapped = pictures.title_lines(titles[0], 320)
     assert len(wrapped) > len(lines) and max(map(len, wrapped)) <= 320 / 5.6
     assert "".join(wrapped).replace(" ", "") == titles[0].replace("\n", "").replace(" ", "")
+
+
+def test_babel_per_class_bars_say_what_a_bar_counts(babel_smoke, tmp_path):
+    """The BABEL run's per-class bars carry the note on multi-label windows (the confusion
+    matrix's diagonal and these bars count such windows differently): the run's picture is
+    taller than the same bars drawn without it."""
+    import glob
+    import json
+    import os
+
+    from wat_jax.tasks import babel60
+
+    (path,) = glob.glob(os.path.join(babel_smoke.workdir, "eval", "per_class_step_*.png"))
+    step = path.rsplit("_", 1)[1].split(".")[0]
+    with open(os.path.join(babel_smoke.workdir, "eval", f"step_{step}.json")) as f:
+        values = json.load(f)["per_class_top1"]
+    bare = plots.bars_png(values, str(tmp_path / "bare.png"), "t", "top-1")
+    assert Image.open(path).height > Image.open(bare).height + 20
+    assert "any of its labels" in babel60.PER_CLASS_NOTE

@@ -152,7 +152,7 @@ def draw(config, workdir: str, task, step: int, inputs, motion_emb, text_emb, re
         if isinstance(chart, Confusion):
             plots.confusion_png(chart.matrix, chart.classes, png, chart.title)
         else:
-            plots.bars_png(chart.values, png, chart.title, chart.label, baseline=chart.baseline)
+            plots.bars_png(chart.values, png, chart.title, chart.label, chart.baseline, chart.note)
 
 
 def timeline_picture(example: dict, classes: list[str], config, workdir: str, step: int) -> str:

@@ -23,6 +23,15 @@ from wat_jax.tasks import common
 from wat_jax.tasks.base import Bars, Confusion, EvalInputs, Task
 from wat_jax.text import bank as text_bank
 
+# Under the per-class bars: what a bar counts (multi-label windows), beside the confusion
+# matrix's note (reporting/plots.CONFUSION_NOTE), which counts them differently.
+PER_CLASS_NOTE = (
+    "Bar: the windows whose labels include that class; a window counts as right when its "
+    "top-1 is any of its labels, so a window of stand and walk answered walk counts for "
+    "stand too. The confusion matrix's diagonal counts only a top-1 of exactly that class "
+    "and so reads lower for classes that share windows."
+)
+
 
 def _classes(workdir) -> list[str]:
     return prepared.read_split(workdir, "train").classes
@@ -281,6 +290,7 @@ class Babel60Task(Task):
                 "per_class",
                 f"Per-class top-1, step {step}",
                 "top-1",
+                note=PER_CLASS_NOTE,
             ),
         ]
 

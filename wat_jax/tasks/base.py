@@ -59,6 +59,7 @@ class Bars:
     title: str
     label: str  # the value axis
     baseline: dict | None = None
+    note: str = ""  # printed under the bars: what a bar counts
 
 
 @dataclasses.dataclass(frozen=True)
