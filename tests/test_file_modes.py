@@ -41,15 +41,18 @@ def test_atomic_writes_take_the_umask_not_0600(umask, tmp_path):
 
 @pytest.mark.parametrize("run", ["babel_smoke", "densegait_smoke"])
 def test_no_file_of_a_smoke_run_is_private(run, request):
-    """Every file the session's smoke run (--mode=all: prepare, describe, embed, train
-    with orbax checkpoints, eval) wrote is readable by group and others as the umask it
-    ran under allows (the test process's, which the run inherited)."""
+    """Every file and folder the session's smoke run (--mode=all: prepare, describe,
+    embed, train with orbax checkpoints, eval) wrote is readable by group and others as
+    the umask it ran under allows (the test process's, which the run inherited)."""
     workdir = request.getfixturevalue(run).workdir
     readable = 0o044 & ~fileio.umask()  # the read bits a new file gets
     if not readable:
         pytest.skip(f"this session's umask {fileio.umask():03o} makes every new file private")
+    openable = 0o055 & ~fileio.umask()  # the read and search bits a new folder gets
     private = []
     for folder, _, names in os.walk(workdir):
+        if _mode(folder) & 0o055 != openable:  # a 0700 folder hides what it holds
+            private.append(f"{os.path.relpath(folder, workdir)}/ {_mode(folder):03o}")
         for name in names:
             path = os.path.join(folder, name)
             if _mode(path) & 0o044 != readable:

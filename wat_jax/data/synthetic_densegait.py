@@ -89,6 +89,7 @@ def write_synthetic(out_dir: str, cfg, seed: int) -> tuple[str, str]:
     # Tracklets land in a temporary folder renamed into place, and the CSV is written
     # last, so an interrupted run never leaves a CSV naming absent or partial files.
     tmp_dir = tempfile.mkdtemp(dir=out_dir, prefix=".tracklets-")
+    os.chmod(tmp_dir, 0o777 & ~fileio.umask())  # mkdtemp's 0700 would hide the tracklets
     rng = np.random.default_rng([seed, 61])
     table = io_text.StringIO()
     writer = csv.writer(table, lineterminator="\n")
