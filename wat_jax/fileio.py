@@ -84,6 +84,27 @@ def atomic_write(path: str, write_fn, mode: str = "wb") -> None:
         raise error from e
 
 
+def write_together(writes, removed_note: str) -> None:
+    """Runs each (path, write(path)) in order, each writing its file whole; when one fails
+    (a full disk, Ctrl-C) after an earlier one was replaced, removes every path, since
+    files of the set that no longer match each other would load wrong, and the one error
+    line carries `removed_note`."""
+    written = []
+
+    def removed() -> str:
+        if not written:
+            return ""
+        for path, _ in writes:
+            if os.path.exists(path):
+                os.unlink(path)
+        return removed_note
+
+    with errors.keeping(removed):
+        for path, write in writes:
+            write(path)
+            written.append(path)
+
+
 def write_text(path: str, text: str) -> None:
     atomic_write(path, lambda f: f.write(text), "w")
 

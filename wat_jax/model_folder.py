@@ -20,7 +20,7 @@ import os
 import jax
 import numpy as np
 
-from wat_jax import errors, fileio, run_config
+from wat_jax import fileio, run_config
 from wat_jax.errors import fail
 
 WEIGHTS = "model.safetensors"
@@ -85,23 +85,15 @@ def save(run, directory: str, card: str, meta: dict) -> str:
     tensors = {n: np.asarray(leaf, order="C") for n, leaf in zip(names, leaves)}
     tensors[VECTORS] = np.asarray(run.prototype_vectors, np.float32)
     blob = to_bytes(tensors, metadata={"format": "np", META_KEY: json.dumps(meta)})
-    paths = [os.path.join(directory, name) for name in FILES]
-    written = []
-
-    def removed() -> str:
-        if not written:
-            return ""
-        for path in paths:
-            if os.path.exists(path):
-                os.unlink(path)
-        return f"the folder's {', '.join(FILES)} were removed, as they would not match; save again"
-
-    with errors.keeping(removed):
-        fileio.atomic_write(paths[1], lambda f: f.write(blob))
-        written.append(paths[1])
-        fileio.write_json(paths[0], run_config.to_json(run.config))
-        written.append(paths[0])
-        fileio.write_text(paths[2], card)
+    config_path, weights_path, card_path = (os.path.join(directory, name) for name in FILES)
+    fileio.write_together(
+        [
+            (weights_path, lambda p: fileio.atomic_write(p, lambda f: f.write(blob))),
+            (config_path, lambda p: fileio.write_json(p, run_config.to_json(run.config))),
+            (card_path, lambda p: fileio.write_text(p, card)),
+        ],
+        f"the folder's {', '.join(FILES)} were removed, as they would not match; save again",
+    )
     return directory
 
 

@@ -98,30 +98,20 @@ def save(exported, leaves, names, path: str, meta: dict | None = None) -> str:
     replaced, all three are removed, since a .bin beside another export's params would
     load and compute garbage. The one line of the error says so.
     """
-    from wat_jax import errors, fileio
+    from wat_jax import fileio
 
     arrays = {f"leaf_{i:04d}": leaf for i, leaf in enumerate(leaves)}
     arrays["names"] = np.asarray(names)
     files = (params_path(path), path, os.path.splitext(path)[0] + ".json")
-    written = []
-
-    def removed() -> str:
-        if not written:
-            return ""
-        for name in files:
-            if os.path.exists(name):
-                os.unlink(name)
-        return (
-            f"the export's files ({', '.join(os.path.basename(f) for f in files)}) were removed, "
-            "as they would not match; export again"
-        )
-
-    with errors.keeping(removed):
-        fileio.atomic_write(files[0], lambda f: np.savez(f, **arrays))
-        written.append(files[0])
-        fileio.atomic_write(files[1], lambda f: f.write(exported.serialize()))
-        written.append(files[1])
-        _write_description(exported, leaves, path, files[2], meta)
+    fileio.write_together(
+        [
+            (files[0], lambda p: fileio.atomic_write(p, lambda f: np.savez(f, **arrays))),
+            (files[1], lambda p: fileio.atomic_write(p, lambda f: f.write(exported.serialize()))),
+            (files[2], lambda p: _write_description(exported, leaves, path, p, meta)),
+        ],
+        f"the export's files ({', '.join(os.path.basename(f) for f in files)}) were removed, "
+        "as they would not match; export again",
+    )
     return path
 
 
