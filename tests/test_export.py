@@ -11,6 +11,7 @@ import jax
 import numpy as np
 import pytest
 
+from tests import cli
 from wat_jax import checkpointing, evaluate, fileio, parallel, tasks, train
 from wat_jax.tools import export
 
@@ -213,37 +214,16 @@ def test_a_failed_export_leaves_no_mismatched_files(exported, tmp_path):
 def test_cli_reads_the_run_from_a_checkpoint_folder(exported, tmp_path):
     workdir, _, _ = exported
     out = tmp_path / "tower.bin"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "wat_jax.tools.export",
-            f"--workdir={os.path.join(workdir, 'checkpoints', '5')}",
-            f"--output={out}",
-        ],
-        cwd=ROOT,
-        env=dict(os.environ, JAX_PLATFORMS="cpu"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    checkpoint = os.path.join(workdir, "checkpoints", "5")
+    proc = cli.run(["wat_jax.tools.export", f"--workdir={checkpoint}", f"--output={out}"])
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.load(open(tmp_path / "tower.json"))["step"] == 5
 
 
 def _export_folder(workdir, out) -> subprocess.CompletedProcess:
     """`python -m wat_jax.tools.export --format=folder` of `workdir` into `out`."""
-    return subprocess.run(
-        [sys.executable, "-m", "wat_jax.tools.export", f"--workdir={workdir}", "--format=folder"]
-        + [f"--output={out}"],
-        cwd=ROOT,
-        env=dict(os.environ, JAX_PLATFORMS="cpu"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    args = [f"--workdir={workdir}", "--format=folder", f"--output={out}"]
+    return cli.run(["wat_jax.tools.export", *args])
 
 
 def test_cli_folder_format_writes_what_load_reads(exported, tmp_path):
