@@ -28,6 +28,7 @@ import tempfile
 
 import numpy as np
 
+from wat_jax import fileio
 from wat_jax.errors import InputError, fail
 
 REPORT_FILE = "report.html"
@@ -49,6 +50,17 @@ def read_json(path: str):
         raise fail(path, f"cannot read it ({e.strerror or e})") from None
     except ValueError as e:
         raise fail(path, f"not valid JSON ({e})") from None
+
+
+def config_tree(workdir: str) -> dict:
+    """The run's config.json as a plain dict, through run_config.read (its one parser),
+    with the values keys added since the run trained had then (e.g. data.rot6d)."""
+    from wat_jax import run_config
+
+    tree = run_config.read(workdir)
+    if tree is None:
+        raise fail(run_config.config_path(workdir), "no such file; give a run's workdir")
+    return run_config.with_legacy_defaults(tree)
 
 
 def read_jsonl(path: str) -> list[dict]:
@@ -187,7 +199,7 @@ def _is_breakdown(key: str, value) -> bool:
 
 def config_section(workdir: str) -> str:
     """The run's key settings, its full config.json and config_history.jsonl."""
-    tree = read_json(os.path.join(workdir, "config.json"))
+    tree = config_tree(workdir)
     keys = (
         "task",
         "seed",
@@ -514,7 +526,7 @@ def examples_section(workdir: str, count: int) -> str:
     import wat_jax
     from wat_jax.reporting import pictures
 
-    tree = read_json(os.path.join(workdir, "config.json"))
+    tree = config_tree(workdir)
     threshold = float(lookup(tree, "data.threshold", 0.5))
     try:
         split = read_split(workdir, "val")
@@ -636,7 +648,7 @@ def check_workdir(workdir: str) -> str:
 def build_html(workdir: str, step: int | None = None, examples: int = 4) -> str:
     """The report page of the run in `workdir` (the eval of `step`, latest when None)."""
     workdir = check_workdir(workdir)
-    tree = read_json(os.path.join(workdir, "config.json"))
+    tree = config_tree(workdir)
     steps = eval_steps(workdir)
     if step is not None and step not in steps:
         raise fail("--step", f"no eval/step_{step}.json in {workdir}; evaluated steps: {steps}")
@@ -679,24 +691,17 @@ def build_html(workdir: str, step: int | None = None, examples: int = 4) -> str:
 def write_report(
     workdir: str, out: str | None = None, step: int | None = None, examples: int = 4
 ) -> str:
-    """Writes the report (default W/report.html) whole or not at all; returns its path.
-
-    The file is written beside its destination under a temporary name and renamed, so
-    a reader never sees half a page; it gets the mode the user's umask gives new files.
-    """
+    """Writes the report (default W/report.html) whole or not at all (fileio's atomic
+    write: a reader never sees half a page; the mode the user's umask gives new files);
+    returns its path."""
     out = out or os.path.join(check_workdir(workdir), REPORT_FILE)
     folder = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(folder):  # said before the run is read
         raise fail(out, f"cannot write it: {folder} is not a folder")
     page = build_html(workdir, step, examples)
-    partial = os.path.join(folder, f".{os.path.basename(out)}.{os.getpid()}.partial")
     try:
-        with open(partial, "w", encoding="utf-8") as f:
-            f.write(page)
-        os.replace(partial, out)
+        fileio.write_text(out, page)
     except OSError as e:
-        if os.path.exists(partial):
-            os.unlink(partial)
         if e.errno in (errno.EACCES, errno.EPERM):
             raise fail(out, f"cannot write it ({e.strerror}); give --out=a writable file") from None
         raise

@@ -79,7 +79,7 @@ class SearchApp:
         self.run = wat_jax.load(workdir, step)
         search.check_text_encoder(self.run.config)
         self.split = report.read_split(workdir, split)
-        self.tree = report.read_json(os.path.join(workdir, "config.json"))
+        self.tree = report.config_tree(workdir)
         self.threshold = float(self.run.config.data.threshold)
         self._lock = threading.Lock()
         self._skeletons: dict[int, dict] = {}
