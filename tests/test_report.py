@@ -200,3 +200,15 @@ def test_every_kind_of_class_text_is_beside_its_random():
         ["grounding name R@1@0.5", 0.6, 0.1],
         ["grounding name mIoU", 0.4, 0.05],
     ]
+
+
+def test_config_of_an_older_run_reads_with_the_values_it_trained_with(tmp_path):
+    """A config.json written before data.rot6d existed trained with column-major 6-D
+    rotations; the report and the search page draw its skeletons with those."""
+    from experiments import babel60
+    from wat_jax import run_config
+
+    tree = run_config.to_json(babel60.get_config("demo"))
+    del tree["data"]["rot6d"]
+    (tmp_path / "config.json").write_text(json.dumps(tree))
+    assert report.lookup(report.config_tree(str(tmp_path)), "data.rot6d") == "columns"
